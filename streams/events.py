@@ -30,6 +30,9 @@ DEFAULT_QUALIFIED_CHANNELS = frozenset({"call", "meeting", "qbr", "onsite"})
 Channel = Literal["email", "call", "meeting", "qbr", "onsite", "other"]
 Stage = Literal["open", "qualified", "won", "lost", "self_closed"]
 NonEmpty = Annotated[str, Field(min_length=1, max_length=256)]
+# Identifiers: no control characters (the engine uses one as a separator) and no
+# surrounding blanks.
+Ident = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$")]
 Money = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
@@ -38,9 +41,9 @@ class _EventBase(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=True)
 
-    event_id: NonEmpty
+    event_id: Ident
     occurred_at: AwareDatetime
-    assignment_id: NonEmpty
+    assignment_id: Ident
 
     @field_validator("occurred_at")
     @classmethod
@@ -121,6 +124,10 @@ def describe_validation_error(exc: ValidationError) -> str:
                 clauses.append(f"type={_show(tag)}: must be one of assignment, touch, deal")
         elif kind == "timezone_aware":
             clauses.append(f"{field}={_show(err.get('input'))}: timestamp has no time zone")
+        elif kind == "string_pattern_mismatch":
+            clauses.append(
+                f"{field}={_show(err.get('input'))}: must not contain control characters"
+            )
         elif kind == "json_invalid":
             clauses.append(f"invalid JSON: {err.get('ctx', {}).get('error', err.get('msg'))}")
         else:

@@ -1,0 +1,592 @@
+"""The incremental gap engine: per-assignment state -> additive cell aggregates.
+
+Every event updates the state of one assignment (keyed by ``assignment_id``). An
+assignment contributes to exactly one *cell* - (quarter, region, vertical, product,
+AM, type) - through a small signature (its stage, touch counts, amounts...). On each
+event we take the signature before and after and move the difference into the cell,
+so the cells always hold sums over the current state of every assignment. That makes
+the result independent of event order and of duplicates (the state itself is
+order-free: touches are a set of event ids, attributes and stage come from the event
+with the greatest ``(occurred_at, event_id)``).
+
+Rolling cells up to quarter x region, or to a drill-down slice, happens at report
+time (:meth:`Engine.metrics`). ``docs/metrics.md`` defines every number; the pandas
+oracle in ``tests/oracle.py`` recomputes them from scratch.
+
+The same state machine runs in one process (``gapmon demo`` / ``replay``) and, split
+in two halves (signature changes -> cell deltas), behind Kafka.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from monitors.taxonomy import Taxonomy
+from pacing.calendar import FiscalCalendar
+from streams.events import DEFAULT_QUALIFIED_CHANNELS, Assignment, Deal, Touch
+
+DAY = 86_400.0
+QT_CAP = 8  # won/lost by qualified touches: counts for 0..8, 8 meaning "8 or more"
+DIMENSIONS = ("vertical", "product", "am", "type")
+_DIM_INDEX = {"vertical": 2, "product": 3, "am": 4, "type": 5}
+STAGES = ("none", "open", "qualified", "won", "lost", "self_closed")
+DEFAULT_STAGE_WEIGHTS = {"none": 0.1, "open": 0.25, "qualified": 0.5}
+
+# Flat counters of a cell, by index.
+(
+    ASSIGNED,
+    SLI,
+    ACTIONED,
+    TOUCHES,
+    QTOUCHES,
+    SCORED,
+    SCORE_C,
+    SCORE_TOUCHED_C,
+    EXPECTED_C,
+    WON_C,
+    WON_C2,
+    ST_NONE,
+    ST_OPEN,
+    ST_QUALIFIED,
+    ST_WON,
+    ST_LOST,
+    ST_SELF_CLOSED,
+    PIPE_NONE_C,
+    PIPE_OPEN_C,
+    PIPE_QUALIFIED_C,
+) = range(20)
+N_FLAT = 20
+_STAGE_INDEX = {
+    "none": ST_NONE,
+    "open": ST_OPEN,
+    "qualified": ST_QUALIFIED,
+    "won": ST_WON,
+    "lost": ST_LOST,
+    "self_closed": ST_SELF_CLOSED,
+}
+_PIPE_INDEX = {"none": PIPE_NONE_C, "open": PIPE_OPEN_C, "qualified": PIPE_QUALIFIED_C}
+_ENGAGED = frozenset({"qualified", "won", "lost"})
+
+# Keyed histograms of a cell, by index.
+(
+    H_DUE_ASSIGNED,
+    H_DUE_ACTIONED,
+    H_WON_QT,
+    H_LOST_QT,
+    H_WON_REASON,
+    H_LOST_REASON,
+    H_CLOSED_DAY,
+    H_ASSIGNED_DAY,
+) = range(8)
+N_HIST = 8
+
+
+def cents(value: float) -> int:
+    """Money and scores are summed as integer cents so that sums are exact."""
+    return round(value * 100)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """What the engine needs to know; all of it comes from config files."""
+
+    grace_days: float = 7.0
+    qualified_channels: frozenset[str] = DEFAULT_QUALIFIED_CHANNELS
+    stage_weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_STAGE_WEIGHTS))
+    taxonomy: Taxonomy = field(default_factory=lambda: Taxonomy({}))
+    fy_start_month: int = 1
+    max_parked: int = 1_000_000  # assignments with events but no assignment yet
+
+
+class Cell:
+    """Additive sums over the assignments of one (quarter, region, vertical, product, AM, type)."""
+
+    __slots__ = ("vals", "hist")
+
+    def __init__(self) -> None:
+        self.vals: list[int] = [0] * N_FLAT
+        self.hist: list[dict[Any, int]] = [{} for _ in range(N_HIST)]
+
+    def merge_into(self, vals: list[int], hist: list[dict[Any, int]]) -> None:
+        for i, v in enumerate(self.vals):
+            vals[i] += v
+        for h, src in zip(hist, self.hist, strict=True):
+            for k, v in src.items():
+                h[k] = h.get(k, 0) + v
+
+
+class AssignmentState:
+    """What we remember of one assignment: enough to recompute its signature."""
+
+    __slots__ = (
+        # latest assignment event, by (a_ts, a_eid); cell is None until one arrives
+        "a_ts",
+        "a_eid",
+        "cell",
+        "quarter",
+        "assign_day",
+        "due_day",
+        "score_c",
+        "expected_c",
+        # touches: the distinct event ids, kept compact (see _TouchIds), and counts
+        "touch_ids",
+        "n_touch",
+        "n_qualified",
+        # latest deal event, by (d_ts, d_eid)
+        "d_ts",
+        "d_eid",
+        "stage",
+        "amount_c",
+        "reason",
+        "close_day",
+    )
+
+    def __init__(self) -> None:
+        self.a_ts = -math.inf
+        self.a_eid = ""
+        self.cell: tuple[str, ...] | None = None
+        self.quarter: Any = None
+        self.assign_day = 0
+        self.due_day = 0
+        self.score_c: int | None = None
+        self.expected_c = 0
+        self.touch_ids: str | set[str] = _SEP
+        self.n_touch = 0
+        self.n_qualified = 0
+        self.d_ts = -math.inf
+        self.d_eid = ""
+        self.stage = "none"
+        self.amount_c = 0
+        self.reason = ""
+        self.close_day = 0
+
+
+# Touch ids of an assignment are kept as one string "\x1fe1\x1fe2\x1f" while there are
+# few (a tenth of the memory of a tuple of strings; membership is a substring test, exact
+# because ids cannot contain the separator's neighbours), and as a set past _SMALL.
+_SEP = "\x1f"
+_SMALL = 32
+
+# A signature is everything an assignment adds to its cell.
+Signature = tuple[Any, ...]
+
+
+class Engine:
+    """Ingests events one at a time; answers metrics per quarter x region or slice."""
+
+    def __init__(
+        self,
+        config: EngineConfig | None = None,
+        on_dead_letter: Callable[[str, dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.config = config or EngineConfig()
+        self.calendar = FiscalCalendar(self.config.fy_start_month)
+        self._grace_s = self.config.grace_days * DAY
+        self._qualified = self.config.qualified_channels
+        self._bucket = self.config.taxonomy.bucket
+        self.states: dict[str, AssignmentState] = {}
+        self.cells: dict[tuple[str, ...], Cell] = {}
+        self._cell_keys: dict[tuple[str, ...], tuple[str, ...]] = {}  # interning
+        self._parked: dict[str, None] = {}  # assignment ids waiting, oldest first
+        self._quarter_starts: dict[str, float] = {}
+        self._on_dead_letter = on_dead_letter
+        self.events_applied = 0
+        self.duplicates = 0
+        self.dead_lettered = 0
+
+    # ------------------------------------------------------------------ ingest
+
+    def ingest(self, event: Assignment | Touch | Deal) -> bool:
+        """Apply one event. Returns False when it changed nothing (a duplicate)."""
+        aid = event.assignment_id
+        st = self.states.get(aid)
+        if st is None:
+            st = AssignmentState()
+            self.states[aid] = st
+        kind = event.type
+        if kind == "touch":
+            ids = st.touch_ids
+            eid = event.event_id
+            n = st.n_touch
+            if n <= _SMALL:
+                if f"{_SEP}{eid}{_SEP}" in ids:  # type: ignore[operator]
+                    self.duplicates += 1
+                    return False
+                if n < _SMALL:
+                    st.touch_ids = f"{ids}{eid}{_SEP}"
+                else:
+                    st.touch_ids = {*ids.strip(_SEP).split(_SEP), eid}  # type: ignore[union-attr]
+            else:
+                if eid in ids:
+                    self.duplicates += 1
+                    return False
+                ids.add(eid)  # type: ignore[union-attr]
+            first = n == 0
+            st.n_touch = n + 1
+            qualified = event.channel in self._qualified
+            if qualified:
+                st.n_qualified += 1
+            self.events_applied += 1
+            if st.cell is None:
+                self._park(aid)
+            else:
+                self._apply_touch(st, first, qualified)
+            return True
+        if kind == "deal":
+            ts, eid = event.occurred_at.timestamp(), event.event_id
+            if ts < st.d_ts or (ts == st.d_ts and eid <= st.d_eid):
+                same = ts == st.d_ts and eid == st.d_eid
+                self.duplicates += same
+                return not same
+            old_stage, old_amount, old_reason, old_close = (
+                st.stage,
+                st.amount_c,
+                st.reason,
+                st.close_day,
+            )
+            st.d_ts, st.d_eid = ts, eid
+            stage = st.stage = event.stage
+            st.amount_c = cents(event.amount)
+            st.reason = self._bucket(event.reason_code) if stage in ("won", "lost") else ""
+            self.events_applied += 1
+            if st.cell is None:
+                self._park(aid)
+                return True
+            st.close_day = self._day_index(st.quarter, ts)
+            self._apply_deal(st, old_stage, old_amount, old_reason, old_close)
+            return True
+        ts, eid = event.occurred_at.timestamp(), event.event_id
+        if ts < st.a_ts or (ts == st.a_ts and eid <= st.a_eid):
+            same = ts == st.a_ts and eid == st.a_eid
+            self.duplicates += same
+            return not same
+        before = self._signature(st) if st.cell is not None else None
+        self._set_attributes(st, event, ts, eid)
+        self.events_applied += 1
+        if st.cell is None:
+            self._park(aid)
+            return True
+        after = self._signature(st)
+        if before != after:
+            self._apply_change(before, after)
+        return True
+
+    def ingest_many(self, events: Iterable[Assignment | Touch | Deal]) -> None:
+        for event in events:
+            self.ingest(event)
+
+    def _apply_touch(self, st: AssignmentState, first: bool, qualified: bool) -> None:
+        """One new touch on an assignment already in a cell: the common event, kept short.
+
+        Equivalent to ``_apply_change(signature before, signature after)``.
+        """
+        cell = self.cells[st.cell]  # type: ignore[index]
+        v = cell.vals
+        v[TOUCHES] += 1
+        if first:
+            if st.score_c is not None:
+                v[SCORE_TOUCHED_C] += st.score_c
+            if st.stage not in _ENGAGED:
+                v[ACTIONED] += 1
+                _bump(cell.hist[H_DUE_ACTIONED], st.due_day, 1)
+        if qualified:
+            v[QTOUCHES] += 1
+            stage = st.stage
+            if stage == "won" or stage == "lost":
+                old, new = min(st.n_qualified - 1, QT_CAP), min(st.n_qualified, QT_CAP)
+                if old != new:
+                    hist = cell.hist[H_WON_QT if stage == "won" else H_LOST_QT]
+                    _bump(hist, old, -1)
+                    _bump(hist, new, 1)
+
+    def _apply_deal(
+        self, st: AssignmentState, stage0: str, amount0: int, reason0: str, close0: int
+    ) -> None:
+        """A new latest deal on an assignment already in a cell (stage, amount, reason).
+
+        Equivalent to ``_apply_change(signature before, signature after)``.
+        """
+        cell = self.cells[st.cell]  # type: ignore[index]
+        v, h = cell.vals, cell.hist
+        nq, expected = st.n_qualified, st.expected_c
+        self._apply_stage(v, h, stage0, nq, amount0, reason0, close0, expected, -1)
+        self._apply_stage(v, h, st.stage, nq, st.amount_c, st.reason, st.close_day, expected, 1)
+        if not st.n_touch:
+            was, now = stage0 in _ENGAGED, st.stage in _ENGAGED
+            if was != now:
+                d = 1 if now else -1
+                v[ACTIONED] += d
+                _bump(h[H_DUE_ACTIONED], st.due_day, d)
+
+    def _set_attributes(self, st: AssignmentState, ev: Assignment, ts: float, eid: str) -> None:
+        if st.cell is None:
+            self._parked.pop(ev.assignment_id, None)
+        quarter = self.calendar.quarter_of(ev.occurred_at)
+        cell = (quarter.label, ev.region, ev.vertical, ev.product, ev.am_id, ev.assignment_type)
+        st.a_ts, st.a_eid = ts, eid
+        st.cell = self._cell_keys.setdefault(cell, cell)
+        st.quarter = quarter
+        st.assign_day = self._day_index(quarter, ts)
+        st.due_day = math.ceil((ts + self._grace_s) / DAY)
+        st.score_c = None if ev.opp_score is None else cents(ev.opp_score)
+        st.expected_c = cents(ev.expected_rev)
+        if st.d_eid:
+            st.close_day = self._day_index(quarter, st.d_ts)
+
+    def _day_index(self, quarter: Any, ts: float) -> int:
+        start = self._quarter_starts.get(quarter.label)
+        if start is None:
+            start = self._quarter_starts[quarter.label] = quarter.start.timestamp()
+        return math.floor((ts - start) / DAY)
+
+    def _signature(self, st: AssignmentState) -> Signature:
+        n_touch = st.n_touch
+        stage = st.stage
+        actioned = n_touch > 0 or stage in _ENGAGED
+        return (
+            st.cell,
+            st.assign_day,
+            st.due_day,
+            st.score_c,
+            st.expected_c,
+            n_touch,
+            st.n_qualified,
+            actioned,
+            stage,
+            st.amount_c if stage == "won" else 0,
+            st.reason,
+            st.close_day if stage == "won" else 0,
+        )
+
+    def _apply(self, sig: Signature, sign: int) -> None:
+        """Add (sign=1) or remove (sign=-1) a whole signature from its cell."""
+        cell_key = sig[0]
+        cell = self.cells.get(cell_key)
+        if cell is None:
+            cell = self.cells[cell_key] = Cell()
+        v = cell.vals
+        h = cell.hist
+        _, assign_day, due_day, score_c, expected_c = sig[:5]
+        v[ASSIGNED] += sign
+        if cell_key[5] == "SLI":
+            v[SLI] += sign
+        v[EXPECTED_C] += sign * expected_c
+        if score_c is not None:
+            v[SCORED] += sign
+            v[SCORE_C] += sign * score_c
+        _bump(h[H_DUE_ASSIGNED], due_day, sign)
+        _bump(h[H_ASSIGNED_DAY], assign_day, sign)
+        self._apply_dynamic(v, h, sig, sign)
+        if sign < 0 and v[ASSIGNED] == 0:
+            del self.cells[cell_key]
+
+    @staticmethod
+    def _apply_dynamic(v: list[int], h: list[dict[Any, int]], sig: Signature, sign: int) -> None:
+        """The part of a signature that touches and deals change."""
+        (
+            _,
+            _,
+            due_day,
+            score_c,
+            expected_c,
+            n_touch,
+            n_q,
+            actioned,
+            stage,
+            won_c,
+            reason,
+            close_day,
+        ) = sig
+        v[TOUCHES] += sign * n_touch
+        v[QTOUCHES] += sign * n_q
+        if score_c is not None and n_touch:
+            v[SCORE_TOUCHED_C] += sign * score_c
+        if actioned:
+            v[ACTIONED] += sign
+            _bump(h[H_DUE_ACTIONED], due_day, sign)
+        Engine._apply_stage(v, h, stage, n_q, won_c, reason, close_day, expected_c, sign)
+
+    @staticmethod
+    def _apply_stage(
+        v: list[int],
+        h: list[dict[Any, int]],
+        stage: str,
+        n_q: int,
+        won_c: int,
+        reason: str,
+        close_day: int,
+        expected_c: int,
+        sign: int,
+    ) -> None:
+        v[_STAGE_INDEX[stage]] += sign
+        pipe = _PIPE_INDEX.get(stage)
+        if pipe is not None:
+            v[pipe] += sign * expected_c
+        elif stage == "won":
+            v[WON_C] += sign * won_c
+            v[WON_C2] += sign * won_c * won_c
+            _bump(h[H_WON_QT], min(n_q, QT_CAP), sign)
+            _bump(h[H_WON_REASON], reason, sign)
+            _bump(h[H_CLOSED_DAY], close_day, sign * won_c)
+        elif stage == "lost":
+            _bump(h[H_LOST_QT], min(n_q, QT_CAP), sign)
+            _bump(h[H_LOST_REASON], reason, sign)
+
+    def _apply_change(self, before: Signature | None, after: Signature) -> None:
+        """Move the difference between two signatures of one assignment into the cells.
+
+        The hot path: a touch or deal leaves the assignment's attributes (the first five
+        fields) alone, so only the fields that changed are updated.
+        """
+        if before is None or before[:5] != after[:5]:
+            if before is not None:
+                self._apply(before, -1)
+            self._apply(after, 1)
+            return
+        cell = self.cells[after[0]]
+        v = cell.vals
+        h = cell.hist
+        (_, _, due_day, score_c, expected_c, t0, q0, a0, s0, w0, r0, c0) = before
+        (_, _, _, _, _, t1, q1, a1, s1, w1, r1, c1) = after
+        if t0 != t1:
+            v[TOUCHES] += t1 - t0
+            if score_c is not None and (t0 > 0) != (t1 > 0):
+                v[SCORE_TOUCHED_C] += score_c if t1 else -score_c
+        if q0 != q1:
+            v[QTOUCHES] += q1 - q0
+        if a0 != a1:
+            d = 1 if a1 else -1
+            v[ACTIONED] += d
+            _bump(h[H_DUE_ACTIONED], due_day, d)
+        if s0 != s1 or w0 != w1 or r0 != r1 or c0 != c1 or (q0 != q1 and s1 in ("won", "lost")):
+            self._apply_stage(v, h, s0, q0, w0, r0, c0, expected_c, -1)
+            self._apply_stage(v, h, s1, q1, w1, r1, c1, expected_c, 1)
+
+    # ----------------------------------------------------------------- parking
+
+    def _park(self, aid: str) -> None:
+        parked = self._parked
+        if aid in parked:
+            return
+        parked[aid] = None
+        if len(parked) > self.config.max_parked:
+            oldest = next(iter(parked))
+            del parked[oldest]
+            self._dead_letter_orphan(oldest, "parked too long: the bound on waiting events")
+
+    def _dead_letter_orphan(self, aid: str, why: str) -> None:
+        st = self.states.pop(aid)
+        self.dead_lettered += 1
+        if self._on_dead_letter is not None:
+            self._on_dead_letter(why, self._orphan_record(aid, st))
+
+    @staticmethod
+    def _orphan_record(aid: str, st: AssignmentState) -> dict[str, Any]:
+        ids = sorted(_touch_id_list(st.touch_ids))
+        if st.d_eid:
+            ids.append(st.d_eid)
+        return {"assignment_id": aid, "event_ids": ids}
+
+    def orphans(self) -> list[dict[str, Any]]:
+        """Touch/deal events still waiting for their assignment, per assignment id."""
+        return [self._orphan_record(aid, self.states[aid]) for aid in self._parked]
+
+    # ----------------------------------------------------------------- queries
+
+    def metrics(
+        self, as_of: datetime, by: str | None = None
+    ) -> dict[tuple[str, ...], dict[str, Any]]:
+        """Metrics of docs/metrics.md per (quarter, region) or (quarter, region, slice)."""
+        if by is not None and by not in _DIM_INDEX:
+            raise ValueError(f"by={by!r}: must be one of {', '.join(DIMENSIONS)}")
+        groups: dict[tuple[str, ...], tuple[list[int], list[dict[Any, int]]]] = {}
+        for key, cell in self.cells.items():
+            gkey = key[:2] if by is None else (key[0], key[1], key[_DIM_INDEX[by]])
+            acc = groups.get(gkey)
+            if acc is None:
+                acc = groups[gkey] = ([0] * N_FLAT, [{} for _ in range(N_HIST)])
+            cell.merge_into(*acc)
+        due_limit = math.floor(as_of.timestamp() / DAY)
+        weights = self.config.stage_weights
+        return {
+            g: derive_metrics(vals, hist, due_limit, weights)
+            for g, (vals, hist) in sorted(groups.items())
+            if vals[ASSIGNED] > 0
+        }
+
+    @property
+    def open_assignments(self) -> int:
+        return len(self.states)
+
+
+def _touch_id_list(ids: str | set[str]) -> list[str]:
+    if isinstance(ids, str):
+        return [x for x in ids.split(_SEP) if x]
+    return list(ids)
+
+
+def _bump(hist: dict[Any, int], key: Any, delta: int) -> None:
+    value = hist.get(key, 0) + delta
+    if value:
+        hist[key] = value
+    else:
+        del hist[key]
+
+
+def _ratio(num: float, den: float) -> float | None:
+    return num / den if den else None
+
+
+def derive_metrics(
+    vals: list[int],
+    hist: list[dict[Any, int]],
+    due_limit_day: int,
+    stage_weights: Mapping[str, float],
+) -> dict[str, Any]:
+    """Turn summed counters into the named metrics of docs/metrics.md."""
+    due = sum(n for d, n in hist[H_DUE_ASSIGNED].items() if d <= due_limit_day)
+    due_actioned = sum(n for d, n in hist[H_DUE_ACTIONED].items() if d <= due_limit_day)
+    won, lost = vals[ST_WON], vals[ST_LOST]
+    weighted_c = (
+        stage_weights.get("none", 0.0) * vals[PIPE_NONE_C]
+        + stage_weights.get("open", 0.0) * vals[PIPE_OPEN_C]
+        + stage_weights.get("qualified", 0.0) * vals[PIPE_QUALIFIED_C]
+    )
+    closed_rev = vals[WON_C] / 100
+    return {
+        "assigned": vals[ASSIGNED],
+        "sli_assigned": vals[SLI],
+        "actioned": vals[ACTIONED],
+        "due": due,
+        "due_actioned": due_actioned,
+        "action_rate": _ratio(due_actioned, due),
+        "won": won,
+        "lost": lost,
+        "self_closed": vals[ST_SELF_CLOSED],
+        "open": vals[ST_OPEN],
+        "stage_qualified": vals[ST_QUALIFIED],
+        "unworked": vals[ST_NONE],
+        "attempted_win_rate": _ratio(won, won + lost),
+        "closed_rev": closed_rev,
+        "deal_size": _ratio(closed_rev, won),
+        "won_amount_sq_sum": vals[WON_C2] / 10_000,
+        "expected_rev": vals[EXPECTED_C] / 100,
+        "open_pipeline": (vals[PIPE_NONE_C] + vals[PIPE_OPEN_C] + vals[PIPE_QUALIFIED_C]) / 100,
+        "weighted_pipeline": weighted_c / 100,
+        "touches": vals[TOUCHES],
+        "qualified_touches": vals[QTOUCHES],
+        "touches_per_actioned": _ratio(vals[QTOUCHES], vals[ACTIONED]),
+        "scored": vals[SCORED],
+        "score_assigned": vals[SCORE_C] / 100,
+        "score_touched": vals[SCORE_TOUCHED_C] / 100,
+        "won_by_qt": dict(sorted(hist[H_WON_QT].items())),
+        "lost_by_qt": dict(sorted(hist[H_LOST_QT].items())),
+        "won_by_reason": dict(sorted(hist[H_WON_REASON].items())),
+        "lost_by_reason": dict(sorted(hist[H_LOST_REASON].items())),
+        "closed_rev_by_day": {d: c / 100 for d, c in sorted(hist[H_CLOSED_DAY].items())},
+        "assigned_by_day": dict(sorted(hist[H_ASSIGNED_DAY].items())),
+    }

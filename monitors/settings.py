@@ -1,0 +1,100 @@
+"""Load the YAML that sales ops edit (config/gapmon.yaml, taxonomy, registry) into settings."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from monitors.engine import DEFAULT_STAGE_WEIGHTS, EngineConfig
+from monitors.registry import MetricSpec, load_registry
+from monitors.taxonomy import Taxonomy
+from streams.events import CHANNELS
+
+
+def default_config_dir() -> Path:
+    """``$GAPMON_CONFIG_DIR``, else the project's ``config/`` folder, else ``./config``."""
+    env = os.environ.get("GAPMON_CONFIG_DIR")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve().parents[1] / "config"
+    return here if here.is_dir() else Path.cwd() / "config"
+
+
+@dataclass(frozen=True)
+class PacingSettings:
+    revenue_curve: str | Mapping[str, Any] = "empirical"
+    assignment_curve: str | Mapping[str, Any] = "empirical"
+    at_risk_threshold: float = 0.9
+    min_curve_fraction: float = 0.1
+
+
+@dataclass(frozen=True)
+class Settings:
+    engine: EngineConfig
+    pacing: PacingSettings = field(default_factory=PacingSettings)
+    min_slice_assignments: int = 20
+    registry: Mapping[str, MetricSpec] = field(default_factory=dict)
+    config_dir: Path | None = None
+
+
+def _num(where: str, value: Any, lo: float | None = None, hi: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{where}={value!r}: must be a number")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise ValueError(f"{where}={value!r}: must be within [{lo}, {hi}]")
+    return float(value)
+
+
+def load_settings(config_dir: str | Path | None = None) -> Settings:
+    """Read ``gapmon.yaml``, ``taxonomy.yaml`` and ``metric_registry.yaml`` from a folder."""
+    cdir = Path(config_dir) if config_dir else default_config_dir()
+    main = cdir / "gapmon.yaml"
+    data: dict[str, Any] = {}
+    if main.exists():
+        data = yaml.safe_load(main.read_text()) or {}
+    w = str(main)
+    channels = data.get("qualified_channels", ["call", "meeting", "qbr", "onsite"])
+    for ch in channels:
+        if ch not in CHANNELS:
+            raise ValueError(f"{w}: qualified_channels contains {ch!r}: must be one of {CHANNELS}")
+    weights = dict(DEFAULT_STAGE_WEIGHTS)
+    for stage, value in (data.get("stage_weights") or {}).items():
+        if stage not in weights:
+            raise ValueError(f"{w}: stage_weights.{stage}: only none, open, qualified are weighted")
+        weights[stage] = _num(f"{w}: stage_weights.{stage}", value, 0, 1)
+    taxonomy_path = cdir / "taxonomy.yaml"
+    taxonomy = Taxonomy.load(taxonomy_path) if taxonomy_path.exists() else Taxonomy({})
+    fy = int(_num(f"{w}: fiscal_year_start_month", data.get("fiscal_year_start_month", 1), 1, 12))
+    engine = EngineConfig(
+        grace_days=_num(f"{w}: grace_days", data.get("grace_days", 7), 0, 365),
+        qualified_channels=frozenset(channels),
+        stage_weights=weights,
+        taxonomy=taxonomy,
+        fy_start_month=fy,
+    )
+    p = data.get("pacing") or {}
+    pacing = PacingSettings(
+        revenue_curve=p.get("revenue_curve", "empirical"),
+        assignment_curve=p.get("assignment_curve", "empirical"),
+        at_risk_threshold=_num(
+            f"{w}: pacing.at_risk_threshold", p.get("at_risk_threshold", 0.9), 0, 2
+        ),
+        min_curve_fraction=_num(
+            f"{w}: pacing.min_curve_fraction", p.get("min_curve_fraction", 0.1), 0, 1
+        ),
+    )
+    registry_path = cdir / "metric_registry.yaml"
+    registry = load_registry(registry_path) if registry_path.exists() else {}
+    min_slice = (data.get("drivers") or {}).get("min_slice_assignments", 20)
+    return Settings(
+        engine=engine,
+        pacing=pacing,
+        min_slice_assignments=int(_num(f"{w}: drivers.min_slice_assignments", min_slice, 1)),
+        registry=registry,
+        config_dir=cdir,
+    )

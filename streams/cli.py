@@ -1,0 +1,308 @@
+"""The `gapmon` command line: demo and replay (one process, no Kafka)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.panel import Panel
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from monitors.engine import Engine
+from monitors.narrative import pct, usd
+from monitors.report import ReportBuilder
+from monitors.settings import Settings, load_settings
+from pacing.targets import TargetsTable
+from streams.replay import replay_lines
+from streams.sources import generate_quarter, read_lines
+
+app = typer.Typer(
+    help=(
+        "gapmon: streaming gap-to-goal monitor for sales organisations.\n\n"
+        "Keeps every gap (action rate, pipeline coverage, qualified touches, win rate, deal "
+        "size, reason codes) against a pacing curve and attributes the revenue shortfall "
+        "to its drivers in dollars."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+)
+# soft_wrap: messages are single lines that tests and log scrapers can grep
+err = Console(stderr=True, soft_wrap=True)
+
+ConfigDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--config-dir",
+        help="Folder with gapmon.yaml, taxonomy.yaml, metric_registry.yaml "
+        "(default: $GAPMON_CONFIG_DIR or the project's config/).",
+    ),
+]
+AsOf = Annotated[
+    str | None,
+    typer.Option(
+        "--as-of",
+        help="Report time, ISO-8601 with a zone (e.g. 2026-11-15T00:00:00Z). Events after it are "
+        "not applied. Default: the latest event's time.",
+    ),
+]
+JsonOut = Annotated[bool, typer.Option("--json", help="Print the JSON report instead of tables.")]
+
+
+def _parse_as_of(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise typer.BadParameter(f"--as-of={value!r}: not an ISO-8601 timestamp") from None
+    if ts.tzinfo is None:
+        raise typer.BadParameter(f"--as-of={value!r}: timestamp has no time zone (add Z)")
+    return ts
+
+
+def _settings(config_dir: Path | None) -> Settings:
+    try:
+        return load_settings(config_dir)
+    except (OSError, ValueError) as exc:
+        err.print(f"[red]config error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _targets(path: Path) -> TargetsTable:
+    try:
+        return TargetsTable.load(path)
+    except (OSError, ValueError) as exc:
+        err.print(f"[red]targets error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def demo(
+    seed: Annotated[int, typer.Option(help="Random seed of the generated quarter.")] = 7,
+    assignments: Annotated[
+        int, typer.Option(help="Assignments planned per region.", min=20)
+    ] = 1000,
+    as_of: AsOf = None,
+    json_out: JsonOut = False,
+    config_dir: ConfigDir = None,
+) -> None:
+    """Generate a quarter with planted causes and report its gaps and drivers.
+
+    Five regions: NA is on plan; EMEA has a low action rate, APAC too few
+    assignments, LATAM too few qualified touches (and win rate depends on them), ANZ
+    half-size deals. The previous quarter is generated too, so the pacing curves are
+    fitted from it. No Kafka needed.
+    """
+    settings = _settings(config_dir)
+    history = generate_quarter(
+        seed=seed + 1,
+        quarter="2026Q3",
+        assignments_per_region=assignments,
+        planted={r: None for r in ("NA", "EMEA", "APAC", "LATAM", "ANZ")},
+        id_prefix="h-",
+    )
+    current = generate_quarter(seed=seed, quarter="2026Q4", assignments_per_region=assignments)
+    report_time = _parse_as_of(as_of) or current.end
+    targets = TargetsTable.from_rows(history.targets_rows() + current.targets_rows())
+    engine = Engine(settings.engine)
+    for event in history.events:
+        engine.ingest(event)
+    for event in current.events:
+        if event.occurred_at <= report_time:
+            engine.ingest(event)
+    report = ReportBuilder(settings, targets).build(engine, report_time)
+    if json_out:
+        _print_json(report)
+        return
+    err.print(
+        f"[dim]demo: seed {seed}, {len(history.events) + len(current.events):,} generated events "
+        f"(2026Q3 history + 2026Q4), report as of {report_time:%Y-%m-%d %H:%M}Z. Planted causes: "
+        + ", ".join(f"{r}={c or 'none (on plan)'}" for r, c in current.planted.items())
+        + "[/dim]"
+    )
+    render(report, quarters=["2026Q4"])
+
+
+@app.command()
+def replay(
+    events: Annotated[
+        str, typer.Argument(help="Events file (JSONL, one event per line); - = stdin.")
+    ],
+    targets: Annotated[Path, typer.Option("--targets", help="Targets table (YAML or CSV).")],
+    as_of: AsOf = None,
+    json_out: JsonOut = False,
+    rejects: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where invalid lines go (default EVENTS.rejects.jsonl, or "
+            "gapmon.rejects.jsonl for stdin)."
+        ),
+    ] = None,
+    strict: Annotated[bool, typer.Option(help="Exit 1 when any line was rejected.")] = False,
+    config_dir: ConfigDir = None,
+) -> None:
+    """Replay a file of events through the engine and report gaps, pacing and drivers.
+
+    Invalid lines are written to the rejects file with their reason and counted on
+    stderr; they never stop the replay (exit 0 unless --strict).
+    """
+    settings = _settings(config_dir)
+    table = _targets(targets)
+    report_time = _parse_as_of(as_of)
+    if events != "-" and not Path(events).is_file():
+        err.print(f"[red]error:[/red] events file {events!r} does not exist")
+        raise typer.Exit(2)
+    rejects_path = rejects or Path(
+        "gapmon.rejects.jsonl" if events == "-" else f"{Path(events).with_suffix('')}.rejects.jsonl"
+    )
+    engine = Engine(settings.engine)
+    total = os.path.getsize(events) if events != "-" else None
+    with rejects_path.open("w") as rej, _progress(total) as bar:
+        task = bar.add_task("replay", total=total)
+        stats = replay_lines(
+            read_lines(events),
+            engine,
+            rej,
+            report_time,
+            progress=lambda n: bar.advance(task, n),
+        )
+    err.print(f"replay: {stats.summary()}")
+    if stats.rejected or stats.orphans:
+        err.print(f"replay: rejects written to {rejects_path}")
+        for reason, n in sorted(stats.reasons.items(), key=lambda kv: -kv[1])[:10]:
+            err.print(f"  {n:>8,}  {reason}")
+    when = report_time or stats.latest
+    if when is None:
+        err.print("[red]error:[/red] no valid events, nothing to report")
+        raise typer.Exit(1)
+    report = ReportBuilder(settings, table).build(engine, when)
+    if json_out:
+        _print_json(report)
+    else:
+        render(report)
+    if strict and stats.rejected:
+        raise typer.Exit(1)
+
+
+class _Quiet:
+    """A stand-in for a progress bar when stderr is not a terminal."""
+
+    def __enter__(self) -> _Quiet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def add_task(self, *args: Any, **kwargs: Any) -> int:
+        return 0
+
+    def advance(self, task: int, n: float) -> None:
+        return None
+
+
+def _progress(total: int | None) -> Any:
+    if not err.is_terminal or (total is not None and total < 5_000_000):
+        return _Quiet()
+    return Progress(
+        TextColumn("[bold]replay"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    )
+
+
+def _print_json(report: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(report, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def render(report: dict[str, Any], quarters: list[str] | None = None) -> None:
+    """Rich tables: per region the narrative, the gaps, pacing and ranked drivers."""
+    out = Console()
+    for quarter, qdata in report["quarters"].items():
+        if quarters and quarter not in quarters:
+            continue
+        summary = Table(
+            title=f"{quarter} as of {report['as_of']} "
+            f"({qdata['elapsed']:.0%} of the quarter elapsed)"
+        )
+        for col in (
+            "region",
+            "closed",
+            "expected",
+            "pace",
+            "projected",
+            "at risk",
+            "action rate",
+            "win rate",
+            "deal size",
+            "touches/actioned",
+            "top driver",
+        ):
+            summary.add_column(
+                col, justify="right" if col not in ("region", "top driver") else "left"
+            )
+        for region, r in qdata["regions"].items():
+            m, p = r["metrics"], r["pacing"] or {}
+            top = r["drivers"][0] if r["drivers"] else None
+            summary.add_row(
+                region,
+                usd(m["closed_rev"]),
+                usd(p["expected_to_date"]) if p else "-",
+                f"{p['pace_ratio']:.2f}" if p.get("pace_ratio") is not None else "-",
+                usd(p["projected"]) if p.get("projected") is not None else "-",
+                "[red]YES[/red]" if p.get("at_risk") else "no",
+                pct(m["action_rate"]),
+                pct(m["attempted_win_rate"]),
+                usd(m["deal_size"]) if m["deal_size"] else "-",
+                f"{m['touches_per_actioned']:.1f}" if m["touches_per_actioned"] else "-",
+                f"{top['driver']} ({usd(top['impact_usd'])})" if top else "-",
+            )
+        out.print(summary)
+        for region, r in qdata["regions"].items():
+            drivers = Table(show_header=True, box=None, pad_edge=False)
+            for col in ("rank", "driver", "impact", "share", "confidence", "actual", "plan"):
+                drivers.add_column(col, justify="left" if col == "driver" else "right")
+            for d in r["drivers"]:
+                ev = d["evidence"]
+                unit = ev.get("unit")
+
+                def fmt(v: float | None, u: str | None = unit) -> str:
+                    if v is None:
+                        return "-"
+                    if u == "usd":
+                        return usd(v)
+                    return pct(v) if u == "ratio" else f"{v:,.1f}"
+
+                drivers.add_row(
+                    str(d["rank"]),
+                    d["driver"],
+                    usd(d["impact_usd"]),
+                    "-" if d["share"] is None else f"{d['share']:.0%}",
+                    f"{d['confidence']:.2f}",
+                    fmt(ev.get("actual")),
+                    fmt(ev.get("plan")),
+                )
+            gaps = ", ".join(
+                f"{name} {g['value']:,.2f}"
+                for name, g in r["gaps"].items()
+                if isinstance(g, dict) and g.get("value") is not None and g["unit"] != "usd"
+            )
+            body = Table.grid()
+            body.add_row(r["narrative"])
+            if gaps:
+                body.add_row(f"[dim]gaps: {gaps}[/dim]")
+            body.add_row(drivers)
+            out.print(Panel(body, title=f"{region} {quarter}", expand=False))
+
+
+if __name__ == "__main__":
+    app()

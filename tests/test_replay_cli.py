@@ -1,0 +1,245 @@
+"""`gapmon replay` end to end on a generated quarter with planted causes.
+
+The acceptance test of the foundation: one region on plan, each other region with one
+planted cause; replay must rank the planted cause first in each region and not flag
+the on-plan region - also when the file is shuffled and 5% of events are duplicated,
+and when bad lines are mixed in (which must land in the rejects file, not crash).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from streams.cli import app
+from streams.events import to_json
+from streams.sources import generate_quarter
+
+EXPECTED_TOP = {
+    "EMEA": "action_rate",
+    "APAC": "coverage",
+    "LATAM": "trust",
+    "ANZ": "deal_size",
+}
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def quarter(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    gq = generate_quarter(seed=11, assignments_per_region=2000)
+    d = tmp_path_factory.mktemp("replay")
+    lines = [to_json(e) for e in gq.events]
+    ordered = d / "ordered.jsonl"
+    ordered.write_text("\n".join(lines) + "\n")
+    rng = random.Random(5)
+    messy = lines + rng.sample(lines, k=len(lines) // 20)
+    rng.shuffle(messy)
+    shuffled = d / "shuffled.jsonl"
+    shuffled.write_text("\n".join(messy) + "\n")
+    targets = d / "targets.yaml"
+    targets.write_text(gq.targets_yaml())
+    as_of = gq.end.isoformat().replace("+00:00", "Z")
+    return {
+        "gq": gq,
+        "dir": d,
+        "ordered": ordered,
+        "shuffled": shuffled,
+        "targets": targets,
+        "as_of": as_of,
+        "lines": lines,
+    }
+
+
+PHRASES = {
+    "action_rate": "low action rate",
+    "coverage": "too few assignments",
+    "trust": "too few qualified touches",
+    "deal_size": "small deals",
+}
+
+
+def run_replay(path: Path, targets: Path, as_of: str, *extra: str) -> tuple[int, dict | None, str]:
+    result = runner.invoke(
+        app, ["replay", str(path), "--targets", str(targets), "--as-of", as_of, "--json", *extra]
+    )
+    report = json.loads(result.stdout) if result.exit_code in (0, 1) and result.stdout else None
+    return result.exit_code, report, result.stderr
+
+
+def regions(report: dict) -> dict[str, Any]:
+    (quarter,) = report["quarters"].values()
+    return quarter["regions"]
+
+
+def test_planted_causes_ranked_first(quarter: dict[str, Any]) -> None:
+    code, report, _ = run_replay(quarter["ordered"], quarter["targets"], quarter["as_of"])
+    assert code == 0 and report is not None
+    regs = regions(report)
+    assert set(regs) == {"NA", *EXPECTED_TOP}
+    for region, cause in EXPECTED_TOP.items():
+        drivers = regs[region]["drivers"]
+        assert drivers[0]["driver"] == cause, (
+            region,
+            [(d["driver"], d["impact_usd"]) for d in drivers],
+        )
+        assert regs[region]["pacing"]["at_risk"] is True, region
+        assert PHRASES[cause] in regs[region]["narrative"], regs[region]["narrative"]
+    na = regs["NA"]
+    assert na["pacing"]["at_risk"] is False
+    assert 0.9 <= na["pacing"]["pace_ratio"] <= 1.15
+
+
+def test_drivers_add_up_to_the_gap(quarter: dict[str, Any]) -> None:
+    _, report, _ = run_replay(quarter["ordered"], quarter["targets"], quarter["as_of"])
+    for region, r in regions(report).items():
+        gap = r["gaps"]["revenue_gap"]["value"]
+        total = sum(d["impact_usd"] for d in r["drivers"])
+        assert total == pytest.approx(gap, abs=1.0), region
+        assert sum(d["share"] for d in r["drivers"]) == pytest.approx(1.0, abs=1e-3), region
+        ranks = [d["rank"] for d in r["drivers"]]
+        assert ranks == list(range(1, len(ranks) + 1))
+        assert isinstance(r["metrics"]["assigned"], int) and isinstance(r["metrics"]["won"], int)
+
+
+def test_shuffled_with_duplicates_gives_the_same_report(quarter: dict[str, Any]) -> None:
+    _, clean, _ = run_replay(quarter["ordered"], quarter["targets"], quarter["as_of"])
+    code, messy, err = run_replay(quarter["shuffled"], quarter["targets"], quarter["as_of"])
+    assert code == 0
+    assert "duplicates" in err
+    assert messy == clean
+
+
+def test_bad_lines_are_rejected_with_reasons_and_change_nothing(
+    quarter: dict[str, Any], tmp_path: Path
+) -> None:
+    bad = [
+        "this is not json",
+        "\udcff\udcfe garbage",
+        '{"type": "touch", "event_id": "x1"}',
+        json.dumps(
+            {
+                "type": "assignment",
+                "event_id": "x2",
+                "occurred_at": "2026-10-02T00:00:00Z",
+                "assignment_id": "X",
+                "am_id": "a",
+                "region": "NA",
+                "vertical": "v",
+                "product": "p",
+                "expected_rev": 10,
+                "opp_score": 120,
+            }
+        ),
+        json.dumps(
+            {
+                "type": "deal",
+                "event_id": "x3",
+                "occurred_at": "2026-10-02T00:00:00",
+                "assignment_id": "X",
+                "stage": "won",
+                "amount": 5,
+            }
+        ),
+        json.dumps(
+            {
+                "type": "touch",
+                "event_id": "x4",
+                "occurred_at": "2026-10-02T00:00:00Z",
+                "assignment_id": "X",
+                "channel": "carrier pigeon",
+            }
+        ),
+        "[]",
+    ]
+    lines = list(quarter["lines"])
+    positions = sorted(random.Random(1).sample(range(len(lines)), k=len(bad)))
+    for offset, (pos, b) in enumerate(zip(positions, bad, strict=True)):
+        lines.insert(pos + offset, b)
+    path = tmp_path / "with_bad.jsonl"
+    path.write_text("\n".join(lines) + "\n", errors="surrogateescape")
+    rejects = tmp_path / "rejects.jsonl"
+    code, report, err = run_replay(
+        path, quarter["targets"], quarter["as_of"], "--rejects", str(rejects)
+    )
+    assert code == 0, err
+    assert "7 rejected" in err
+    rows = [json.loads(x) for x in rejects.read_text().splitlines()]
+    assert len(rows) == 7
+    assert all(r["line"] >= 1 and r["error"] and r["raw"] is not None for r in rows)
+    errors = " | ".join(r["error"] for r in rows)
+    for needle in (
+        "invalid JSON",
+        "opp_score=120",
+        "timestamp has no time zone",
+        "channel='carrier pigeon'",
+        "occurred_at: required field is missing",
+    ):
+        assert needle in errors
+    _, clean, _ = run_replay(quarter["ordered"], quarter["targets"], quarter["as_of"])
+    assert report == clean
+    strict_code, _, _ = run_replay(
+        path, quarter["targets"], quarter["as_of"], "--rejects", str(rejects), "--strict"
+    )
+    assert strict_code == 1
+
+
+def test_orphan_events_go_to_rejects(tmp_path: Path, quarter: dict[str, Any]) -> None:
+    path = tmp_path / "orphan.jsonl"
+    path.write_text(
+        json.dumps(
+            {
+                "type": "touch",
+                "event_id": "o1",
+                "occurred_at": "2026-10-02T00:00:00Z",
+                "assignment_id": "NEVER",
+                "channel": "call",
+            }
+        )
+        + "\n"
+        + quarter["lines"][0]
+        + "\n"
+    )
+    rejects = tmp_path / "r.jsonl"
+    code, _, err = run_replay(path, quarter["targets"], quarter["as_of"], "--rejects", str(rejects))
+    assert code == 0
+    rows = [json.loads(x) for x in rejects.read_text().splitlines()]
+    assert rows == [{"line": None, "raw": None, "event_ids": ["o1"], "error": rows[0]["error"]}]
+    assert "NEVER" in rows[0]["error"] and "1 assignments never arrived" in err
+
+
+def test_as_of_leaves_later_events_out(quarter: dict[str, Any]) -> None:
+    mid = "2026-11-15T00:00:00Z"
+    code, report, err = run_replay(quarter["ordered"], quarter["targets"], mid)
+    assert code == 0 and "after --as-of" in err
+    (q,) = report["quarters"].values()
+    assert q["elapsed"] == pytest.approx(45 / 92, abs=1e-4)  # Oct 1 + 45 days of 92
+    _, full, _ = run_replay(quarter["ordered"], quarter["targets"], quarter["as_of"])
+    assert regions(report)["NA"]["metrics"]["assigned"] < regions(full)["NA"]["metrics"]["assigned"]
+
+
+def test_missing_file_and_bad_targets_are_clear(tmp_path: Path, quarter: dict[str, Any]) -> None:
+    result = runner.invoke(
+        app, ["replay", str(tmp_path / "nope.jsonl"), "--targets", str(quarter["targets"])]
+    )
+    assert result.exit_code == 2 and "does not exist" in result.stderr
+    bad_targets = tmp_path / "t.csv"
+    bad_targets.write_text("quarter,region,metric,value\n2026Q4,NA,quoat,5\n")
+    result = runner.invoke(app, ["replay", str(quarter["ordered"]), "--targets", str(bad_targets)])
+    assert result.exit_code == 2 and "quoat" in result.stderr
+    result = runner.invoke(
+        app,
+        [
+            "replay",
+            str(quarter["ordered"]),
+            "--targets",
+            str(quarter["targets"]),
+            "--as-of",
+            "2026-11-01T00:00:00",
+        ],
+    )
+    assert result.exit_code == 2 and "no time zone" in result.output

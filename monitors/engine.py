@@ -195,7 +195,8 @@ class Engine:
         self._quarter_starts: dict[str, float] = {}
         self._on_dead_letter = on_dead_letter
         self.events_applied = 0
-        self.duplicates = 0
+        self.duplicates = 0  # seen before: a touch id again, or the current deal/assignment again
+        self.superseded = 0  # an older deal/assignment event than the one in force (or its copy)
         self.dead_lettered = 0
 
     # ------------------------------------------------------------------ ingest
@@ -241,6 +242,7 @@ class Engine:
             if ts < st.d_ts or (ts == st.d_ts and eid <= st.d_eid):
                 same = ts == st.d_ts and eid == st.d_eid
                 self.duplicates += same
+                self.superseded += not same
                 return not same
             old_stage, old_amount, old_reason, old_close = (
                 st.stage,
@@ -263,6 +265,7 @@ class Engine:
         if ts < st.a_ts or (ts == st.a_ts and eid <= st.a_eid):
             same = ts == st.a_ts and eid == st.a_eid
             self.duplicates += same
+            self.superseded += not same
             return not same
         before = self._signature(st) if st.cell is not None else None
         self._set_attributes(st, event, ts, eid)
@@ -533,8 +536,8 @@ def _bump(hist: dict[Any, int], key: Any, delta: int) -> None:
     value = hist.get(key, 0) + delta
     if value:
         hist[key] = value
-    else:
-        del hist[key]
+    else:  # zero entries are left out; a zero delta on a missing key (a $0 win) is a no-op
+        hist.pop(key, None)
 
 
 def _ratio(num: float, den: float) -> float | None:

@@ -24,6 +24,7 @@ class ReplayStats:
     lines: int = 0
     applied: int = 0
     duplicates: int = 0
+    superseded: int = 0
     rejected: int = 0
     after_as_of: int = 0
     orphans: int = 0
@@ -33,6 +34,7 @@ class ReplayStats:
     def summary(self) -> str:
         return (
             f"{self.lines:,} lines: {self.applied:,} applied, {self.duplicates:,} duplicates, "
+            f"{self.superseded:,} superseded by a later deal/assignment, "
             f"{self.rejected:,} rejected, {self.after_as_of:,} after --as-of (not applied), "
             f"{self.orphans:,} assignments never arrived"
         )
@@ -54,7 +56,7 @@ def replay_lines(
     """Validate and ingest each line; write rejects; skip events after ``as_of``."""
     stats = ReplayStats()
     ingest = engine.ingest
-    before_dup = engine.duplicates
+    before_dup, before_sup = engine.duplicates, engine.superseded
     for number, raw in lines:
         stats.lines += 1
         if progress is not None:
@@ -76,7 +78,10 @@ def replay_lines(
             stats.latest = when
         ingest(event)
     stats.duplicates = engine.duplicates - before_dup
-    stats.applied = stats.lines - stats.rejected - stats.after_as_of - stats.duplicates
+    stats.superseded = engine.superseded - before_sup
+    stats.applied = (
+        stats.lines - stats.rejected - stats.after_as_of - stats.duplicates - stats.superseded
+    )
     for orphan in engine.orphans():
         stats.orphans += 1
         if rejects is not None:

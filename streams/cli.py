@@ -226,7 +226,8 @@ def _print_json(report: dict[str, Any]) -> None:
 
 def render(report: dict[str, Any], quarters: list[str] | None = None) -> None:
     """Rich tables: per region the narrative, the gaps, pacing and ranked drivers."""
-    out = Console()
+    # a pipe or a file gets the full table, not one squeezed to 80 columns
+    out = Console(width=None if sys.stdout.isatty() else 160)
     for quarter, qdata in report["quarters"].items():
         if quarters and quarter not in quarters:
             continue
@@ -252,7 +253,8 @@ def render(report: dict[str, Any], quarters: list[str] | None = None) -> None:
             )
         for region, r in qdata["regions"].items():
             m, p = r["metrics"], r["pacing"] or {}
-            top = r["drivers"][0] if r["drivers"] else None
+            # the first driver that costs money; a region ahead of plan has none
+            top = next((d for d in r["drivers"] if d["impact_usd"] > 0), None)
             summary.add_row(
                 region,
                 usd(m["closed_rev"]),
@@ -280,13 +282,15 @@ def render(report: dict[str, Any], quarters: list[str] | None = None) -> None:
                         return "-"
                     if u == "usd":
                         return usd(v)
+                    if u == "assignments":
+                        return f"{v:,.0f}"
                     return pct(v) if u == "ratio" else f"{v:,.1f}"
 
                 drivers.add_row(
                     str(d["rank"]),
                     d["driver"],
                     usd(d["impact_usd"]),
-                    "-" if d["share"] is None else f"{d['share']:.0%}",
+                    "-" if d["share"] is None else f"{d['share'] + 0.0:.0%}".replace("-0%", "0%"),
                     f"{d['confidence']:.2f}",
                     fmt(ev.get("actual")),
                     fmt(ev.get("plan")),

@@ -267,11 +267,12 @@ class Engine:
             self.duplicates += same
             self.superseded += not same
             return not same
-        before = self._signature(st) if st.cell is not None else None
+        fresh = st.cell is None
+        before = None if fresh else self._signature(st)
         self._set_attributes(st, event, ts, eid)
         self.events_applied += 1
-        if st.cell is None:
-            self._park(aid)
+        if fresh and not st.n_touch and not st.d_eid:
+            self._apply_fresh(st)  # the common case: a new assignment, nothing parked
             return True
         after = self._signature(st)
         if before != after:
@@ -324,6 +325,29 @@ class Engine:
                 d = 1 if now else -1
                 v[ACTIONED] += d
                 _bump(h[H_DUE_ACTIONED], st.due_day, d)
+
+    def _apply_fresh(self, st: AssignmentState) -> None:
+        """A first assignment event with no touches or deals yet: an unworked assignment.
+
+        Equivalent to ``_apply(signature, 1)``, without the generic stage bookkeeping.
+        """
+        cell = self.cells.get(st.cell)  # type: ignore[arg-type]
+        if cell is None:
+            cell = self.cells[st.cell] = Cell()  # type: ignore[index]
+        v, h = cell.vals, cell.hist
+        v[ASSIGNED] += 1
+        if st.cell[5] == "SLI":  # type: ignore[index]
+            v[SLI] += 1
+        expected = st.expected_c
+        v[EXPECTED_C] += expected
+        v[ST_NONE] += 1
+        v[PIPE_NONE_C] += expected
+        if st.score_c is not None:
+            v[SCORED] += 1
+            v[SCORE_C] += st.score_c
+        due, day = h[H_DUE_ASSIGNED], h[H_ASSIGNED_DAY]
+        due[st.due_day] = due.get(st.due_day, 0) + 1
+        day[st.assign_day] = day.get(st.assign_day, 0) + 1
 
     def _set_attributes(self, st: AssignmentState, ev: Assignment, ts: float, eid: str) -> None:
         if st.cell is None:

@@ -549,6 +549,28 @@ class Engine:
     def open_assignments(self) -> int:
         return len(self.states)
 
+    def attach_observer(
+        self, observer: Callable[[Assignment | Touch | Deal, AssignmentState], None]
+    ) -> None:
+        """Call ``observer(event, state)`` after each event that ``ingest`` applied.
+
+        For the online models (``monitors.models``). Only this instance's ``ingest`` is
+        wrapped, so an engine without observers runs the plain method and pays nothing.
+        ``state`` is the assignment's state after the event; an older deal or assignment
+        event than the one in force is passed too (compare ``state.d_eid`` / ``a_eid``).
+        """
+        plain, states = self.ingest, self.states
+
+        def ingest(event: Assignment | Touch | Deal) -> bool:
+            if not plain(event):
+                return False
+            st = states.get(event.assignment_id)
+            if st is not None:
+                observer(event, st)
+            return True
+
+        self.ingest = ingest  # type: ignore[method-assign]
+
 
 def _touch_id_list(ids: str | set[str]) -> list[str]:
     if isinstance(ids, str):

@@ -1,0 +1,156 @@
+"""The model set: every online model, fed event by event through the engine's observer hook.
+
+:meth:`ModelSet.attach` registers :meth:`ModelSet.observe` with
+:meth:`monitors.engine.Engine.attach_observer`; from then on each event that changed
+an assignment reaches the models with the assignment's state after it. The models
+learn when it matters: an assignment event trains the SLI propensity, a touch adds
+its response latency, and a deal first seen won, lost or self-closed trains the
+trust, revenue, motion-fit, calibration and reason models. A restart restores the
+whole set from a checkpoint (:mod:`monitors.models.checkpoint`).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from monitors.engine import DAY, AssignmentState, Engine
+from monitors.models import checkpoint
+from monitors.models.drift import DriftWatch
+from monitors.models.features import AssignmentInfo, ReferenceCoder, trust_features
+from monitors.models.fit import MotionFit
+from monitors.models.reasons import ReasonModel
+from monitors.models.scores import ScoreMonitor
+from monitors.models.settings import ModelSettings
+from monitors.models.trust import TrustModel
+from streams.events import Assignment, Deal, Touch
+
+CLOSED = frozenset({"won", "lost", "self_closed"})
+WEEK = 7 * DAY
+
+
+class ModelSet:
+    """Trust, motion fit, score calibration, reason and drift models, and what they know."""
+
+    def __init__(self, settings: ModelSettings | None = None) -> None:
+        self.settings = s = settings or ModelSettings()
+        self.coder = ReferenceCoder()
+        self.trust = TrustModel(window=s.window)
+        self.fit = MotionFit()
+        self.scores = ScoreMonitor()
+        self.reasons = ReasonModel(min_confidence=s.reason_min_confidence)
+        self.drift = DriftWatch(delta=s.drift_delta)
+        self.info: dict[str, AssignmentInfo] = {}
+        self._notes: dict[str, tuple[str | None, str | None]] = {}  # parked deals' tag, text
+        self.events_seen = 0
+        self.engine: Engine | None = None
+
+    # ------------------------------------------------------------------ wiring
+
+    def attach(self, engine: Engine) -> ModelSet:
+        """Learn from every event this engine applies from now on."""
+        self.engine = engine
+        engine.attach_observer(self.observe)
+        return self
+
+    def save(self, path: str | Path, key: bytes) -> None:
+        """Checkpoint everything learned (HMAC-authenticated, see ``checkpoint``)."""
+        checkpoint.save(self, path, key)
+
+    @classmethod
+    def restore(cls, path: str | Path, key: bytes) -> ModelSet:
+        """Load a checkpoint; raises ``CheckpointError`` if it is not authentic."""
+        models = checkpoint.load(path, key)
+        if not isinstance(models, cls):
+            raise checkpoint.CheckpointError(f"{path}: not a model set checkpoint")
+        return models
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["engine"] = None  # the engine has its own state store; attach again on restore
+        return state
+
+    # ----------------------------------------------------------------- observe
+
+    def observe(self, event: Assignment | Touch | Deal, st: AssignmentState) -> None:
+        """One event that changed assignment state ``st`` (called by the engine hook)."""
+        self.events_seen += 1
+        kind = event.type
+        if kind == "touch":
+            latency = event.response_latency_hours  # type: ignore[union-attr]
+            if latency is not None:
+                info = self._info(event.assignment_id)
+                info.latency_sum += latency
+                info.latency_n += 1
+            return
+        if kind == "deal":
+            if st.d_eid != event.event_id or st.stage not in CLOSED:
+                return  # an older deal event, or not closed
+            deal: Deal = event  # type: ignore[assignment]
+            if st.cell is None:  # the assignment has not arrived: keep the note for later
+                self._notes[event.assignment_id] = (deal.reason_code, deal.reason_text)
+                return
+            self._close(event.assignment_id, st, deal.reason_code, deal.reason_text)
+            return
+        if st.a_eid != event.event_id:
+            return
+        a: Assignment = event  # type: ignore[assignment]
+        info = self._info(a.assignment_id)
+        fresh = not info.known
+        cell = st.cell
+        info.quarter, info.region = cell[0], cell[1]  # type: ignore[index]
+        info.vertical, info.product, info.am, info.kind = a.vertical, a.product, a.am_id, cell[5]  # type: ignore[index]
+        info.tier = a.spend_tier or ""
+        info.account = a.account_id or a.assignment_id
+        info.score = a.opp_score
+        info.expected_rev = a.expected_rev
+        info.tenure = a.am_tenure_months
+        info.prior = a.prior_win_rate
+        info.assigned_ts = st.a_ts
+        if fresh:
+            self.fit.learn_assignment(info)
+        if st.stage in CLOSED and not info.closed:
+            tag, text = self._notes.pop(a.assignment_id, (None, None))
+            self._close(a.assignment_id, st, tag, text)
+
+    def observe_report(self, report: dict[str, Any]) -> list[dict[str, Any]]:
+        """Feed a report snapshot's driver shares to the drift detectors; new shifts.
+
+        The worker calls this with each snapshot it publishes (building a report has
+        no side effect on the models by itself).
+        """
+        at = datetime.fromisoformat(report["as_of"].replace("Z", "+00:00")).timestamp()
+        found = []
+        for quarter, q in report["quarters"].items():
+            for region, r in q["regions"].items():
+                found += self.drift.update_shares(quarter, region, r["drivers"], at)
+        return found
+
+    def _info(self, aid: str) -> AssignmentInfo:
+        info = self.info.get(aid)
+        if info is None:
+            info = self.info[aid] = AssignmentInfo()
+        return info
+
+    def _close(self, aid: str, st: AssignmentState, tag: str | None, text: str | None) -> None:
+        info = self.info.get(aid)
+        if info is None or info.closed or not info.known:
+            return
+        info.closed = True
+        stage = st.stage
+        won = stage == "won"
+        amount = st.amount_c / 100 if won else 0.0
+        self.fit.learn_close(info, amount)
+        if stage == "self_closed":
+            return
+        self.trust.learn(trust_features(info, st.n_qualified, self.coder), won, amount)
+        week = math.floor((st.d_ts - st.quarter.start.timestamp()) / WEEK)
+        self.scores.learn_close(info.quarter, week, info.score, won)
+        self.reasons.learn_close(aid, info.quarter, info.region, stage, tag, st.reason, text)
+        n = self.trust.n_decided
+        if n >= self.settings.min_decided and n % self.settings.drift_every == 0:
+            summary = self.trust.summary(last=self.settings.drift_every)
+            if summary is not None:
+                self.drift.update("trust_beta", summary.trust_beta, st.d_ts, relative=True)

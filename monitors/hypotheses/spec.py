@@ -1,0 +1,108 @@
+"""Hypothesis specs: one YAML mapping per hypothesis, validated on load."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+HANDLER_TYPES = ("multi_dim_groupby", "single_metric_compare", "time_series_compare")
+DIMENSIONS = ("vertical", "product", "am", "type", "reason")
+RATE_METRICS = (
+    "action_rate",
+    "attempted_win_rate",
+    "touches_per_actioned",
+    "sli_share",
+    "score_touched_share",
+)
+METRICS = {
+    "multi_dim_groupby": (*RATE_METRICS, "reason_lost_rate"),
+    "single_metric_compare": (*RATE_METRICS, "pipeline_coverage"),
+    "time_series_compare": ("assigned", "score_calibration"),
+}
+DRIVERS = ("coverage", "action_rate", "win_rate", "deal_size", "trust", "opp_score", "product_fit")
+
+
+@dataclass(frozen=True)
+class HypothesisSpec:
+    """What to test. Fields not used by a handler type are ignored by it."""
+
+    name: str
+    type: str
+    metric: str
+    driver: str  # the driver whose impact this hypothesis explains part of
+    description: str = ""
+    dimensions: tuple[str, ...] = ()
+    baseline: str = "global"  # global | target | peers | last_quarter
+    target: str | None = None  # targets-table metric, for baseline: target
+    min_delta: float = 0.1  # smallest deviation that counts (in the metric's unit)
+    min_n: int = 20  # smallest slice that counts
+    max_slices: int = 3
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _spec(data: dict[str, Any], where: str) -> HypothesisSpec:
+    def need(key: str) -> Any:
+        if key not in data:
+            raise ValueError(f"{where}: '{key}' is required")
+        return data[key]
+
+    kind = need("type")
+    if kind not in HANDLER_TYPES:
+        raise ValueError(f"{where}: type={kind!r}: must be one of {', '.join(HANDLER_TYPES)}")
+    metric = need("metric")
+    if metric not in METRICS[kind]:
+        raise ValueError(f"{where}: metric={metric!r}: {kind} knows {', '.join(METRICS[kind])}")
+    driver = need("driver")
+    if driver not in DRIVERS:
+        raise ValueError(f"{where}: driver={driver!r}: must be one of {', '.join(DRIVERS)}")
+    dims = tuple(data.get("dimensions") or ())
+    bad = [d for d in dims if d not in DIMENSIONS]
+    if bad:
+        raise ValueError(f"{where}: dimensions {bad}: must be among {', '.join(DIMENSIONS)}")
+    if kind == "multi_dim_groupby" and not dims:
+        raise ValueError(f"{where}: multi_dim_groupby needs 'dimensions'")
+    if (metric == "reason_lost_rate") != ("reason" in dims):
+        raise ValueError(f"{where}: metric reason_lost_rate goes with the 'reason' dimension")
+    baseline = data.get("baseline", "global")
+    if baseline not in ("global", "target", "peers", "last_quarter"):
+        raise ValueError(f"{where}: baseline={baseline!r}: global, target, peers or last_quarter")
+    if baseline == "target" and not data.get("target"):
+        raise ValueError(f"{where}: baseline 'target' needs 'target' (a targets-table metric)")
+    known = {f for f in HypothesisSpec.__dataclass_fields__ if f != "extra"}
+    for key in ("min_delta", "min_n", "max_slices"):
+        if key in data and (isinstance(data[key], bool) or not isinstance(data[key], int | float)):
+            raise ValueError(f"{where}: {key}={data[key]!r}: must be a number")
+    return HypothesisSpec(
+        name=str(need("name")),
+        type=kind,
+        metric=str(metric),
+        driver=driver,
+        description=str(data.get("description", "")),
+        dimensions=dims,
+        baseline=baseline,
+        target=data.get("target"),
+        min_delta=float(data.get("min_delta", 0.1)),
+        min_n=int(data.get("min_n", 20)),
+        max_slices=int(data.get("max_slices", 3)),
+        extra={k: v for k, v in data.items() if k not in known},
+    )
+
+
+def load_hypotheses(folder: str | Path) -> list[HypothesisSpec]:
+    """Every ``*.yaml`` in ``folder`` (a file holds one mapping or a list of them)."""
+    specs: list[HypothesisSpec] = []
+    for path in sorted(Path(folder).glob("*.yaml")):
+        data = yaml.safe_load(path.read_text())
+        items = data if isinstance(data, list) else [data]
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise ValueError(f"{path}[{i}]: a hypothesis must be a mapping")
+            specs.append(_spec(item, f"{path}[{i}]" if len(items) > 1 else str(path)))
+    names = [s.name for s in specs]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ValueError(f"{folder}: hypothesis names used twice: {dup}")
+    return specs

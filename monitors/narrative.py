@@ -22,6 +22,10 @@ def pct(value: float | None) -> str:
 
 
 def _slice(ev: Mapping[str, Any]) -> str:
+    hyp = (ev.get("hypothesis") or {}).get("slice") or {}
+    dims = [f"{k} {v}" for k, v in hyp.items() if k in ("type", "vertical", "product", "am")]
+    if dims and hyp.get("actual") is not None and hyp.get("metric") != "reason_lost_rate":
+        return f", worst in {' x '.join(dims)} at {pct(hyp['actual'])}"
     worst = ev.get("worst_slice")
     if not worst:
         return ""
@@ -55,6 +59,18 @@ def driver_phrase(driver: Mapping[str, Any]) -> str:
         return (
             f"too few qualified touches ({ev['actual']:.1f} vs {ev['plan']:g} per actioned "
             f"assignment; +1 touch = +{lift * 100:.1f} pts win rate{_slice(ev)})"
+        )
+    if name == "opp_score":
+        return (
+            f"neglected high-score assignments ({ev['neglected']:,} of {ev['due']:,} due with "
+            f"{ev['slice']} untouched)"
+        )
+    if name == "product_fit":
+        return "CLI/SLI fit (the weaker motion used where the other earns more)"
+    if name.startswith("reason:"):
+        return (
+            f"deals lost for {name[7:]} ({pct(ev['actual'])} of losses vs "
+            f"{pct(ev['plan'])} elsewhere)"
         )
     return name
 

@@ -114,20 +114,25 @@ class ReportBuilder:
         self.targets = targets
         self.calendar = FiscalCalendar(settings.engine.fy_start_month)
 
-    def build(self, engine: Engine, as_of: datetime) -> dict[str, Any]:
+    def build(self, engine: Engine, as_of: datetime, models: Any = None) -> dict[str, Any]:
+        """``models``: a :class:`monitors.models.modelset.ModelSet` attached to ``engine``."""
         per_region = engine.metrics(as_of)
         slices = {dim: engine.metrics(as_of, by=dim) for dim in DIMENSIONS}
-        return self.build_from_metrics(per_region, slices, as_of)
+        return self.build_from_metrics(per_region, slices, as_of, models)
 
     def build_from_metrics(
-        self, per_region: Metrics, slices: Mapping[str, Metrics], as_of: datetime
+        self,
+        per_region: Metrics,
+        slices: Mapping[str, Metrics],
+        as_of: datetime,
+        models: Any = None,
     ) -> dict[str, Any]:
         by_quarter: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
         for (q, r), m in per_region.items():
             by_quarter[q][r] = m
         report: dict[str, Any] = {"as_of": as_of.isoformat().replace("+00:00", "Z"), "quarters": {}}
         for quarter in sorted(by_quarter):
-            report["quarters"][quarter] = self._quarter(quarter, by_quarter, slices, as_of)
+            report["quarters"][quarter] = self._quarter(quarter, by_quarter, slices, as_of, models)
         return report
 
     def _quarter(
@@ -136,6 +141,7 @@ class ReportBuilder:
         by_quarter: Mapping[str, Mapping[str, dict[str, Any]]],
         slices: Mapping[str, Metrics],
         as_of: datetime,
+        models: Any = None,
     ) -> dict[str, Any]:
         q = self.calendar.parse(quarter)
         regions = by_quarter[quarter]
@@ -161,6 +167,14 @@ class ReportBuilder:
             _sum_hist([m["won_by_qt"] for m in regions.values()]),
             _sum_hist([m["lost_by_qt"] for m in regions.values()]),
         )
+        trust_meta = None
+        if models is not None:  # the online trust model replaces the OLS slope when configured
+            from monitors.models.reporting import online_trust
+            from monitors.models.settings import load_model_settings
+
+            online = online_trust(models, load_model_settings(self.settings.config_dir))
+            if online is not None:
+                trust, trust_meta = online
         global_won = _sum_hist([m["won_by_reason"] for m in regions.values()])
         global_lost = _sum_hist([m["lost_by_reason"] for m in regions.values()])
         out_regions = {}
@@ -178,12 +192,16 @@ class ReportBuilder:
                 global_won,
                 global_lost,
                 _history(prior),
+                models,
+                trust_meta,
+                as_of,
+                max(past) if past else None,
             )
         return {
             "elapsed": round(elapsed, 6),
             "curves": {"revenue": revenue_curve.name, "assignments": assignment_curve.name},
-            "trust_model": None
-            if trust is None
+            "trust_model": trust_meta
+            if trust_meta is not None or trust is None
             else {
                 "win_rate_per_touch": round(trust.beta, 6),
                 "se": round(trust.se, 6),
@@ -207,6 +225,10 @@ class ReportBuilder:
         global_won: Mapping[str, int],
         global_lost: Mapping[str, int],
         history: Mapping[str, float | None],
+        models: Any = None,
+        trust_meta: Mapping[str, Any] | None = None,
+        as_of: datetime | None = None,
+        previous_quarter: str | None = None,
     ) -> dict[str, Any]:
         resolved = self.targets.resolve(quarter, region)
         targets = resolved.values
@@ -232,6 +254,7 @@ class ReportBuilder:
         gaps = compute_gaps(m, targets, expected, projected, global_won, global_lost)
         drivers: list[dict[str, Any]] = []
         gap_usd = None
+        sections: dict[str, Any] = {}  # hypotheses, localisation, ranking (with models)
         if plan is not None:
             att = attribute(
                 m,
@@ -252,6 +275,27 @@ class ReportBuilder:
                 )
                 if worst:
                     d.evidence["worst_slice"] = worst
+            if models is not None and as_of is not None:
+                from monitors.models.reporting import region_extras
+
+                extra_metrics, sections = region_extras(
+                    models,
+                    quarter,
+                    region,
+                    m,
+                    global_won,
+                    global_lost,
+                    att.drivers,
+                    plan.deal_size,
+                    plan.action_rate,
+                    as_of,
+                    trust_meta,
+                    targets,
+                    self.settings.engine.stage_weights,
+                    previous_quarter,
+                    self.settings.config_dir,
+                )
+                metrics.update(extra_metrics)
             drivers = [d.to_dict() for d in att.drivers]
             if "trust_gap" in gaps:
                 trust_d = next((d for d in att.drivers if d.driver == "trust"), None)
@@ -282,6 +326,7 @@ class ReportBuilder:
                 }
                 for dim, table in slices.items()
             },
+            **sections,
         }
 
 

@@ -20,6 +20,7 @@ from monitors.narrative import pct, usd
 from monitors.report import ReportBuilder
 from monitors.settings import Settings, load_settings
 from pacing.targets import TargetsTable
+from streams.cli_models import taxonomy_app
 from streams.replay import replay_lines
 from streams.sources import generate_quarter, read_lines
 
@@ -53,6 +54,14 @@ AsOf = Annotated[
     ),
 ]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print the JSON report instead of tables.")]
+WithModels = Annotated[
+    bool,
+    typer.Option(
+        "--models/--no-models",
+        help="Run the online models (trust, CLI/SLI fit, opportunity score, reason codes, "
+        "drift) and the hypotheses of config/hypotheses/ alongside the engine.",
+    ),
+]
 
 
 def _parse_as_of(value: str | None) -> datetime | None:
@@ -75,6 +84,19 @@ def _settings(config_dir: Path | None) -> Settings:
         raise typer.Exit(2) from None
 
 
+def _attach_models(engine: Engine, settings: Settings) -> Any:
+    """A model set learning from ``engine`` (river is imported only when asked for)."""
+    from monitors.models.modelset import ModelSet
+    from monitors.models.settings import load_model_settings
+
+    try:
+        model_settings = load_model_settings(settings.config_dir)
+    except (OSError, ValueError) as exc:
+        err.print(f"[red]config error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    return ModelSet(model_settings).attach(engine)
+
+
 def _targets(path: Path) -> TargetsTable:
     try:
         return TargetsTable.load(path)
@@ -91,6 +113,7 @@ def demo(
     ] = 1000,
     as_of: AsOf = None,
     json_out: JsonOut = False,
+    models: WithModels = True,
     config_dir: ConfigDir = None,
 ) -> None:
     """Generate a quarter with planted causes and report its gaps and drivers.
@@ -112,12 +135,13 @@ def demo(
     report_time = _parse_as_of(as_of) or current.end
     targets = TargetsTable.from_rows(history.targets_rows() + current.targets_rows())
     engine = Engine(settings.engine)
+    model_set = _attach_models(engine, settings) if models else None
     for event in history.events:
         engine.ingest(event)
     for event in current.events:
         if event.occurred_at <= report_time:
             engine.ingest(event)
-    report = ReportBuilder(settings, targets).build(engine, report_time)
+    report = ReportBuilder(settings, targets).build(engine, report_time, model_set)
     if json_out:
         _print_json(report)
         return
@@ -146,6 +170,7 @@ def replay(
         ),
     ] = None,
     strict: Annotated[bool, typer.Option(help="Exit 1 when any line was rejected.")] = False,
+    models: WithModels = True,
     config_dir: ConfigDir = None,
 ) -> None:
     """Replay a file of events through the engine and report gaps, pacing and drivers.
@@ -163,6 +188,7 @@ def replay(
         "gapmon.rejects.jsonl" if events == "-" else f"{Path(events).with_suffix('')}.rejects.jsonl"
     )
     engine = Engine(settings.engine)
+    model_set = _attach_models(engine, settings) if models else None
     total = os.path.getsize(events) if events != "-" else None
     with rejects_path.open("w") as rej, _progress(total) as bar:
         task = bar.add_task("replay", total=total)
@@ -182,7 +208,7 @@ def replay(
     if when is None:
         err.print("[red]error:[/red] no valid events, nothing to report")
         raise typer.Exit(1)
-    report = ReportBuilder(settings, table).build(engine, when)
+    report = ReportBuilder(settings, table).build(engine, when, model_set)
     if json_out:
         _print_json(report)
     else:
@@ -307,6 +333,8 @@ def render(report: dict[str, Any], quarters: list[str] | None = None) -> None:
             body.add_row(drivers)
             out.print(Panel(body, title=f"{region} {quarter}", expand=False))
 
+
+app.add_typer(taxonomy_app, name="taxonomy")
 
 if __name__ == "__main__":
     app()

@@ -1,0 +1,81 @@
+"""`gapmon taxonomy ...`: commands over the online models (registered by streams/cli.py)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+taxonomy_app = typer.Typer(
+    help="Reason-code taxonomy: what the notes say that the buckets do not.",
+    no_args_is_help=True,
+)
+err = Console(stderr=True, soft_wrap=True)
+
+
+@taxonomy_app.command()
+def suggest(
+    events: Annotated[
+        str, typer.Argument(help="Events file (JSONL, one event per line); - = stdin.")
+    ],
+    min_size: Annotated[
+        int | None,
+        typer.Option(help="Notes a cluster needs (default: models.suggest_min_cluster)."),
+    ] = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print JSON instead of a table.")
+    ] = False,
+    config_dir: Annotated[
+        Path | None, typer.Option("--config-dir", help="Folder with gapmon.yaml, taxonomy.yaml.")
+    ] = None,
+) -> None:
+    """Replay events through the models and list off-taxonomy candidates.
+
+    Deals whose reason tag is missing or unmapped, and whose note the text classifier
+    cannot place in a bucket, are clustered by the words that set them apart; each
+    cluster large enough is a candidate bucket, with its top terms and example notes.
+    """
+    # imported here: river takes most of a second to load, other commands do not need it
+    from monitors.engine import Engine
+    from monitors.models.modelset import ModelSet
+    from monitors.models.settings import load_model_settings
+    from monitors.settings import load_settings
+    from streams.replay import replay_lines
+    from streams.sources import read_lines
+
+    try:
+        settings = load_settings(config_dir)
+        model_settings = load_model_settings(settings.config_dir)
+    except (OSError, ValueError) as exc:
+        err.print(f"[red]config error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    if events != "-" and not Path(events).is_file():
+        err.print(f"[red]error:[/red] events file {events!r} does not exist")
+        raise typer.Exit(2)
+    engine = Engine(settings.engine)
+    models = ModelSet(model_settings).attach(engine)
+    stats = replay_lines(read_lines(events), engine, None)
+    err.print(f"taxonomy suggest: {stats.summary()}")
+    clusters = models.reasons.suggest(min_size or model_settings.suggest_min_cluster)
+    unsure = len(models.reasons.unsure)
+    if json_out:
+        sys.stdout.write(json.dumps({"unsure_notes": unsure, "candidates": clusters}, indent=2))
+        sys.stdout.write("\n")
+        return
+    table = Table(title=f"off-taxonomy candidates ({unsure:,} notes the classifier is unsure of)")
+    for col in ("term", "notes", "top terms", "tags now", "examples"):
+        table.add_column(col)
+    for c in clusters:
+        table.add_row(
+            c["term"],
+            f"{c['size']:,}",
+            ", ".join(c["top_terms"]),
+            ", ".join(f"{k} ({v})" for k, v in c["tags"].items()),
+            " | ".join(c["examples"]),
+        )
+    Console(width=None if sys.stdout.isatty() else 160).print(table)

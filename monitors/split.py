@@ -218,9 +218,19 @@ def _sort_key(item: tuple[Any, int]) -> tuple[str, str]:
 
 
 def merged_engine(regions: Iterable[RegionCells], config: EngineConfig | None = None) -> Engine:
-    """An engine whose cells are the union of the regions' cells, for the report."""
+    """An engine whose cells are the sums of the given cells, for the report.
+
+    The same cell may come in several parts (workers keep a region's cells per input
+    partition); cells are additive, so the parts add up to the whole.
+    """
     engine = Engine(config)
+    cells = engine.cells
     for rc in regions:
-        for key, cell in rc.cells.items():
-            engine.cells[key] = cell
+        for key, part in rc.cells.items():
+            cell = cells.get(key)
+            if cell is None:
+                cell = cells[key] = Cell()
+            part.merge_into(cell.vals, cell.hist)
+    for key in [k for k, c in cells.items() if not any(c.vals)]:
+        del cells[key]
     return engine

@@ -1,0 +1,79 @@
+"""Report snapshots per quarter x region, and the whole report put back together.
+
+Workers publish one snapshot per ``quarter|region`` (the region's part of the report
+contract plus its quarter's shared fields); ``gapmon report`` reads the latest of each
+and reassembles exactly the report ``gapmon replay`` prints for the same events.
+The report's time (``as_of``) is the latest event time the cells have seen, as in
+``replay`` without ``--as-of``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from monitors.report import ReportBuilder
+from monitors.settings import Settings
+from monitors.split import RegionCells, merged_engine
+from pacing.targets import TargetsTable
+
+CLOCK = "~clock"  # the pseudo-region of events whose assignment has not arrived
+
+
+def region_key(quarter: str, region: str) -> str:
+    return f"{quarter}|{region}"
+
+
+def build_snapshots(
+    regions: Iterable[RegionCells], targets: TargetsTable, settings: Settings
+) -> dict[str, bytes]:
+    """``quarter|region`` -> snapshot JSON, for every region the cells know.
+
+    Empty when no event has been seen.
+    """
+    regions = list(regions)
+    latest = max((rc.latest_ts for rc in regions), default=-math.inf)
+    if latest == -math.inf:
+        return {}
+    as_of = datetime.fromtimestamp(latest, UTC)
+    engine = merged_engine(regions, settings.engine)
+    report = ReportBuilder(settings, targets).build(engine, as_of)
+    out: dict[str, bytes] = {}
+    for quarter, q in report["quarters"].items():
+        shared = {k: v for k, v in q.items() if k != "regions"}
+        for region, part in q["regions"].items():
+            value = {
+                "as_of": report["as_of"],
+                "quarter": quarter,
+                "region": region,
+                "quarter_fields": shared,
+                "report": part,
+            }
+            out[region_key(quarter, region)] = json.dumps(value, separators=(",", ":")).encode()
+    return out
+
+
+def assemble_report(snapshots: Mapping[str, bytes | str]) -> dict[str, Any]:
+    """The whole report from the latest snapshot of each ``quarter|region``.
+
+    Snapshots of an older ``as_of`` than the newest are left out (a region that no
+    longer exists at the newest time, or a worker that fell behind).
+    """
+    values = [json.loads(v) for v in snapshots.values()]
+    if not values:
+        return {"as_of": None, "quarters": {}}
+    as_of = max(values, key=lambda v: _instant(v["as_of"]))["as_of"]
+    report: dict[str, Any] = {"as_of": as_of, "quarters": {}}
+    for v in sorted(values, key=lambda v: (v["quarter"], v["region"])):
+        if v["as_of"] != as_of:
+            continue
+        q = report["quarters"].setdefault(v["quarter"], {**v["quarter_fields"], "regions": {}})
+        q["regions"][v["region"]] = v["report"]
+    return report
+
+
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))

@@ -1,0 +1,348 @@
+"""`gapmon worker | produce | targets push | report | dlq`: the Kafka side of the CLI.
+
+Registered by :mod:`streams.cli`. Faust and aiokafka are imported inside the commands,
+so ``gapmon demo`` works with the base install (they come with the ``stream`` extra).
+Every option falls back to its ``GAPMON_*`` environment variable
+(:class:`streams.kafka_settings.KafkaSettings`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+err = Console(stderr=True, soft_wrap=True)
+
+Bootstrap = Annotated[
+    str | None,
+    typer.Option(
+        "--bootstrap", help="Kafka bootstrap host:port (default: $GAPMON_KAFKA_BOOTSTRAP)."
+    ),
+]
+Prefix = Annotated[
+    str | None,
+    typer.Option("--topic-prefix", help="Prefix of every topic (default: $GAPMON_TOPIC_PREFIX)."),
+]
+ConfigDir = Annotated[
+    Path | None,
+    typer.Option("--config-dir", help="Folder with gapmon.yaml, taxonomy.yaml (see demo)."),
+]
+
+
+def _kafka_settings(**overrides: Any) -> Any:
+    from pydantic import ValidationError
+
+    from streams.kafka_settings import KafkaSettings
+
+    try:
+        return KafkaSettings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        for e in exc.errors():
+            field = ".".join(str(p) for p in e["loc"])
+            err.print(f"[red]settings error:[/red] GAPMON_{field.upper()}: {e['msg']}")
+        raise typer.Exit(2) from None
+
+
+def _run(coro: Any) -> Any:
+    try:
+        return asyncio.run(coro)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    except OSError as exc:  # connection refused and friends
+        err.print(f"[red]kafka error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    except Exception as exc:
+        if type(exc).__module__.startswith("aiokafka"):
+            err.print(f"[red]kafka error:[/red] {type(exc).__name__}: {exc}")
+            raise typer.Exit(1) from None
+        raise
+
+
+# ---------------------------------------------------------------------- worker
+
+
+def worker(
+    bootstrap: Bootstrap = None,
+    web_port: Annotated[
+        int | None, typer.Option("--web-port", help="Faust web port (default 6066).")
+    ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option("--metrics-port", help="Serve Prometheus metrics here (default: off)."),
+    ] = None,
+    targets: Annotated[
+        Path | None,
+        typer.Option(
+            "--targets", help="Base targets file; gapmon.targets overrides it row by row."
+        ),
+    ] = None,
+    topic_prefix: Prefix = None,
+    partitions: Annotated[
+        int | None, typer.Option(help="Partitions of topics it creates (default 6).")
+    ] = None,
+    config_dir: ConfigDir = None,
+    loglevel: Annotated[str, typer.Option(help="crit, error, warn, info or debug.")] = "warn",
+) -> None:
+    """Run one worker: consume the CRM topics, keep the gaps, publish snapshots.
+
+    Start as many as you like with the same settings: they share the partitions.
+    Processing is exactly-once (Kafka transactions). Stop with Ctrl-C.
+    """
+    import faust
+
+    from monitors.settings import load_settings
+    from pacing.targets import TargetsTable
+    from streams.agents import register
+    from streams.app import create_app
+    from streams.kafka_io import ensure_topics
+
+    ks = _kafka_settings(
+        kafka_bootstrap=bootstrap,
+        web_port=web_port,
+        metrics_port=metrics_port,
+        targets_file=targets,
+        topic_prefix=topic_prefix,
+        partitions=partitions,
+        config_dir=config_dir,
+    )
+    try:
+        settings = load_settings(ks.config_dir)
+        base = TargetsTable.load(ks.targets_file) if ks.targets_file else TargetsTable()
+    except (OSError, ValueError) as exc:
+        err.print(f"[red]config error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    _run(ensure_topics(ks))
+    datadir = Path(
+        os.environ.get("GAPMON_DATADIR")
+        or Path(tempfile.gettempdir()) / f"gapmon-{ks.group_id}-{ks.web_port}"
+    )
+    topo = create_app(ks, datadir)
+    register(topo, ks, settings, base)
+    err.print(
+        f"gapmon worker: {ks.kafka_bootstrap}, topics {', '.join(ks.crm_topics.values())} "
+        f"-> {ks.drivers_topic}; web :{ks.web_port}"
+    )
+    faust.Worker(topo.app, loglevel=loglevel, quiet=True).execute_from_commandline()
+
+
+# --------------------------------------------------------------------- produce
+
+
+def produce(
+    events: Annotated[str, typer.Argument(help="Events file (JSONL); - = stdin.")],
+    bootstrap: Bootstrap = None,
+    topic_prefix: Prefix = None,
+    rejects: Annotated[
+        Path | None, typer.Option(help="Where invalid lines go (default EVENTS.rejects.jsonl).")
+    ] = None,
+    strict: Annotated[bool, typer.Option(help="Exit 1 when any line was rejected.")] = False,
+) -> None:
+    """Validate a file of events and publish each to its topic, keyed by assignment_id.
+
+    Lines are published as written; invalid ones go to the rejects file with their
+    reason, as in `gapmon replay`.
+    """
+    from streams.cli import _progress
+    from streams.kafka_io import ensure_topics, produce_lines
+    from streams.sources import read_lines
+
+    ks = _kafka_settings(kafka_bootstrap=bootstrap, topic_prefix=topic_prefix)
+    if events != "-" and not Path(events).is_file():
+        err.print(f"[red]error:[/red] events file {events!r} does not exist")
+        raise typer.Exit(2)
+    rejects_path = rejects or Path(
+        "gapmon.rejects.jsonl" if events == "-" else f"{Path(events).with_suffix('')}.rejects.jsonl"
+    )
+    total = os.path.getsize(events) if events != "-" else None
+
+    async def go() -> Any:
+        await ensure_topics(ks)
+        with rejects_path.open("w") as rej, _progress(total) as bar:
+            task = bar.add_task("produce", total=total)
+            return await produce_lines(
+                read_lines(events), ks, rej, progress=lambda n: bar.advance(task, n)
+            )
+
+    stats = _run(go())
+    err.print(f"produce: {stats.summary()}")
+    if stats.rejected:
+        err.print(f"produce: rejects written to {rejects_path}")
+    if strict and stats.rejected:
+        raise typer.Exit(1)
+
+
+# --------------------------------------------------------------------- targets
+
+targets_app = typer.Typer(help="The targets table on the compacted gapmon.targets topic.")
+
+
+@targets_app.command("push")
+def targets_push(
+    targets: Annotated[Path, typer.Argument(help="Targets file (YAML or CSV).")],
+    bootstrap: Bootstrap = None,
+    topic_prefix: Prefix = None,
+) -> None:
+    """Publish a targets table: one record per quarter|region|metric.
+
+    Rows on the topic that the file no longer has are deleted (tombstones), so the
+    topic ends up holding exactly the file. Running workers use it at their next
+    snapshot.
+    """
+    from pacing.targets import TargetsTable
+    from streams.kafka_io import ensure_topics, read_compacted, send_records
+
+    ks = _kafka_settings(kafka_bootstrap=bootstrap, topic_prefix=topic_prefix)
+    try:
+        table = TargetsTable.load(targets)
+    except (OSError, ValueError) as exc:
+        err.print(f"[red]targets error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    records = {
+        f"{r['quarter']}|{r['region']}|{r['metric']}".encode(): json.dumps(
+            {"value": r["value"]}
+        ).encode()
+        for r in table.to_rows()
+    }
+
+    async def go() -> tuple[int, int]:
+        await ensure_topics(ks)
+        current = await read_compacted(ks, ks.targets_topic)
+        gone = [(k, None) for k in current if k not in records]
+        changed = [(k, v) for k, v in records.items() if current.get(k) != v]
+        await send_records(ks, ks.targets_topic, [*changed, *gone])
+        return len(changed), len(gone)
+
+    changed, gone = _run(go())
+    err.print(
+        f"targets push: {len(records):,} rows in {targets}; {changed:,} published, "
+        f"{gone:,} deleted, {len(records) - changed:,} unchanged -> {ks.targets_topic}"
+    )
+
+
+# ---------------------------------------------------------------------- report
+
+
+def report(
+    bootstrap: Bootstrap = None,
+    topic_prefix: Prefix = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the JSON report.")] = False,
+) -> None:
+    """Print the latest report: every region's latest snapshot on gapmon.drivers.
+
+    Same JSON shape as `gapmon replay --json`.
+    """
+    from monitors.snapshots import assemble_report
+    from streams.cli import _print_json, render
+    from streams.kafka_io import read_compacted
+
+    ks = _kafka_settings(kafka_bootstrap=bootstrap, topic_prefix=topic_prefix)
+    snaps = _run(read_compacted(ks, ks.drivers_topic))
+    full = assemble_report({k.decode(): v for k, v in snaps.items()})
+    if not full["quarters"]:
+        err.print(f"report: no snapshots on {ks.drivers_topic} yet (is a worker running?)")
+        raise typer.Exit(1)
+    if json_out:
+        _print_json(full)
+    else:
+        render(full)
+
+
+# ------------------------------------------------------------------------- dlq
+
+dlq_app = typer.Typer(help="Dead letters: messages the workers could not use, with the reason.")
+
+
+@dlq_app.command("show")
+def dlq_show(
+    bootstrap: Bootstrap = None,
+    topic_prefix: Prefix = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="One JSON dead letter per line (to edit and replay).")
+    ] = False,
+    limit: Annotated[int, typer.Option(help="Show at most this many (newest last).")] = 50,
+) -> None:
+    """List dead letters: reason, where from (topic, partition, offset), error, message."""
+    from streams.kafka_io import read_topic
+
+    ks = _kafka_settings(kafka_bootstrap=bootstrap, topic_prefix=topic_prefix)
+    records = _run(read_topic(ks, ks.dlq_topic))
+    letters = [json.loads(r.value) for r in records if r.value]
+    if json_out:
+        for d in letters[-limit:]:
+            sys.stdout.write(json.dumps(d) + "\n")
+        return
+    counts: dict[str, int] = {}
+    for d in letters:
+        counts[d["reason"]] = counts.get(d["reason"], 0) + 1
+    err.print(
+        f"{len(letters):,} dead letters on {ks.dlq_topic}: "
+        + (", ".join(f"{k} {v:,}" for k, v in sorted(counts.items())) or "none")
+    )
+    table = Table(show_lines=False)
+    for col in ("topic[partition]@offset", "reason", "error", "message"):
+        table.add_column(col, overflow="fold")
+    for d in letters[-limit:]:
+        table.add_row(
+            f"{d['topic']}[{d['partition']}]@{d['offset']}", d["reason"], d["error"], d["raw"][:200]
+        )
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    fixed: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Dead letters as `dlq show --json` prints them, with `raw` fixed. "
+            "Default: every dead letter on the topic, as it is."
+        ),
+    ] = None,
+    bootstrap: Bootstrap = None,
+    topic_prefix: Prefix = None,
+) -> None:
+    """Re-publish dead letters that are valid now to the topic of their event type.
+
+    Those still invalid are listed with their reason and not published. The workers'
+    event_id idempotence makes a replayed event that was already applied a no-op.
+    """
+    from streams.events import EventError, parse_event
+    from streams.kafka_io import read_topic, send_records
+
+    ks = _kafka_settings(kafka_bootstrap=bootstrap, topic_prefix=topic_prefix)
+    if fixed is not None:
+        try:
+            letters = [json.loads(line) for line in fixed.read_text().splitlines() if line.strip()]
+        except (OSError, ValueError) as exc:
+            err.print(f"[red]error:[/red] {fixed}: {exc}")
+            raise typer.Exit(2) from None
+    else:
+        letters = [json.loads(r.value) for r in _run(read_topic(ks, ks.dlq_topic)) if r.value]
+    records: list[tuple[str, bytes, bytes]] = []
+    still_bad = 0
+    for d in letters:
+        where = f"{d.get('topic')}[{d.get('partition')}]@{d.get('offset')}"
+        try:
+            event = parse_event(d["raw"])
+        except (EventError, KeyError, TypeError) as exc:
+            still_bad += 1
+            err.print(f"  still invalid {where}: {getattr(exc, 'message', exc)}")
+            continue
+        records.append((ks.crm_topics[event.type], event.assignment_id.encode(), d["raw"].encode()))
+
+    async def go() -> None:
+        for topic in {t for t, _, _ in records}:
+            await send_records(ks, topic, [(k, v) for t, k, v in records if t == topic])
+
+    _run(go())
+    err.print(f"dlq replay: {len(records):,} re-published, {still_bad:,} still invalid")
+    if still_bad:
+        raise typer.Exit(1)

@@ -1,0 +1,236 @@
+"""aiokafka plumbing shared by the worker and the CLI: topics, producing, compacted reads.
+
+* :func:`ensure_topics` creates gapmon's topics (CRM topics co-partitioned, compacted
+  ones for targets, snapshots and aggregates) if they are missing.
+* :func:`produce_lines` validates event lines and publishes each to its CRM topic keyed
+  by ``assignment_id`` (invalid lines go to the rejects file, as in ``replay``).
+* :func:`read_compacted` reads a topic to its current end and keeps the latest value
+  per key (a compacted topic's table); :class:`CompactedView` keeps such tables up to
+  date in a running worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from streams.events import EventError, parse_event
+from streams.kafka_settings import KafkaSettings
+from streams.replay import _reason_key
+
+log = logging.getLogger(__name__)
+
+COMPACT = {"cleanup.policy": "compact"}
+
+
+async def ensure_topics(settings: KafkaSettings) -> None:
+    """Create the topics gapmon reads and writes, if missing (existing ones are kept)."""
+    p, rf = settings.partitions, settings.replication
+    wanted = [NewTopic(t, p, rf) for t in settings.crm_topics.values()]
+    wanted += [
+        NewTopic(settings.deltas_topic, p, rf),
+        NewTopic(settings.dlq_topic, 1, rf),
+        NewTopic(settings.targets_topic, 1, rf, topic_configs=COMPACT),
+        NewTopic(settings.drivers_topic, 1, rf, topic_configs=COMPACT),
+        NewTopic(settings.aggregates_topic, p, rf, topic_configs=COMPACT),
+    ]
+    admin = AIOKafkaAdminClient(**settings.aiokafka_kwargs())
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [t for t in wanted if t.name not in existing]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass  # another process created them first
+        crm = list(settings.crm_topics.values())
+        described = await admin.describe_topics(crm)
+        counts = {d["topic"]: len(d["partitions"]) for d in described}
+        if len(set(counts.values())) > 1:
+            raise RuntimeError(
+                f"CRM topics are not co-partitioned: {counts}; they need the same partition count"
+            )
+    finally:
+        await admin.close()
+
+
+@dataclass
+class ProduceStats:
+    lines: int = 0
+    sent: int = 0
+    rejected: int = 0
+    by_topic: dict[str, int] = field(default_factory=dict)
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        topics = ", ".join(f"{t} {n:,}" for t, n in sorted(self.by_topic.items()))
+        return f"{self.lines:,} lines: {self.sent:,} sent ({topics}), {self.rejected:,} rejected"
+
+
+async def produce_lines(
+    lines: Iterable[tuple[int, str]],
+    settings: KafkaSettings,
+    rejects: IO[str] | None,
+    progress: Callable[[int], None] | None = None,
+) -> ProduceStats:
+    """Validate each line and publish it (as it was written) to its topic."""
+    stats = ProduceStats()
+    topics = settings.crm_topics
+    producer = AIOKafkaProducer(
+        **settings.aiokafka_kwargs(), enable_idempotence=True, linger_ms=20, acks="all"
+    )
+    await producer.start()
+    try:
+        pending: list[asyncio.Future[Any]] = []
+        for number, raw in lines:
+            stats.lines += 1
+            if progress is not None:
+                progress(len(raw) + 1)
+            try:
+                event = parse_event(raw)
+            except EventError as exc:
+                stats.rejected += 1
+                key = _reason_key(exc.message)
+                stats.reasons[key] = stats.reasons.get(key, 0) + 1
+                if rejects is not None:
+                    rejects.write(
+                        json.dumps({"line": number, "error": exc.message, "raw": raw}) + "\n"
+                    )
+                continue
+            topic = topics[event.type]
+            pending.append(
+                await producer.send(topic, raw.encode(), key=event.assignment_id.encode())
+            )
+            stats.sent += 1
+            stats.by_topic[topic] = stats.by_topic.get(topic, 0) + 1
+            if len(pending) >= 10_000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return stats
+
+
+async def send_records(
+    settings: KafkaSettings, topic: str, records: Iterable[tuple[bytes | None, bytes | None]]
+) -> int:
+    """Publish ``(key, value)`` records (``value`` None = a tombstone) and wait for acks."""
+    producer = AIOKafkaProducer(**settings.aiokafka_kwargs(), enable_idempotence=True, acks="all")
+    await producer.start()
+    n = 0
+    try:
+        futures = [await producer.send(topic, v, key=k) for k, v in records]
+        await asyncio.gather(*futures)
+        n = len(futures)
+    finally:
+        await producer.stop()
+    return n
+
+
+async def read_topic(settings: KafkaSettings, topic: str, timeout: float = 30.0) -> list[Any]:
+    """Every committed record of ``topic`` up to its end offsets now (no consumer group)."""
+    consumer = AIOKafkaConsumer(
+        **settings.aiokafka_kwargs(),
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        parts = consumer.partitions_for_topic(topic)
+        if parts is None:
+            await consumer._client.force_metadata_update()
+            parts = consumer.partitions_for_topic(topic)
+        if not parts:
+            return []
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        out: list[Any] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        remaining = {tp for tp in tps if end[tp] > 0}
+        while remaining:
+            if loop.time() > deadline:
+                raise TimeoutError(f"reading {topic}: not at its end after {timeout:g} s")
+            batch = await consumer.getmany(*remaining, timeout_ms=500)
+            for records in batch.values():
+                out.extend(records)
+            for tp in list(remaining):
+                if await consumer.position(tp) >= end[tp]:
+                    remaining.discard(tp)
+        return out
+    finally:
+        await consumer.stop()
+
+
+async def read_compacted(settings: KafkaSettings, topic: str) -> dict[bytes, bytes]:
+    """The latest value per key of ``topic`` (tombstones remove the key)."""
+    table: dict[bytes, bytes] = {}
+    for record in await read_topic(settings, topic):
+        if record.value is None:
+            table.pop(record.key, None)
+        else:
+            table[record.key] = record.value
+    return table
+
+
+class CompactedView:
+    """Keeps the latest value per key of some topics, all partitions, as they change.
+
+    Used by every worker to see all regions' cells and the targets: no consumer
+    group, read_committed (so only what exactly-once processing committed), from the
+    beginning. ``version`` grows with every record applied.
+    """
+
+    def __init__(self, settings: KafkaSettings, topics: list[str]) -> None:
+        self.settings = settings
+        self.topics = topics
+        self.tables: dict[str, dict[bytes, bytes]] = {t: {} for t in topics}
+        self.version = 0
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        consumer = AIOKafkaConsumer(
+            **self.settings.aiokafka_kwargs(),
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            auto_offset_reset="earliest",
+        )
+        await consumer.start()
+        self._consumer = consumer
+        try:
+            tps: list[TopicPartition] = []
+            for topic in self.topics:
+                parts = consumer.partitions_for_topic(topic)
+                while not parts:
+                    await consumer._client.force_metadata_update()
+                    parts = consumer.partitions_for_topic(topic)
+                    if not parts:
+                        await asyncio.sleep(0.5)
+                tps += [TopicPartition(topic, p) for p in sorted(parts)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            while not stop.is_set():
+                batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+                for tp, records in batch.items():
+                    table = self.tables[tp.topic]
+                    for r in records:
+                        if r.value is None:
+                            table.pop(r.key, None)
+                        else:
+                            table[r.key] = r.value
+                        self.version += 1
+        finally:
+            await consumer.stop()

@@ -1,0 +1,127 @@
+"""Settings of the Kafka side (workers, produce, report, dlq), from the environment.
+
+Every field reads ``GAPMON_<FIELD>`` (e.g. ``GAPMON_KAFKA_BOOTSTRAP=127.0.0.1:19092``,
+``GAPMON_TOPIC_PREFIX=staging.``); CLI options override them. Secrets (the SASL
+password) come from ``GAPMON_KAFKA_SASL_PASSWORD`` or the file named by
+``GAPMON_KAFKA_SASL_PASSWORD_FILE``, and are never printed (``SecretStr``).
+"""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+TOPICS = {"assignment": "assignments", "touch": "touches", "deal": "deals"}  # type -> crm.<name>
+
+
+class KafkaSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GAPMON_", extra="ignore")
+
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="host:port[,host:port...]")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_sasl_password_file: Path | None = None
+    kafka_ssl_cafile: Path | None = None
+    topic_prefix: str = Field("", description="prepended to every topic name")
+    partitions: int = Field(6, ge=1, le=1024, description="partitions of the gapmon topics")
+    replication: int = Field(1, ge=1, le=16)
+    app_id: str = "gapmon"
+    store: str = Field("memory://", description="memory:// or rocksdb:// (needs rocksdict)")
+    web_port: int = Field(6066, ge=1, le=65535)
+    metrics_port: int | None = Field(None, ge=1, le=65535)
+    targets_file: Path | None = None
+    snapshot_interval: float = Field(1.0, gt=0, le=3600, description="seconds between snapshots")
+    session_timeout: float = Field(10.0, ge=6, le=300, description="consumer session, seconds")
+    config_dir: Path | None = None
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        if any(not (c.isalnum() or c in "._-") for c in v):
+            raise ValueError(f"topic_prefix={v!r}: only letters, digits, '.', '_' and '-'")
+        return v
+
+    @field_validator("store")
+    @classmethod
+    def _store(cls, v: str) -> str:
+        if v not in ("memory://", "rocksdb://"):
+            raise ValueError(f"store={v!r}: must be memory:// or rocksdb://")
+        if v == "rocksdb://":
+            try:
+                import rocksdict  # noqa: F401
+            except ImportError:
+                raise ValueError("store='rocksdb://' needs the rocksdict package") from None
+        return v
+
+    # ---------------------------------------------------------------- topics
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+    @property
+    def crm_topics(self) -> dict[str, str]:
+        """Event type -> topic (``assignment`` -> ``crm.assignments``...)."""
+        return {kind: self.topic(f"crm.{name}") for kind, name in TOPICS.items()}
+
+    @property
+    def deltas_topic(self) -> str:
+        return self.topic("gapmon.deltas")
+
+    @property
+    def targets_topic(self) -> str:
+        return self.topic("gapmon.targets")
+
+    @property
+    def drivers_topic(self) -> str:
+        return self.topic("gapmon.drivers")
+
+    @property
+    def dlq_topic(self) -> str:
+        return self.topic("gapmon.dlq")
+
+    @property
+    def aggregates_topic(self) -> str:
+        """The region cells table's changelog: every region's cells, compacted."""
+        return self.topic("gapmon.aggregates")
+
+    @property
+    def group_id(self) -> str:
+        """Faust app id = consumer group and prefix of its changelog topics."""
+        return self.topic(self.app_id)
+
+    # ------------------------------------------------------------ connection
+
+    def sasl_password(self) -> str | None:
+        if self.kafka_sasl_password is not None:
+            return self.kafka_sasl_password.get_secret_value()
+        if self.kafka_sasl_password_file is not None:
+            return self.kafka_sasl_password_file.read_text().strip()
+        return None
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if "SSL" not in self.kafka_security_protocol:
+            return None
+        return ssl.create_default_context(
+            cafile=str(self.kafka_ssl_cafile) if self.kafka_ssl_cafile else None
+        )
+
+    def aiokafka_kwargs(self) -> dict[str, Any]:
+        """Connection options for aiokafka clients (producer, consumer, admin)."""
+        kw: dict[str, Any] = {
+            "bootstrap_servers": self.kafka_bootstrap,
+            "security_protocol": self.kafka_security_protocol,
+        }
+        ctx = self.ssl_context()
+        if ctx is not None:
+            kw["ssl_context"] = ctx
+        if self.kafka_security_protocol.startswith("SASL"):
+            kw["sasl_mechanism"] = self.kafka_sasl_mechanism
+            kw["sasl_plain_username"] = self.kafka_sasl_username
+            kw["sasl_plain_password"] = self.sasl_password()
+        return kw

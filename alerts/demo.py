@@ -1,0 +1,42 @@
+"""`gapmon demo --notify`: evaluate the alert rules once on the demo report and send.
+
+No Redis: the state is in memory and the demo report is taken as having held for
+each rule's ``min_duration`` (a single snapshot cannot show a duration). Messages go
+to the webhook of ``$GAPMON_SLACK_WEBHOOK_URL`` (or a per-channel variable), else to
+the console.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+from alerts.evaluate import evaluate
+from alerts.rules import RuleSet, load_rules
+from alerts.slack import DeliveryResult, Notifier
+
+__all__ = ["notify_demo"]
+
+
+def notify_demo(
+    report: Mapping[str, Any],
+    rules_path: str | Path | None = None,
+    registry: Mapping[str, Any] | None = None,
+    config_dir: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    console: IO[str] | None = None,
+    notifier: Notifier | None = None,
+) -> list[DeliveryResult]:
+    """Evaluate ``CONFIG_DIR/alerts.yaml`` (or ``rules_path``) on ``report``; send each alert."""
+    if rules_path is None:
+        from monitors.settings import default_config_dir
+
+        rules_path = Path(config_dir or default_config_dir()) / "alerts.yaml"
+    rules: RuleSet = load_rules(rules_path, registry)
+    instant = [r.model_copy(update={"min_duration": timedelta(0)}) for r in rules.rules]
+    as_of = datetime.fromisoformat(str(report["as_of"]).replace("Z", "+00:00"))
+    ev = evaluate(report, instant, as_of, {})
+    send = notifier or Notifier(env=env, console=console, max_wait=30.0)
+    return [send.send(t.alert) for t in ev.notifications if t.alert is not None]

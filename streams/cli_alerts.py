@@ -1,0 +1,378 @@
+"""`gapmon alerts ...` and `gapmon drivers ...`: alert state, silences, outbox, backtest.
+
+Redis (``$GAPMON_REDIS_URL``, default ``redis://127.0.0.1:6379/0``) and slack_sdk are
+imported inside the commands that need them, so ``gapmon demo`` runs on the base
+install.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from alerts.rules import RulesError, RuleSet, check_token, load_rules, parse_duration
+
+if TYPE_CHECKING:
+    from alerts.store import AlertStore
+
+alerts_app = typer.Typer(
+    help="Alert rules on pacing risk, drivers and gaps: state, silences, outbox, backtest.",
+    no_args_is_help=True,
+)
+drivers_app = typer.Typer(help="Driver rankings over time (from Redis).", no_args_is_help=True)
+err = Console(stderr=True, soft_wrap=True)
+
+ConfigDir = Annotated[
+    Path | None,
+    typer.Option("--config-dir", help="Config folder (default: $GAPMON_CONFIG_DIR or config/)."),
+]
+RulesPath = Annotated[
+    Path | None,
+    typer.Option("--rules", help="Alert rules file (default: CONFIG_DIR/alerts.yaml)."),
+]
+Prefix = Annotated[str, typer.Option("--prefix", help="Redis key prefix.")]
+JsonOut = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _rules(rules: Path | None, config_dir: Path | None) -> RuleSet:
+    from monitors.settings import default_config_dir, load_settings
+
+    try:
+        settings = load_settings(config_dir)
+        path = rules or (Path(config_dir) if config_dir else default_config_dir()) / "alerts.yaml"
+        return load_rules(path, settings.registry)
+    except (OSError, RulesError, ValueError) as exc:
+        err.print(f"[red]rules error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _store(prefix: str) -> AlertStore:
+    try:
+        import redis
+    except ImportError:
+        err.print("[red]error:[/red] redis is not installed: pip install -e '.[stream]'")
+        raise typer.Exit(2) from None
+    from alerts.store import AlertStore, redis_url
+
+    url = redis_url()
+    try:
+        store = AlertStore.from_url(url, prefix=prefix)
+        store.r.ping()
+    except ValueError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    except redis.exceptions.RedisError as exc:
+        err.print(f"[red]error:[/red] Redis at $GAPMON_REDIS_URL not reachable: {exc}")
+        raise typer.Exit(3) from None
+    return store
+
+
+def _token(option: str, value: str, wildcard: bool = True) -> str:
+    if wildcard and value == "*":
+        return value
+    try:
+        return check_token(option, value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+@alerts_app.command("list")
+def list_alerts(prefix: Prefix = "gapmon:", json_out: JsonOut = False) -> None:
+    """Alerts pending or firing, active silences, and messages waiting in the outbox."""
+    store = _store(prefix)
+    states = [s for s in store.all_states() if s.status != "inactive"]
+    silences = store.silences()
+    outbox = store.pending()
+    if json_out:
+        sys.stdout.write(
+            json.dumps(
+                {
+                    "alerts": [s.to_dict() for s in states],
+                    "silences": [s.to_dict() for s in silences],
+                    "outbox": outbox,
+                },
+                indent=2,
+                default=str,
+            )
+            + "\n"
+        )
+        return
+    out = Console(width=None if sys.stdout.isatty() else 160)
+    table = Table(title="alerts")
+    for col in ("rule", "quarter", "region", "subject", "status", "since", "value", "notified"):
+        table.add_column(col)
+    for s in states:
+        table.add_row(
+            s.rule,
+            s.quarter,
+            s.region,
+            s.subject or "-",
+            s.status,
+            _iso(s.since) if s.since else "-",
+            "-" if s.value is None else f"{s.value:.4g}",
+            "yes" if s.notified else "no",
+        )
+    out.print(table)
+    sil = Table(title="silences")
+    for col in ("rule", "region", "quarter", "until", "by"):
+        sil.add_column(col)
+    for x in silences:
+        sil.add_row(x.rule, x.region, x.quarter, _iso(x.until), x.created_by or "-")
+    out.print(sil)
+    box = Table(title="outbox (not yet delivered)")
+    for col in ("delivery", "kind", "rule", "region", "quarter", "attempts", "next try"):
+        box.add_column(col)
+    for m in outbox:
+        box.add_row(
+            m["delivery_id"],
+            m["kind"],
+            m["rule"],
+            m["region"],
+            m["quarter"],
+            str(m["attempts"]),
+            _iso(m["next_attempt"]) if m["next_attempt"] else "now",
+        )
+    out.print(box)
+
+
+@alerts_app.command()
+def silence(
+    rule: Annotated[str, typer.Option("--rule", help="Rule name (or *).")],
+    duration: Annotated[str, typer.Option("--for", help="How long, e.g. 2h, 24h, 7d.")],
+    region: Annotated[str, typer.Option("--region", help="Region (or *).")] = "*",
+    quarter: Annotated[str, typer.Option("--quarter", help="Quarter (or *).")] = "*",
+    by: Annotated[str, typer.Option("--by", help="Who silences (a token).")] = "cli",
+    prefix: Prefix = "gapmon:",
+) -> None:
+    """Mute notifications of a rule for a region until the time runs out."""
+    from alerts.evaluate import Silence
+
+    try:
+        seconds = parse_duration(duration).total_seconds()
+    except ValueError as exc:
+        raise typer.BadParameter(f"--for={duration!r}: {exc}") from None
+    if seconds <= 0:
+        raise typer.BadParameter(f"--for={duration!r}: must be > 0")
+    now = time.time()
+    s = Silence(
+        rule=_token("--rule", rule),
+        region=_token("--region", region),
+        quarter=_token("--quarter", quarter),
+        until=now + seconds,
+        created_by=_token("--by", by, wildcard=False),
+        created_at=now,
+    )
+    _store(prefix).silence(s)
+    err.print(f"silenced {s.rule} for region {s.region}, quarter {s.quarter} until {_iso(s.until)}")
+
+
+@alerts_app.command()
+def unsilence(
+    rule: Annotated[str, typer.Option("--rule", help="Rule name (or *).")],
+    region: Annotated[str, typer.Option("--region", help="Region (or *).")] = "*",
+    quarter: Annotated[str, typer.Option("--quarter", help="Quarter (or *).")] = "*",
+    prefix: Prefix = "gapmon:",
+) -> None:
+    """Remove a silence (the same --rule/--region/--quarter it was created with)."""
+    store = _store(prefix)
+    r, g, q = _token("--rule", rule), _token("--region", region), _token("--quarter", quarter)
+    if not store.unsilence(r, g, q):
+        err.print(f"no silence for rule {r}, region {g}, quarter {q}")
+        raise typer.Exit(1)
+    err.print(f"removed the silence of {r} for region {g}, quarter {q}")
+
+
+@alerts_app.command("send-pending")
+def send_pending(
+    limit: Annotated[int, typer.Option(help="At most this many messages.", min=1)] = 100,
+    prefix: Prefix = "gapmon:",
+) -> None:
+    """Drain the outbox: deliver what is due, keep what failed for the next run."""
+    from alerts.slack import Notifier
+
+    store = _store(prefix)
+    stats = store.drain(Notifier(), limit=limit)
+    err.print(f"outbox: {stats.summary()}")
+    if stats.failed:
+        raise typer.Exit(1)
+
+
+@alerts_app.command()
+def evaluate(
+    report: Annotated[Path, typer.Argument(help="A report JSON (gapmon replay --json).")],
+    rules: RulesPath = None,
+    config_dir: ConfigDir = None,
+    send: Annotated[bool, typer.Option("--send/--no-send", help="Drain the outbox after.")] = True,
+    prefix: Prefix = "gapmon:",
+) -> None:
+    """Evaluate the rules on one report with the state in Redis; queue and send alerts."""
+    from alerts.slack import Notifier
+
+    rule_set = _rules(rules, config_dir)
+    try:
+        data = json.loads(report.read_text())
+    except (OSError, ValueError) as exc:
+        err.print(f"[red]error:[/red] report {str(report)!r}: {exc}")
+        raise typer.Exit(2) from None
+    store = _store(prefix)
+    ev = store.process(data, rule_set.rules)
+    for t in ev.transitions:
+        err.print(f"{t.kind:<9} {t.key} value={t.value}" + (" (notify)" if t.notify else ""))
+    if send:
+        err.print(f"outbox: {store.drain(Notifier()).summary()}")
+
+
+@alerts_app.command()
+def backtest(
+    events: Annotated[str, typer.Argument(help="Events file (JSONL); - = stdin.")],
+    targets: Annotated[Path, typer.Option("--targets", help="Targets table (YAML or CSV).")],
+    step: Annotated[str, typer.Option("--step", help="Report every ... (e.g. 1d, 6h).")] = "1d",
+    start: Annotated[str | None, typer.Option(help="First evaluation (ISO-8601).")] = None,
+    end: Annotated[str | None, typer.Option(help="Last evaluation (ISO-8601).")] = None,
+    rules: RulesPath = None,
+    config_dir: ConfigDir = None,
+    json_out: JsonOut = False,
+) -> None:
+    """Replay a file in-process, evaluate the rules every --step, print fire/resolve times."""
+    from alerts.backtest import backtest as run
+    from monitors.settings import load_settings
+    from pacing.targets import TargetsTable
+    from streams.sources import read_lines
+
+    rule_set = _rules(rules, config_dir)
+    settings = load_settings(config_dir)
+    try:
+        table = TargetsTable.load(targets)
+    except (OSError, ValueError) as exc:
+        err.print(f"[red]targets error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    if events != "-" and not Path(events).is_file():
+        err.print(f"[red]error:[/red] events file {events!r} does not exist")
+        raise typer.Exit(2)
+    try:
+        step_td = parse_duration(step)
+    except ValueError as exc:
+        raise typer.BadParameter(f"--step={step!r}: {exc}") from None
+    result = run(
+        read_lines(events),
+        settings,
+        table,
+        rule_set.rules,
+        step=step_td,
+        start=_when("--start", start),
+        end=_when("--end", end),
+    )
+    if json_out:
+        sys.stdout.write(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
+        return
+    for note in result.notes:
+        err.print(f"[yellow]note:[/yellow] {note}")
+    err.print(
+        f"backtest: {result.steps} steps from {result.start} to {result.end}, "
+        f"{result.rejected} rejected lines"
+    )
+    out = Console(width=None if sys.stdout.isatty() else 160)
+    table_out = Table(title="alerts that would have fired")
+    for col in ("rule", "quarter", "region", "subject", "fired", "value", "notified", "resolved"):
+        table_out.add_column(col)
+    for e in result.episodes:
+        table_out.add_row(
+            e.rule,
+            e.quarter,
+            e.region,
+            e.subject or "-",
+            e.fired_at,
+            "-" if e.value_at_fire is None else f"{e.value_at_fire:.4g}",
+            e.notified_at or f"no ({e.suppressed})",
+            e.resolved_at or "-",
+        )
+    out.print(table_out)
+
+
+def _when(option: str, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise typer.BadParameter(f"{option}={value!r}: not an ISO-8601 timestamp") from None
+    if ts.tzinfo is None:
+        raise typer.BadParameter(f"{option}={value!r}: timestamp has no time zone (add Z)")
+    return ts
+
+
+@drivers_app.command()
+def history(
+    region: Annotated[str, typer.Option("--region", help="Region, e.g. NA.")],
+    quarter: Annotated[str | None, typer.Option("--quarter", help="Default: latest.")] = None,
+    since: Annotated[str, typer.Option("--since", help="How far back, e.g. 7d.")] = "7d",
+    min_rank_move: Annotated[int, typer.Option(help="A shift: a move of this many ranks.")] = 2,
+    min_share: Annotated[float, typer.Option(help="Drivers below this share do not count.")] = 0.1,
+    top: Annotated[int, typer.Option(help="Drivers shown per snapshot.")] = 4,
+    prefix: Prefix = "gapmon:",
+    json_out: JsonOut = False,
+) -> None:
+    """Rank and impact of each driver over time; shifts (new top, big moves) marked."""
+    from alerts.history import mark_shifts
+
+    region = _token("--region", region, wildcard=False)
+    try:
+        window = parse_duration(since).total_seconds()
+    except ValueError as exc:
+        raise typer.BadParameter(f"--since={since!r}: {exc}") from None
+    store = _store(prefix)
+    if quarter is None:
+        quarters = store.history_quarters(region)
+        if not quarters:
+            err.print(f"no driver history for region {region}")
+            raise typer.Exit(1)
+        quarter = quarters[-1]
+    quarter = _token("--quarter", quarter, wildcard=False)
+    entries = store.history(quarter, region)
+    if entries:  # --since counts back from the newest snapshot (replays are in the past)
+        newest = datetime.fromisoformat(entries[-1]["as_of"].replace("Z", "+00:00")).timestamp()
+        entries = [
+            e
+            for e in entries
+            if datetime.fromisoformat(e["as_of"].replace("Z", "+00:00")).timestamp()
+            >= newest - window
+        ]
+    rows = mark_shifts(entries, min_rank_move, min_share)
+    if json_out:
+        sys.stdout.write(
+            json.dumps({"quarter": quarter, "region": region, "history": rows}, indent=2) + "\n"
+        )
+        return
+    out = Console(width=None if sys.stdout.isatty() else 160)
+    table = Table(title=f"drivers of {region} {quarter} (last {since})")
+    table.add_column("as of")
+    table.add_column("shift")
+    table.add_column("ranking (impact, share)")
+    table.add_column("changes")
+    from monitors.narrative import usd
+
+    for row in rows:
+        ranked = ", ".join(
+            f"{d['rank']}. {d['driver']} {usd(d['impact_usd'])}"
+            + ("" if d["share"] is None else f" {d['share']:.0%}")
+            for d in row["drivers"][:top]
+        )
+        table.add_row(
+            row["as_of"],
+            "[bold red]SHIFT[/bold red]" if row["shift"] else "",
+            ranked,
+            "; ".join(row["changes"]),
+        )
+    out.print(table)

@@ -20,6 +20,8 @@ from monitors.narrative import pct, usd
 from monitors.report import ReportBuilder
 from monitors.settings import Settings, load_settings
 from pacing.targets import TargetsTable
+from streams import cli_kafka
+from streams.cli_alerts import alerts_app, drivers_app
 from streams.cli_models import taxonomy_app
 from streams.replay import replay_lines
 from streams.sources import generate_quarter, read_lines
@@ -115,6 +117,14 @@ def demo(
     json_out: JsonOut = False,
     models: WithModels = True,
     config_dir: ConfigDir = None,
+    notify: Annotated[
+        bool | None,
+        typer.Option(
+            "--notify/--no-notify",
+            help="Evaluate config/alerts.yaml on the report and send the alerts to "
+            "$GAPMON_SLACK_WEBHOOK_URL (console without one). Default: only when it is set.",
+        ),
+    ] = None,
 ) -> None:
     """Generate a quarter with planted causes and report its gaps and drivers.
 
@@ -144,6 +154,7 @@ def demo(
     report = ReportBuilder(settings, targets).build(engine, report_time, model_set)
     if json_out:
         _print_json(report)
+        _demo_notify(report, notify, settings, sys.stderr)
         return
     err.print(
         f"[dim]demo: seed {seed}, {len(history.events) + len(current.events):,} generated events "
@@ -152,6 +163,23 @@ def demo(
         + "[/dim]"
     )
     render(report, quarters=["2026Q4"])
+    _demo_notify(report, notify, settings, sys.stdout)
+
+
+def _demo_notify(report: dict[str, Any], notify: bool | None, settings: Settings, out: Any) -> None:
+    if notify is False or (notify is None and not os.environ.get("GAPMON_SLACK_WEBHOOK_URL")):
+        return
+    from alerts.demo import notify_demo
+
+    try:
+        results = notify_demo(
+            report, registry=settings.registry, config_dir=settings.config_dir, console=out
+        )
+    except (ImportError, OSError, ValueError) as exc:
+        err.print(f"[red]alerts error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    failed = [r for r in results if not r.ok]
+    err.print(f"alerts: {len(results) - len(failed)} sent, {len(failed)} failed")
 
 
 @app.command()
@@ -172,6 +200,20 @@ def replay(
     strict: Annotated[bool, typer.Option(help="Exit 1 when any line was rejected.")] = False,
     models: WithModels = True,
     config_dir: ConfigDir = None,
+    serve_metrics: Annotated[
+        int | None,
+        typer.Option(
+            "--serve-metrics",
+            metavar="PORT",
+            min=0,
+            max=65535,
+            help="After the replay, serve its Prometheus metrics on PORT (0 = any free port) "
+            "until Ctrl-C. Needs the 'stream' extra (prometheus-client).",
+        ),
+    ] = None,
+    metrics_addr: Annotated[
+        str, typer.Option("--metrics-addr", help="Address for --serve-metrics.")
+    ] = "127.0.0.1",
 ) -> None:
     """Replay a file of events through the engine and report gaps, pacing and drivers.
 
@@ -189,6 +231,9 @@ def replay(
     )
     engine = Engine(settings.engine)
     model_set = _attach_models(engine, settings) if models else None
+    exporter = _metrics_exporter(settings) if serve_metrics is not None else None
+    if exporter is not None:
+        exporter.instrument_engine(engine)
     total = os.path.getsize(events) if events != "-" else None
     with rejects_path.open("w") as rej, _progress(total) as bar:
         task = bar.add_task("replay", total=total)
@@ -213,8 +258,48 @@ def replay(
         _print_json(report)
     else:
         render(report)
+    if exporter is not None and serve_metrics is not None:
+        exporter.record_replay(stats)
+        exporter.update_report(report)
+        _serve_until_interrupted(exporter, serve_metrics, metrics_addr)
     if strict and stats.rejected:
         raise typer.Exit(1)
+
+
+def _metrics_exporter(settings: Settings) -> Any:
+    """The Prometheus exporter (prometheus-client is imported only when asked for)."""
+    try:
+        from monitors.exporter import GapmonExporter
+    except ImportError as exc:
+        err.print(
+            f"[red]error:[/red] --serve-metrics needs prometheus-client ({exc}); "
+            "install gapmon[stream]"
+        )
+        raise typer.Exit(2) from None
+    try:
+        return GapmonExporter.from_settings(settings)
+    except (OSError, ValueError) as exc:
+        err.print(f"[red]config error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _serve_until_interrupted(exporter: Any, port: int, addr: str) -> None:
+    import time
+
+    try:
+        bound = exporter.serve(port, addr=addr)
+    except OSError as exc:
+        err.print(f"[red]error:[/red] cannot serve metrics on {addr}:{port}: {exc}")
+        raise typer.Exit(2) from None
+    host = f"[{addr}]" if ":" in addr else addr
+    err.print(f"metrics: serving http://{host}:{bound}/metrics (Ctrl-C to stop)", markup=False)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        err.print("metrics: stopped")
+    finally:
+        exporter.shutdown()
 
 
 class _Quiet:
@@ -335,6 +420,13 @@ def render(report: dict[str, Any], quarters: list[str] | None = None) -> None:
 
 
 app.add_typer(taxonomy_app, name="taxonomy")
+app.command()(cli_kafka.worker)
+app.command()(cli_kafka.produce)
+app.command()(cli_kafka.report)
+app.add_typer(cli_kafka.targets_app, name="targets")
+app.add_typer(cli_kafka.dlq_app, name="dlq")
+app.add_typer(alerts_app, name="alerts")
+app.add_typer(drivers_app, name="drivers")
 
 if __name__ == "__main__":
     app()

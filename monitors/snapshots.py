@@ -27,20 +27,21 @@ def region_key(quarter: str, region: str) -> str:
     return f"{quarter}|{region}"
 
 
-def build_snapshots(
+def build_report(
     regions: Iterable[RegionCells], targets: TargetsTable, settings: Settings
-) -> dict[str, bytes]:
-    """``quarter|region`` -> snapshot JSON, for every region the cells know.
-
-    Empty when no event has been seen.
-    """
+) -> dict[str, Any] | None:
+    """The whole report from every region's cells (None when no event has been seen)."""
     regions = list(regions)
     latest = max((rc.latest_ts for rc in regions), default=-math.inf)
     if latest == -math.inf:
-        return {}
+        return None
     as_of = datetime.fromtimestamp(latest, UTC)
     engine = merged_engine(regions, settings.engine)
-    report = ReportBuilder(settings, targets).build(engine, as_of)
+    return ReportBuilder(settings, targets).build(engine, as_of)
+
+
+def split_report(report: Mapping[str, Any]) -> dict[str, bytes]:
+    """``quarter|region`` -> snapshot JSON: the region's part and its quarter's fields."""
     out: dict[str, bytes] = {}
     for quarter, q in report["quarters"].items():
         shared = {k: v for k, v in q.items() if k != "regions"}
@@ -54,6 +55,14 @@ def build_snapshots(
             }
             out[region_key(quarter, region)] = json.dumps(value, separators=(",", ":")).encode()
     return out
+
+
+def build_snapshots(
+    regions: Iterable[RegionCells], targets: TargetsTable, settings: Settings
+) -> dict[str, bytes]:
+    """``quarter|region`` -> snapshot JSON, for every region the cells know."""
+    report = build_report(regions, targets, settings)
+    return {} if report is None else split_report(report)
 
 
 def assemble_report(snapshots: Mapping[str, bytes | str]) -> dict[str, Any]:

@@ -99,16 +99,27 @@ class Delta:
     before: Signature | None
     after: Signature | None
     ts: float  # the event's occurred_at (the region's clock)
+    src: str | None = None  # where the event came from (a topic), for redelivery checks
+    src_offset: int = -1  # ... and its offset there
 
     def to_json(self) -> bytes:
         return json.dumps(
-            {"before": self.before, "after": self.after, "ts": self.ts}, separators=(",", ":")
+            {
+                "before": self.before,
+                "after": self.after,
+                "ts": self.ts,
+                "src": self.src,
+                "src_offset": self.src_offset,
+            },
+            separators=(",", ":"),
         ).encode()
 
     @staticmethod
     def from_json(region: str, raw: bytes | str) -> Delta:
-        data = json.loads(raw)
-        return Delta(region, _sig(data["before"]), _sig(data["after"]), data["ts"])
+        d = json.loads(raw)
+        return Delta(
+            region, _sig(d["before"]), _sig(d["after"]), d["ts"], d.get("src"), d["src_offset"]
+        )
 
 
 def _sig(value: list[Any] | None) -> Signature | None:
@@ -166,24 +177,46 @@ class AssignmentStep:
 
 
 class RegionCells:
-    """The cells of one quarter x region, kept by applying deltas."""
+    """The cells of one quarter x region (or of one part of it), kept by applying deltas.
+
+    Redelivery-safe when the deltas of this part arrive in order from one input
+    partition: :meth:`apply` skips a delta whose own offset (``offset``) or whose
+    source event's offset (``src_offset`` per source topic) it has already passed. So a
+    worker that dies after publishing deltas but before committing its progress, and
+    publishes them again after the restart, changes nothing twice.
+    """
 
     def __init__(self, config: EngineConfig | None = None) -> None:
         self._engine = Engine(config)  # its _apply moves signatures into cells
         self.latest_ts = -math.inf
         self.deltas = 0
+        self.offset = -1  # the last applied delta's offset in its topic
+        self.sources: dict[str, int] = {}  # source topic -> last applied event offset
 
     @property
     def cells(self) -> dict[tuple[str, ...], Cell]:
         return self._engine.cells
 
-    def apply(self, delta: Delta) -> None:
+    def apply(self, delta: Delta, offset: int | None = None) -> bool:
+        """Apply one delta (``offset``: its own offset, when it came from a topic).
+
+        Returns False, changing nothing, for a delta seen before.
+        """
+        if offset is not None:
+            if offset <= self.offset:
+                return False
+            self.offset = offset
+        if delta.src is not None:
+            if delta.src_offset <= self.sources.get(delta.src, -1):
+                return False
+            self.sources[delta.src] = delta.src_offset
         if delta.before is not None:
             self._engine._apply(delta.before, -1)
         if delta.after is not None:
             self._engine._apply(delta.after, 1)
         self.latest_ts = max(self.latest_ts, delta.ts)
         self.deltas += 1
+        return True
 
     def to_json(self) -> bytes:
         cells = [
@@ -191,7 +224,13 @@ class RegionCells:
             for key, cell in sorted(self.cells.items())
         ]
         return json.dumps(
-            {"cells": cells, "latest_ts": _num(self.latest_ts), "deltas": self.deltas},
+            {
+                "cells": cells,
+                "latest_ts": _num(self.latest_ts),
+                "deltas": self.deltas,
+                "offset": self.offset,
+                "sources": self.sources,
+            },
             separators=(",", ":"),
         ).encode()
 
@@ -210,6 +249,8 @@ class RegionCells:
             rc.cells[tuple(key)] = cell
         rc.latest_ts = -math.inf if data["latest_ts"] is None else data["latest_ts"]
         rc.deltas = data["deltas"]
+        rc.offset = data["offset"]
+        rc.sources = dict(data["sources"])
         return rc
 
 

@@ -36,6 +36,7 @@ class Topology:
     dlq: Any
     states: Any  # faust Table: assignment_id -> state JSON
     regions: Any  # faust Table: quarter|region -> region cells JSON
+    progress: Any  # faust Table: topic|partition -> last input offset applied
 
 
 def _credentials(ks: KafkaSettings) -> Any:
@@ -71,6 +72,10 @@ def create_app(ks: KafkaSettings, datadir: Path) -> Topology:
         datadir=str(datadir),
         consumer_auto_offset_reset="earliest",
         stream_wait_empty=False,
+        # Faust's check compares offsets it remembers from an earlier ownership of a
+        # partition with a highwater that a dead worker's open transaction holds back
+        # (read_committed), and crashes the survivor that takes the partition over.
+        recovery_consistency_check=False,
     )
     p = ks.partitions
     crm = app.topic(*ks.crm_topics.values(), partitions=p, **RAW)
@@ -87,4 +92,5 @@ def create_app(ks: KafkaSettings, datadir: Path) -> Topology:
         key_type=bytes,
         value_type=bytes,
     )
-    return Topology(app, crm, deltas, dlq, states, regions)
+    progress = app.Table("input-progress", partitions=p, key_type=bytes, value_type=bytes)
+    return Topology(app, crm, deltas, dlq, states, regions, progress)

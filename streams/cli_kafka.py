@@ -126,10 +126,31 @@ def worker(
         or Path(tempfile.gettempdir()) / f"gapmon-{ks.group_id}-{ks.web_port}"
     )
     topo = create_app(ks, datadir)
-    register(topo, ks, settings, base)
+    exporter = None
+    if ks.metrics_port is not None:
+        from monitors.exporter import GapmonExporter
+
+        exporter = GapmonExporter.from_settings(settings)
+        exporter.serve(ks.metrics_port, addr=ks.metrics_addr)
+    alerts = None
+    if os.environ.get("GAPMON_REDIS_URL"):
+        from alerts.rules import load_rules
+        from alerts.slack import Notifier
+        from alerts.store import AlertStore
+
+        rules_path = settings.config_dir / "alerts.yaml"
+        try:
+            rules = load_rules(rules_path, settings.registry).rules
+        except (OSError, ValueError) as exc:
+            err.print(f"[red]alerts config error:[/red] {exc}")
+            raise typer.Exit(2) from None
+        alerts = (AlertStore.from_url(), rules, Notifier())
+    register(topo, ks, settings, base, exporter, alerts)
     err.print(
         f"gapmon worker: {ks.kafka_bootstrap}, topics {', '.join(ks.crm_topics.values())} "
         f"-> {ks.drivers_topic}; web :{ks.web_port}"
+        + (f"; metrics http://{ks.metrics_addr}:{ks.metrics_port}/metrics" if exporter else "")
+        + ("; alerts via Redis" if alerts else "")
     )
     faust.Worker(topo.app, loglevel=loglevel, quiet=True).execute_from_commandline()
 

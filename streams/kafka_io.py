@@ -175,6 +175,56 @@ async def read_topic(settings: KafkaSettings, topic: str, timeout: float = 30.0)
         await consumer.stop()
 
 
+class RangeReader:
+    """Reads given offset ranges of single partitions (read_committed), on demand.
+
+    One consumer, started on first use and kept, so a read costs one fetch.
+    """
+
+    def __init__(self, settings: KafkaSettings, timeout: float = 15.0) -> None:
+        self.settings, self.timeout = settings, timeout
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def read(self, topic: str, partition: int, start: int, end: int) -> list[Any]:
+        """The committed records with ``start <= offset < end``.
+
+        Raises TimeoutError when they cannot be read within ``timeout`` seconds.
+        """
+        out: list[Any] = []
+        try:
+            await asyncio.wait_for(self._read(topic, partition, start, end, out), self.timeout)
+        except TimeoutError:
+            raise TimeoutError(
+                f"{topic}[{partition}]: offsets {start}..{end - 1} not readable in "
+                f"{self.timeout:g} s ({len(out)} read)"
+            ) from None
+        return out
+
+    async def _read(self, topic: str, partition: int, start: int, end: int, out: list[Any]) -> None:
+        if self._consumer is None:
+            self._consumer = AIOKafkaConsumer(
+                **self.settings.aiokafka_kwargs(),
+                enable_auto_commit=False,
+                isolation_level="read_committed",
+            )
+            await self._consumer.start()
+        consumer = self._consumer
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        consumer.seek(tp, start)
+        while True:
+            batch = await consumer.getmany(tp, timeout_ms=500)
+            records = batch.get(tp, [])
+            out += [r for r in records if start <= r.offset < end]
+            if (records and records[-1].offset >= end - 1) or await consumer.position(tp) >= end:
+                return
+
+    async def close(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
+
 async def read_compacted(settings: KafkaSettings, topic: str) -> dict[bytes, bytes]:
     """The latest value per key of ``topic`` (tombstones remove the key)."""
     table: dict[bytes, bytes] = {}

@@ -34,7 +34,8 @@ class KafkaSettings(BaseSettings):
     app_id: str = "gapmon"
     store: str = Field("memory://", description="memory:// or rocksdb:// (needs rocksdict)")
     web_port: int = Field(6066, ge=1, le=65535)
-    metrics_port: int | None = Field(None, ge=1, le=65535)
+    metrics_port: int | None = Field(None, ge=1, le=65535, description="Prometheus /metrics")
+    metrics_addr: str = Field("127.0.0.1", description="0.0.0.0 to be scraped from elsewhere")
     targets_file: Path | None = None
     snapshot_interval: float = Field(1.0, gt=0, le=3600, description="seconds between snapshots")
     session_timeout: float = Field(10.0, ge=6, le=300, description="consumer session, seconds")

@@ -1,0 +1,289 @@
+"""Benchmark: events/s through `gapmon worker` on a real broker, and event-to-snapshot latency.
+
+    .venv/bin/python bench/kafka_e2e.py                      # starts scripts/kafka-local
+    GAPMON_KAFKA_BOOTSTRAP=host:port .venv/bin/python bench/kafka_e2e.py --per-region 2000
+
+Prints, each on a fresh topic prefix:
+  * raw aiokafka consume rate of the same CRM topics (one consumer, no processing):
+    the ceiling for a Python consumer on this machine;
+  * one worker: events/s from its first committed offset to the last (startup excluded);
+  * two workers on the same 6 partitions (2 cores here): events/s and the scaling;
+  * latency at a paced rate (default 5,000 events/s) into a caught-up worker: time from
+    sending an event to the first snapshot on gapmon.drivers whose as_of covers it
+    (p50, p99).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
+from aiokafka.admin import AIOKafkaAdminClient  # noqa: E402
+
+from streams.events import to_json  # noqa: E402
+from streams.kafka_io import ensure_topics, produce_lines, send_records  # noqa: E402
+from streams.kafka_settings import KafkaSettings  # noqa: E402
+from streams.sources import generate_quarter  # noqa: E402
+
+GAPMON = str(Path(sys.executable).with_name("gapmon"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_broker() -> tuple[str, dict[str, str]]:
+    env = {**os.environ, "GAPMON_KAFKA_DATA": tempfile.mkdtemp(prefix="gapmon-bench-kafka-")}
+    env["GAPMON_KAFKA_PORT"] = str(free_port())
+    env["GAPMON_KAFKA_CONTROLLER_PORT"] = str(free_port())
+    out = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "kafka-local"), "start"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.strip().splitlines()[-1], env
+
+
+def workers(ks: KafkaSettings, n: int, logdir: Path) -> list[subprocess.Popen[bytes]]:
+    procs = []
+    for i in range(n):
+        env = {
+            **os.environ,
+            "GAPMON_KAFKA_BOOTSTRAP": ks.kafka_bootstrap,
+            "GAPMON_TOPIC_PREFIX": ks.topic_prefix,
+            "GAPMON_PARTITIONS": str(ks.partitions),
+            "GAPMON_DATADIR": str(logdir / f"w{i}"),
+            "GAPMON_SNAPSHOT_INTERVAL": "0.2",
+        }
+        log = (logdir / f"worker{i}.log").open("wb")
+        procs.append(
+            subprocess.Popen(
+                [GAPMON, "worker", "--web-port", str(free_port())],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+        )
+    return procs
+
+
+def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+async def committed(ks: KafkaSettings) -> int:
+    admin = AIOKafkaAdminClient(**ks.aiokafka_kwargs())
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(ks.group_id)
+    finally:
+        await admin.close()
+    crm = set(ks.crm_topics.values())
+    return sum(max(m.offset, 0) for tp, m in offsets.items() if tp.topic in crm)
+
+
+def throughput(ks: KafkaSettings, n_workers: int, total: int, logdir: Path) -> float:
+    """Events/s from the first committed offset to all committed."""
+    procs = workers(ks, n_workers, logdir)
+    try:
+        t0 = first = None
+        while True:
+            done = asyncio.run(committed(ks))
+            now = time.perf_counter()
+            if done > 0 and t0 is None:
+                t0, first = now, done
+            if done >= total:
+                break
+            if any(p.poll() is not None for p in procs):
+                raise RuntimeError(f"a worker exited; see {logdir}")
+            time.sleep(0.25)
+        assert t0 is not None and first is not None
+        return (total - first) / max(now - t0, 1e-9)
+    finally:
+        stop(procs)
+
+
+async def raw_consume(ks: KafkaSettings) -> float:
+    consumer = AIOKafkaConsumer(**ks.aiokafka_kwargs(), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [
+            TopicPartition(t, p)
+            for t in ks.crm_topics.values()
+            for p in sorted(consumer.partitions_for_topic(t) or [])
+        ]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        total = sum(end.values())
+        n, t = 0, time.perf_counter()
+        while n < total:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            for records in batch.values():
+                for r in records:
+                    json.loads(r.value)  # the least a consumer does with a message
+                n += len(records)
+        return n / (time.perf_counter() - t)
+    finally:
+        await consumer.stop()
+
+
+async def latency(ks: KafkaSettings, rate: int, seconds: float) -> list[float]:
+    """Send touches at ``rate``/s with rising occurred_at; time until a snapshot covers each."""
+    start = datetime(2026, 12, 31, tzinfo=UTC)  # after every generated event
+    consumer = AIOKafkaConsumer(
+        ks.drivers_topic, **ks.aiokafka_kwargs(), auto_offset_reset="latest"
+    )
+    await consumer.start()
+    producer = AIOKafkaProducer(**ks.aiokafka_kwargs(), linger_ms=5)
+    await producer.start()
+    sent: list[tuple[datetime, float]] = []
+    seen: list[tuple[datetime, float]] = []
+    stop_reading = asyncio.Event()
+
+    async def read() -> None:
+        while not stop_reading.is_set():
+            batch = await consumer.getmany(timeout_ms=100)
+            now = time.perf_counter()
+            for records in batch.values():
+                for r in records:
+                    as_of = datetime.fromisoformat(
+                        json.loads(r.value)["as_of"].replace("Z", "+00:00")
+                    )
+                    seen.append((as_of, now))
+
+    reader = asyncio.create_task(read())
+    await asyncio.sleep(2)
+    n = int(rate * seconds)
+    t0 = time.perf_counter()
+    topic = ks.crm_topics["touch"]
+    for i in range(n):
+        when = start + timedelta(milliseconds=i)
+        aid = f"BENCH-{i % 500}"
+        ev = {
+            "type": "touch",
+            "event_id": f"bench-{i}",
+            "occurred_at": when.isoformat(),
+            "assignment_id": aid,
+            "channel": "call",
+        }
+        await producer.send(topic, json.dumps(ev).encode(), key=aid.encode())
+        sent.append((when, time.perf_counter()))
+        delay = t0 + (i + 1) / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+    await producer.flush()
+    deadline = time.perf_counter() + 30
+    while (not seen or max(a for a, _ in seen) < sent[-1][0]) and time.perf_counter() < deadline:
+        await asyncio.sleep(0.1)
+    stop_reading.set()
+    await reader
+    await producer.stop()
+    await consumer.stop()
+    seen.sort()
+    out = []
+    j = 0
+    for when, t_sent in sent:
+        while j < len(seen) and seen[j][0] < when:
+            j += 1
+        if j == len(seen):
+            break
+        out.append(min(t for a, t in seen[j:] if a >= when) - t_sent)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--per-region", type=int, default=2000)
+    ap.add_argument("--rate", type=int, default=5000, help="events/s for the latency run")
+    ap.add_argument("--seconds", type=float, default=10.0, help="length of the latency run")
+    ap.add_argument("--partitions", type=int, default=6)
+    args = ap.parse_args()
+
+    bootstrap, broker_env = os.environ.get("GAPMON_KAFKA_BOOTSTRAP"), None
+    if not bootstrap:
+        bootstrap, broker_env = start_broker()
+    logdir = Path(tempfile.mkdtemp(prefix="gapmon-bench-"))
+    gq = generate_quarter(seed=1, assignments_per_region=args.per_region)
+    lines = [to_json(e) for e in gq.events]
+    random.Random(1).shuffle(lines)
+    total = len(lines)
+    print(f"{total:,} events ({args.per_region:,} assignments per region), broker {bootstrap}")
+    try:
+        results: dict[str, float] = {}
+        for label, n_workers in (("one worker", 1), ("two workers", 2)):
+            ks = KafkaSettings(
+                kafka_bootstrap=bootstrap,
+                topic_prefix=f"bench{int(time.time())}{n_workers}.",
+                partitions=args.partitions,
+            )
+            asyncio.run(ensure_topics(ks))
+            asyncio.run(produce_lines(enumerate(lines, 1), ks, None))
+            targets = [
+                (
+                    f"{r['quarter']}|{r['region']}|{r['metric']}".encode(),
+                    json.dumps({"value": r["value"]}).encode(),
+                )
+                for r in gq.targets_rows()
+            ]
+            asyncio.run(send_records(ks, ks.targets_topic, targets))
+            if n_workers == 1:
+                raw = asyncio.run(raw_consume(ks))
+                results["raw"] = raw
+                print(f"raw aiokafka consume (+json.loads): {raw:>10,.0f} events/s")
+            rate = throughput(ks, n_workers, total, logdir / label.replace(" ", "-"))
+            results[label] = rate
+            print(f"{label:<34} {rate:>10,.0f} events/s")
+            if n_workers == 1:
+                print(f"  = {rate / results['raw']:.1%} of the raw consume rate")
+                procs = workers(ks, 1, logdir / "latency")
+                try:
+                    time.sleep(15)  # startup and recovery
+                    lat = asyncio.run(latency(ks, args.rate, args.seconds))
+                finally:
+                    stop(procs)
+                if lat:
+                    q = statistics.quantiles(lat, n=100)
+                    print(
+                        f"latency at {args.rate:,}/s for {args.seconds:g} s: "
+                        f"p50 {q[49] * 1000:,.0f} ms, p99 {q[98] * 1000:,.0f} ms "
+                        f"({len(lat):,} events)"
+                    )
+        print(f"two workers / one worker: {results['two workers'] / results['one worker']:.2f}x")
+        print(f"(worker logs in {logdir})")
+    finally:
+        if broker_env is not None:
+            subprocess.run(
+                ["bash", str(ROOT / "scripts" / "kafka-local"), "stop", "--wipe"],
+                env=broker_env,
+                check=False,
+            )
+
+
+if __name__ == "__main__":
+    main()

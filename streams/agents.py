@@ -101,7 +101,11 @@ async def _put(table: Any, key: bytes, value: bytes, partition: int) -> None:
     (A plain ``table[key] = value`` queues the record in Faust's producer buffer, which
     may flush it after the transaction that commits the input offsets.)
     """
-    table.data[key] = value
+    store = table.data
+    store[key] = value
+    owners = getattr(store, "_key_partition", None)  # the memory store drops keys by partition
+    if owners is not None:  # after a rebalance; record ours as recovery would
+        owners[key] = partition
     await table.changelog_topic.send(key=key, value=value, partition=partition)
 
 

@@ -63,7 +63,7 @@ def create_app(ks: KafkaSettings, datadir: Path) -> Topology:
         processing_guarantee="exactly_once",
         topic_partitions=ks.partitions,
         topic_replication_factor=ks.replication,
-        table_standby_replicas=0,
+        table_standby_replicas=1,
         broker_session_timeout=ks.session_timeout,
         broker_heartbeat_interval=max(1.0, ks.session_timeout / 5),
         web_port=ks.web_port,

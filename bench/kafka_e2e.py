@@ -65,6 +65,7 @@ def start_broker() -> tuple[str, dict[str, str]]:
 
 def workers(ks: KafkaSettings, n: int, logdir: Path) -> list[subprocess.Popen[bytes]]:
     procs = []
+    logdir.mkdir(parents=True, exist_ok=True)
     for i in range(n):
         env = {
             **os.environ,
@@ -132,6 +133,7 @@ async def raw_consume(ks: KafkaSettings) -> float:
     consumer = AIOKafkaConsumer(**ks.aiokafka_kwargs(), enable_auto_commit=False)
     await consumer.start()
     try:
+        await consumer._client.force_metadata_update()
         tps = [
             TopicPartition(t, p)
             for t in ks.crm_topics.values()

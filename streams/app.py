@@ -72,6 +72,7 @@ def create_app(ks: KafkaSettings, datadir: Path) -> Topology:
         datadir=str(datadir),
         consumer_auto_offset_reset="earliest",
         stream_wait_empty=False,
+        broker_commit_interval=ks.commit_interval,
         # Faust's check compares offsets it remembers from an earlier ownership of a
         # partition with a highwater that a dead worker's open transaction holds back
         # (read_committed), and crashes the survivor that takes the partition over.

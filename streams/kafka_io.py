@@ -31,6 +31,18 @@ log = logging.getLogger(__name__)
 COMPACT = {"cleanup.policy": "compact"}
 
 
+async def _start(client: Any) -> None:
+    """Start an aiokafka client; on failure close it (no "Unclosed" noise) and re-raise."""
+    try:
+        await client.start()
+    except BaseException:
+        if isinstance(client, AIOKafkaAdminClient):
+            await client.close()
+        else:
+            await client.stop()
+        raise
+
+
 async def ensure_topics(settings: KafkaSettings) -> None:
     """Create the topics gapmon reads and writes, if missing (existing ones are kept)."""
     p, rf = settings.partitions, settings.replication
@@ -43,7 +55,7 @@ async def ensure_topics(settings: KafkaSettings) -> None:
         NewTopic(settings.aggregates_topic, p, rf, topic_configs=COMPACT),
     ]
     admin = AIOKafkaAdminClient(**settings.aiokafka_kwargs())
-    await admin.start()
+    await _start(admin)
     try:
         existing = set(await admin.list_topics())
         missing = [t for t in wanted if t.name not in existing]
@@ -88,7 +100,7 @@ async def produce_lines(
     producer = AIOKafkaProducer(
         **settings.aiokafka_kwargs(), enable_idempotence=True, linger_ms=20, acks="all"
     )
-    await producer.start()
+    await _start(producer)
     try:
         pending: list[asyncio.Future[Any]] = []
         for number, raw in lines:
@@ -126,7 +138,7 @@ async def send_records(
 ) -> int:
     """Publish ``(key, value)`` records (``value`` None = a tombstone) and wait for acks."""
     producer = AIOKafkaProducer(**settings.aiokafka_kwargs(), enable_idempotence=True, acks="all")
-    await producer.start()
+    await _start(producer)
     n = 0
     try:
         futures = [await producer.send(topic, v, key=k) for k, v in records]
@@ -145,7 +157,7 @@ async def read_topic(settings: KafkaSettings, topic: str, timeout: float = 30.0)
         isolation_level="read_committed",
         auto_offset_reset="earliest",
     )
-    await consumer.start()
+    await _start(consumer)
     try:
         parts = consumer.partitions_for_topic(topic)
         if parts is None:

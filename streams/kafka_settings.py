@@ -38,6 +38,9 @@ class KafkaSettings(BaseSettings):
     metrics_addr: str = Field("127.0.0.1", description="0.0.0.0 to be scraped from elsewhere")
     targets_file: Path | None = None
     snapshot_interval: float = Field(1.0, gt=0, le=3600, description="seconds between snapshots")
+    commit_interval: float = Field(
+        2.8, gt=0, le=60, description="seconds between transaction commits (Faust's default)"
+    )
     session_timeout: float = Field(10.0, ge=6, le=300, description="consumer session, seconds")
     config_dir: Path | None = None
 

@@ -60,7 +60,7 @@ def create_app(ks: KafkaSettings, datadir: Path) -> Topology:
         broker=[f"kafka://{hp.strip()}" for hp in ks.kafka_bootstrap.split(",")],
         broker_credentials=_credentials(ks),
         store=ks.store,
-        processing_guarantee="exactly_once",
+        processing_guarantee=ks.processing_guarantee,
         topic_partitions=ks.partitions,
         topic_replication_factor=ks.replication,
         table_standby_replicas=1,

@@ -38,6 +38,9 @@ class KafkaSettings(BaseSettings):
     metrics_addr: str = Field("127.0.0.1", description="0.0.0.0 to be scraped from elsewhere")
     targets_file: Path | None = None
     snapshot_interval: float = Field(1.0, gt=0, le=3600, description="seconds between snapshots")
+    processing_guarantee: Literal["exactly_once", "at_least_once"] = Field(
+        "exactly_once", description="at_least_once relies on the idempotent steps alone"
+    )
     commit_interval: float = Field(
         2.8, gt=0, le=60, description="seconds between transaction commits (Faust's default)"
     )

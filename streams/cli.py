@@ -1,4 +1,5 @@
-"""The `gapmon` command line: demo and replay (one process, no Kafka)."""
+"""The `gapmon` command line: demo and replay here (one process, no Kafka); the Kafka,
+alerts and model commands live in `cli_kafka`, `cli_alerts` and `cli_models`."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Glue between the model set and the report (:mod:`monitors.report`).
 
-The report imports this lazily, only when a model set is passed in, so a plain
-``demo``/``replay`` never loads river.
+The report imports this lazily, only when a model set is passed in, so a
+``--no-models`` run never loads river.
 """
 
 from __future__ import annotations

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -22,9 +21,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from streams.events import EventError, parse_event
 from streams.kafka_settings import KafkaSettings
-from streams.replay import _reason_key
+from streams.replay import validated
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +39,16 @@ async def _start(client: Any) -> None:
         else:
             await client.stop()
         raise
+
+
+def _reader(settings: KafkaSettings) -> AIOKafkaConsumer:
+    """A consumer outside any group that sees only committed records, from the start."""
+    return AIOKafkaConsumer(
+        **settings.aiokafka_kwargs(),
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        auto_offset_reset="earliest",
+    )
 
 
 async def ensure_topics(settings: KafkaSettings) -> None:
@@ -103,21 +111,7 @@ async def produce_lines(
     await _start(producer)
     try:
         pending: list[asyncio.Future[Any]] = []
-        for number, raw in lines:
-            stats.lines += 1
-            if progress is not None:
-                progress(len(raw) + 1)
-            try:
-                event = parse_event(raw)
-            except EventError as exc:
-                stats.rejected += 1
-                key = _reason_key(exc.message)
-                stats.reasons[key] = stats.reasons.get(key, 0) + 1
-                if rejects is not None:
-                    rejects.write(
-                        json.dumps({"line": number, "error": exc.message, "raw": raw}) + "\n"
-                    )
-                continue
+        for raw, event in validated(lines, stats, rejects, progress):
             topic = topics[event.type]
             pending.append(
                 await producer.send(topic, raw.encode(), key=event.assignment_id.encode())
@@ -151,12 +145,7 @@ async def send_records(
 
 async def read_topic(settings: KafkaSettings, topic: str, timeout: float = 30.0) -> list[Any]:
     """Every committed record of ``topic`` up to its end offsets now (no consumer group)."""
-    consumer = AIOKafkaConsumer(
-        **settings.aiokafka_kwargs(),
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-        auto_offset_reset="earliest",
-    )
+    consumer = _reader(settings)
     await _start(consumer)
     try:
         parts = consumer.partitions_for_topic(topic)
@@ -214,12 +203,8 @@ class RangeReader:
 
     async def _read(self, topic: str, partition: int, start: int, end: int, out: list[Any]) -> None:
         if self._consumer is None:
-            self._consumer = AIOKafkaConsumer(
-                **self.settings.aiokafka_kwargs(),
-                enable_auto_commit=False,
-                isolation_level="read_committed",
-            )
-            await self._consumer.start()
+            self._consumer = _reader(self.settings)
+            await _start(self._consumer)
         consumer = self._consumer
         tp = TopicPartition(topic, partition)
         consumer.assign([tp])
@@ -264,12 +249,7 @@ class CompactedView:
         self._consumer: AIOKafkaConsumer | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
-        consumer = AIOKafkaConsumer(
-            **self.settings.aiokafka_kwargs(),
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            auto_offset_reset="earliest",
-        )
+        consumer = _reader(self.settings)
         await consumer.start()
         self._consumer = consumer
         try:

@@ -8,13 +8,13 @@ never arrived are written there too at the end (``"line": null``), so nothing is
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from monitors.engine import Engine
-from streams.events import EventError, parse_event
+from streams.events import Assignment, Deal, EventError, Touch, parse_event
 
 Progress = Callable[[int], None]
 
@@ -46,17 +46,20 @@ def _reason_key(message: str) -> str:
     return ",".join(fields)[:80]
 
 
-def replay_lines(
+class LineCounts(Protocol):
+    lines: int
+    rejected: int
+    reasons: dict[str, int]
+
+
+def validated(
     lines: Iterable[tuple[int, str]],
-    engine: Engine,
+    stats: LineCounts,
     rejects: IO[str] | None,
-    as_of: datetime | None = None,
     progress: Progress | None = None,
-) -> ReplayStats:
-    """Validate and ingest each line; write rejects; skip events after ``as_of``."""
-    stats = ReplayStats()
-    ingest = engine.ingest
-    before_dup, before_sup = engine.duplicates, engine.superseded
+) -> Iterator[tuple[str, Assignment | Touch | Deal]]:
+    """``(raw line, event)`` for each valid line; each invalid one is counted in ``stats``
+    and written to ``rejects`` as ``{"line": n, "error": "...", "raw": "..."}``."""
     for number, raw in lines:
         stats.lines += 1
         if progress is not None:
@@ -70,6 +73,21 @@ def replay_lines(
             if rejects is not None:
                 rejects.write(json.dumps({"line": number, "error": exc.message, "raw": raw}) + "\n")
             continue
+        yield raw, event
+
+
+def replay_lines(
+    lines: Iterable[tuple[int, str]],
+    engine: Engine,
+    rejects: IO[str] | None,
+    as_of: datetime | None = None,
+    progress: Progress | None = None,
+) -> ReplayStats:
+    """Validate and ingest each line; write rejects; skip events after ``as_of``."""
+    stats = ReplayStats()
+    ingest = engine.ingest
+    before_dup, before_sup = engine.duplicates, engine.superseded
+    for _, event in validated(lines, stats, rejects, progress):
         when = event.occurred_at
         if as_of is not None and when > as_of:
             stats.after_as_of += 1

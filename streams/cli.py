@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,6 +23,7 @@ from pacing.targets import TargetsTable
 from streams import cli_kafka
 from streams.cli_alerts import alerts_app, drivers_app
 from streams.cli_models import taxonomy_app
+from streams.cli_options import parse_timestamp
 from streams.replay import replay_lines
 from streams.sources import generate_quarter, read_lines
 
@@ -65,18 +65,6 @@ WithModels = Annotated[
         "drift) and the hypotheses of config/hypotheses/ alongside the engine.",
     ),
 ]
-
-
-def _parse_as_of(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise typer.BadParameter(f"--as-of={value!r}: not an ISO-8601 timestamp") from None
-    if ts.tzinfo is None:
-        raise typer.BadParameter(f"--as-of={value!r}: timestamp has no time zone (add Z)")
-    return ts
 
 
 def _settings(config_dir: Path | None) -> Settings:
@@ -143,7 +131,7 @@ def demo(
         id_prefix="h-",
     )
     current = generate_quarter(seed=seed, quarter="2026Q4", assignments_per_region=assignments)
-    report_time = _parse_as_of(as_of) or current.end
+    report_time = parse_timestamp("--as-of", as_of) or current.end
     targets = TargetsTable.from_rows(history.targets_rows() + current.targets_rows())
     engine = Engine(settings.engine)
     model_set = _attach_models(engine, settings) if models else None
@@ -223,7 +211,7 @@ def replay(
     """
     settings = _settings(config_dir)
     table = _targets(targets)
-    report_time = _parse_as_of(as_of)
+    report_time = parse_timestamp("--as-of", as_of)
     if events != "-" and not Path(events).is_file():
         err.print(f"[red]error:[/red] events file {events!r} does not exist")
         raise typer.Exit(2)

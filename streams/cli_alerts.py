@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from alerts.rules import RulesError, RuleSet, check_token, load_rules, parse_duration
+from streams.cli_options import parse_timestamp
 
 if TYPE_CHECKING:
     from alerts.store import AlertStore
@@ -271,8 +272,8 @@ def backtest(
         table,
         rule_set.rules,
         step=step_td,
-        start=_when("--start", start),
-        end=_when("--end", end),
+        start=parse_timestamp("--start", start),
+        end=parse_timestamp("--end", end),
     )
     if json_out:
         sys.stdout.write(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
@@ -299,18 +300,6 @@ def backtest(
             e.resolved_at or "-",
         )
     out.print(table_out)
-
-
-def _when(option: str, value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise typer.BadParameter(f"{option}={value!r}: not an ISO-8601 timestamp") from None
-    if ts.tzinfo is None:
-        raise typer.BadParameter(f"{option}={value!r}: timestamp has no time zone (add Z)")
-    return ts
 
 
 @drivers_app.command()

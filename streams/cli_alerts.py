@@ -8,11 +8,13 @@ install.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from types import FrameType
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -197,17 +199,83 @@ def unsilence(
 
 @alerts_app.command("send-pending")
 def send_pending(
-    limit: Annotated[int, typer.Option(help="At most this many messages.", min=1)] = 100,
+    limit: Annotated[
+        int, typer.Option(help="At most this many messages (per round with --watch).", min=1)
+    ] = 100,
+    watch: Annotated[
+        float | None,
+        typer.Option(
+            "--watch",
+            metavar="SECONDS",
+            help="Keep draining every SECONDS until Ctrl-C or SIGTERM (exit 0), printing a "
+            "line only for rounds that sent or failed something: an outbox sender for when "
+            "no worker runs. Failed messages stay in the outbox and are retried.",
+        ),
+    ] = None,
     prefix: Prefix = "gapmon:",
 ) -> None:
-    """Drain the outbox: deliver what is due, keep what failed for the next run."""
+    """Drain the outbox: deliver what is due, keep what failed for the next run.
+
+    Once (exit 1 when a message failed), or with --watch every SECONDS until stopped.
+    """
     from alerts.slack import Notifier
 
+    if watch is not None and not (0 < watch <= 86400):
+        raise typer.BadParameter(f"--watch={watch:g}: must be > 0 and <= 86400 seconds")
     store = _store(prefix)
-    stats = store.drain(Notifier(), limit=limit)
-    err.print(f"outbox: {stats.summary()}")
-    if stats.failed:
-        raise typer.Exit(1)
+    if watch is None:
+        stats = store.drain(Notifier(), limit=limit)
+        err.print(f"outbox: {stats.summary()}")
+        if stats.failed:
+            raise typer.Exit(1)
+        return
+    _watch_outbox(store, Notifier(), watch, limit)
+
+
+def _watch_outbox(store: AlertStore, notifier: Any, every: float, limit: int) -> None:
+    """Drain every ``every`` seconds until SIGINT/SIGTERM; a Redis outage is waited out.
+
+    A stop signal ends the loop after the round in progress, so a message Slack
+    accepted is acknowledged in Redis before the process exits (never sent twice). A
+    second signal during a long delivery stops at once (exit 130); the message stays in
+    the outbox under its lease and goes out on a later drain.
+    """
+    import redis
+
+    stopping: list[int] = []  # a flag the handler sets (no locks in a signal handler)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if stopping:
+            raise KeyboardInterrupt
+        stopping.append(signum)
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    err.print(f"outbox: watching every {every:g}s (Ctrl-C or SIGTERM to stop)")
+    redis_down: str | None = None
+    try:
+        while not stopping:
+            try:
+                stats = store.drain(notifier, limit=limit)
+            except redis.exceptions.RedisError as exc:
+                if redis_down is None:
+                    err.print(f"{_iso(time.time())} outbox: Redis not reachable ({exc}); retrying")
+                redis_down = str(exc)
+            else:
+                if redis_down is not None:
+                    err.print(f"{_iso(time.time())} outbox: Redis reachable again")
+                    redis_down = None
+                if stats.sent or stats.failed:
+                    err.print(f"{_iso(time.time())} outbox: {stats.summary()}")
+            deadline = time.monotonic() + every
+            while not stopping and (left := deadline - time.monotonic()) > 0:
+                time.sleep(min(left, 0.1))
+    except KeyboardInterrupt:
+        err.print("outbox: stopped during a delivery; it stays in the outbox for the next drain")
+        raise typer.Exit(130) from None
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    err.print("outbox: stopped")
 
 
 @alerts_app.command()

@@ -6,7 +6,8 @@
 Prints, each on a fresh topic prefix:
   * raw aiokafka consume rate of the same CRM topics (one consumer, no processing):
     the ceiling for a Python consumer on this machine;
-  * one worker: events/s from its first committed offset to the last (startup excluded);
+  * one worker: events/s from the first event it applied (its /status) to the last
+    committed offset (startup and partition restore excluded);
   * two workers on the same 6 partitions (2 cores here): events/s and the scaling;
   * latency at a paced rate (default 5,000 events/s) into a caught-up worker: time from
     sending an event to the first snapshot on gapmon.drivers whose as_of covers it
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -63,7 +65,20 @@ def start_broker() -> tuple[str, dict[str, str]]:
     return out.stdout.strip().splitlines()[-1], env
 
 
-def workers(ks: KafkaSettings, n: int, logdir: Path) -> list[subprocess.Popen[bytes]]:
+class Worker(subprocess.Popen[bytes]):
+    web_port: int
+
+    def applied(self) -> int:
+        """Input records the worker has applied so far (its /status), 0 before it answers."""
+        url = f"http://127.0.0.1:{self.web_port}/status"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                return int(json.load(r)["processor"]["events"])
+        except OSError:
+            return 0
+
+
+def workers(ks: KafkaSettings, n: int, logdir: Path) -> list[Worker]:
     procs = []
     logdir.mkdir(parents=True, exist_ok=True)
     for i in range(n):
@@ -72,22 +87,22 @@ def workers(ks: KafkaSettings, n: int, logdir: Path) -> list[subprocess.Popen[by
             "GAPMON_KAFKA_BOOTSTRAP": ks.kafka_bootstrap,
             "GAPMON_TOPIC_PREFIX": ks.topic_prefix,
             "GAPMON_PARTITIONS": str(ks.partitions),
-            "GAPMON_DATADIR": str(logdir / f"w{i}"),
             "GAPMON_SNAPSHOT_INTERVAL": "0.2",
         }
         log = (logdir / f"worker{i}.log").open("wb")
-        procs.append(
-            subprocess.Popen(
-                [GAPMON, "worker", "--web-port", str(free_port())],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-            )
+        port = free_port()
+        w = Worker(
+            [GAPMON, "worker", "--web-port", str(port), "--loglevel", "info"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
         )
+        w.web_port = port
+        procs.append(w)
     return procs
 
 
-def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+def stop(procs: list[Worker]) -> None:
     for p in procs:
         p.terminate()
     for p in procs:
@@ -109,20 +124,24 @@ async def committed(ks: KafkaSettings) -> int:
 
 
 def throughput(ks: KafkaSettings, n_workers: int, total: int, logdir: Path) -> float:
-    """Events/s from the first committed offset to all committed."""
+    """Events/s from the first applied event (startup excluded) to all committed."""
     procs = workers(ks, n_workers, logdir)
     try:
         t0 = first = None
         while True:
-            done = asyncio.run(committed(ks))
-            now = time.perf_counter()
-            if done > 0 and t0 is None:
-                t0, first = now, done
-            if done >= total:
-                break
             if any(p.poll() is not None for p in procs):
                 raise RuntimeError(f"a worker exited; see {logdir}")
-            time.sleep(0.25)
+            if t0 is None:  # poll the workers' /status closely until they start
+                applied = sum(w.applied() for w in procs)
+                if applied == 0:
+                    time.sleep(0.01)
+                    continue
+                t0, first = time.perf_counter(), applied
+            done = asyncio.run(committed(ks))
+            now = time.perf_counter()
+            if done >= total:
+                break
+            time.sleep(0.1)
         assert t0 is not None and first is not None
         return (total - first) / max(now - t0, 1e-9)
     finally:

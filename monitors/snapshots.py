@@ -15,9 +15,10 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from monitors.engine import DIMENSIONS, Engine
 from monitors.report import ReportBuilder
 from monitors.settings import Settings
-from monitors.split import RegionCells, merged_engine
+from monitors.split import MergedCells, RegionCells, merged_engine
 from pacing.targets import TargetsTable
 
 CLOCK = "~clock"  # the pseudo-region of events whose assignment has not arrived
@@ -33,11 +34,20 @@ def build_report(
     """The whole report from every region's cells (None when no event has been seen)."""
     regions = list(regions)
     latest = max((rc.latest_ts for rc in regions), default=-math.inf)
-    if latest == -math.inf:
+    return report_of(merged_engine(regions, settings.engine), latest, targets, settings)
+
+
+def report_of(
+    merged: Engine | MergedCells, latest_ts: float, targets: TargetsTable, settings: Settings
+) -> dict[str, Any] | None:
+    """The report of merged cells (anything with ``Engine.metrics``) whose latest event
+    time is ``latest_ts``."""
+    if latest_ts == -math.inf:
         return None
-    as_of = datetime.fromtimestamp(latest, UTC)
-    engine = merged_engine(regions, settings.engine)
-    return ReportBuilder(settings, targets).build(engine, as_of)
+    as_of = datetime.fromtimestamp(latest_ts, UTC)
+    per_region = merged.metrics(as_of)
+    slices = {dim: merged.metrics(as_of, by=dim) for dim in DIMENSIONS}
+    return ReportBuilder(settings, targets).build_from_metrics(per_region, slices, as_of)
 
 
 def split_report(report: Mapping[str, Any]) -> dict[str, bytes]:

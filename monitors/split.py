@@ -22,11 +22,16 @@ import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from monitors.engine import (
+    _DIM_INDEX,
     _SEP,
     _SMALL,
+    ASSIGNED,
+    DAY,
+    DIMENSIONS,
     N_HIST,
     AssignmentState,
     Cell,
@@ -34,6 +39,7 @@ from monitors.engine import (
     EngineConfig,
     Signature,
     _touch_id_list,
+    derive_metrics,
 )
 from streams.events import Assignment, Deal, Touch
 
@@ -275,3 +281,72 @@ def merged_engine(regions: Iterable[RegionCells], config: EngineConfig | None = 
     for key in [k for k, c in cells.items() if not any(c.vals)]:
         del cells[key]
     return engine
+
+
+class MergedCells:
+    """The sums of many region parts, grouped the way the report reads them, kept current
+    as parts are replaced one by one.
+
+    :meth:`metrics` equals ``merged_engine(parts).metrics(...)`` over the current parts,
+    but replacing a part costs only its own cells (added to, or taken from, the sums of
+    the quarter x region and of each drill-down slice they belong to) instead of a merge
+    of every cell: the snapshot publisher calls :meth:`put` for each changed record and
+    builds a report from :meth:`metrics` whenever it likes.
+    """
+
+    GROUPINGS: tuple[str | None, ...] = (None, *DIMENSIONS)
+
+    def __init__(self, config: EngineConfig | None = None) -> None:
+        self.config = config or EngineConfig()
+        self.parts: dict[bytes, RegionCells] = {}
+        self.groups: dict[str | None, dict[tuple[str, ...], Cell]] = {
+            by: {} for by in self.GROUPINGS
+        }
+
+    def put(self, key: bytes, part: RegionCells | None) -> None:
+        """Replace the part stored under ``key`` (None removes it)."""
+        old = self.parts.pop(key, None)
+        if old is not None:
+            self._add(old, -1)
+        if part is not None:
+            self.parts[key] = part
+            self._add(part, 1)
+
+    @property
+    def latest_ts(self) -> float:
+        return max((p.latest_ts for p in self.parts.values()), default=-math.inf)
+
+    def metrics(
+        self, as_of: datetime, by: str | None = None
+    ) -> dict[tuple[str, ...], dict[str, Any]]:
+        """As :meth:`monitors.engine.Engine.metrics` on the merged parts."""
+        if by not in self.groups:
+            raise ValueError(f"by={by!r}: must be one of {', '.join(DIMENSIONS)}")
+        due_limit = math.floor(as_of.timestamp() / DAY)
+        weights = self.config.stage_weights
+        return {
+            g: derive_metrics(acc.vals, acc.hist, due_limit, weights)
+            for g, acc in sorted(self.groups[by].items())
+            if acc.vals[ASSIGNED] > 0
+        }
+
+    def _add(self, part: RegionCells, sign: int) -> None:
+        for by, groups in self.groups.items():
+            i = None if by is None else _DIM_INDEX[by]
+            for key, src in part.cells.items():
+                gkey = key[:2] if i is None else (key[0], key[1], key[i])
+                acc = groups.get(gkey)
+                if acc is None:
+                    acc = groups[gkey] = Cell()
+                vals = acc.vals
+                for j, v in enumerate(src.vals):
+                    vals[j] += sign * v
+                for h, counts in zip(acc.hist, src.hist, strict=True):
+                    for k, v in counts.items():
+                        n = h.get(k, 0) + sign * v
+                        if n:
+                            h[k] = n
+                        else:
+                            h.pop(k, None)
+                if not any(vals) and not any(acc.hist):
+                    del groups[gkey]

@@ -1,6 +1,6 @@
 """`gapmon worker | produce | targets push | report | dlq`: the Kafka side of the CLI.
 
-Registered by :mod:`streams.cli`. Faust and aiokafka are imported inside the commands,
+Registered by :mod:`streams.cli`. aiokafka and aiohttp are imported inside the commands,
 so ``gapmon demo`` works with the base install (they come with the ``stream`` extra).
 Every option falls back to its ``GAPMON_*`` environment variable
 (:class:`streams.kafka_settings.KafkaSettings`).
@@ -12,7 +12,6 @@ import asyncio
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -73,7 +72,8 @@ def _run(coro: Any) -> Any:
 def worker(
     bootstrap: Bootstrap = None,
     web_port: Annotated[
-        int | None, typer.Option("--web-port", help="Faust web port (default 6066).")
+        int | None,
+        typer.Option("--web-port", help="/health and /status on 127.0.0.1 (default 6066)."),
     ] = None,
     metrics_port: Annotated[
         int | None,
@@ -95,15 +95,15 @@ def worker(
     """Run one worker: consume the CRM topics, keep the gaps, publish snapshots.
 
     Start as many as you like with the same settings: they share the partitions.
-    Processing is exactly-once (Kafka transactions). Stop with Ctrl-C.
+    Processing is exactly-once (Kafka transactions): kill a worker at any moment and
+    the others (or its restart) continue from its last commit. Stop with Ctrl-C or
+    SIGTERM (it commits and leaves the group first).
     """
-    import faust
+    import logging
 
     from monitors.settings import load_settings
     from pacing.targets import TargetsTable
-    from streams.agents import register
-    from streams.app import create_app
-    from streams.kafka_io import ensure_topics
+    from streams.worker import run_worker
 
     ks = _kafka_settings(
         kafka_bootstrap=bootstrap,
@@ -120,12 +120,14 @@ def worker(
     except (OSError, ValueError) as exc:
         err.print(f"[red]config error:[/red] {exc}")
         raise typer.Exit(2) from None
-    _run(ensure_topics(ks))
-    datadir = Path(
-        os.environ.get("GAPMON_DATADIR")
-        or Path(tempfile.gettempdir()) / f"gapmon-{ks.group_id}-{ks.web_port}"
+    levels = {"crit": "CRITICAL", "error": "ERROR", "warn": "WARNING", "info": "INFO"}
+    level = levels.get(loglevel, loglevel.upper())
+    if level not in ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"):
+        err.print(f"[red]error:[/red] --loglevel={loglevel!r}: crit, error, warn, info or debug")
+        raise typer.Exit(2)
+    logging.basicConfig(
+        level=level, format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
     )
-    topo = create_app(ks, datadir)
     exporter = None
     if ks.metrics_port is not None:
         from monitors.exporter import GapmonExporter
@@ -145,14 +147,13 @@ def worker(
             err.print(f"[red]alerts config error:[/red] {exc}")
             raise typer.Exit(2) from None
         alerts = (AlertStore.from_url(), rules, Notifier())
-    register(topo, ks, settings, base, exporter, alerts)
     err.print(
         f"gapmon worker: {ks.kafka_bootstrap}, topics {', '.join(ks.crm_topics.values())} "
         f"-> {ks.drivers_topic}; web :{ks.web_port}"
         + (f"; metrics http://{ks.metrics_addr}:{ks.metrics_port}/metrics" if exporter else "")
         + ("; alerts via Redis" if alerts else "")
     )
-    faust.Worker(topo.app, loglevel=loglevel, quiet=True).execute_from_commandline()
+    _run(run_worker(ks, settings, base, exporter, alerts))
 
 
 # --------------------------------------------------------------------- produce

@@ -1,7 +1,8 @@
 """aiokafka plumbing shared by the worker and the CLI: topics, producing, compacted reads.
 
 * :func:`ensure_topics` creates gapmon's topics (CRM topics co-partitioned, compacted
-  ones for targets, snapshots and aggregates) if they are missing.
+  ones for the state changelog, targets, snapshots and aggregates) if they are missing.
+* :func:`reader` makes a consumer outside any group that sees only committed records.
 * :func:`produce_lines` validates event lines and publishes each to its CRM topic keyed
   by ``assignment_id`` (invalid lines go to the rejects file, as in ``replay``).
 * :func:`read_compacted` reads a topic to its current end and keeps the latest value
@@ -27,6 +28,8 @@ from streams.replay import validated
 log = logging.getLogger(__name__)
 
 COMPACT = {"cleanup.policy": "compact"}
+# A region's cells on one partition are one record; big regions need more than 1 MB.
+BIG = {"max.message.bytes": str(8 * 1024 * 1024)}
 
 
 async def _start(client: Any) -> None:
@@ -41,13 +44,14 @@ async def _start(client: Any) -> None:
         raise
 
 
-def _reader(settings: KafkaSettings) -> AIOKafkaConsumer:
+def reader(settings: KafkaSettings) -> AIOKafkaConsumer:
     """A consumer outside any group that sees only committed records, from the start."""
     return AIOKafkaConsumer(
         **settings.aiokafka_kwargs(),
         enable_auto_commit=False,
         isolation_level="read_committed",
         auto_offset_reset="earliest",
+        fetch_max_wait_ms=100,  # a re-assign waits for the fetch in flight
     )
 
 
@@ -56,11 +60,11 @@ async def ensure_topics(settings: KafkaSettings) -> None:
     p, rf = settings.partitions, settings.replication
     wanted = [NewTopic(t, p, rf) for t in settings.crm_topics.values()]
     wanted += [
-        NewTopic(settings.deltas_topic, p, rf),
+        NewTopic(settings.state_topic, p, rf, topic_configs=COMPACT),
         NewTopic(settings.dlq_topic, 1, rf),
         NewTopic(settings.targets_topic, 1, rf, topic_configs=COMPACT),
-        NewTopic(settings.drivers_topic, 1, rf, topic_configs=COMPACT),
-        NewTopic(settings.aggregates_topic, p, rf, topic_configs=COMPACT),
+        NewTopic(settings.drivers_topic, 1, rf, topic_configs={**COMPACT, **BIG}),
+        NewTopic(settings.aggregates_topic, p, rf, topic_configs={**COMPACT, **BIG}),
     ]
     admin = AIOKafkaAdminClient(**settings.aiokafka_kwargs())
     await _start(admin)
@@ -145,7 +149,7 @@ async def send_records(
 
 async def read_topic(settings: KafkaSettings, topic: str, timeout: float = 30.0) -> list[Any]:
     """Every committed record of ``topic`` up to its end offsets now (no consumer group)."""
-    consumer = _reader(settings)
+    consumer = reader(settings)
     await _start(consumer)
     try:
         parts = consumer.partitions_for_topic(topic)
@@ -203,7 +207,7 @@ class RangeReader:
 
     async def _read(self, topic: str, partition: int, start: int, end: int, out: list[Any]) -> None:
         if self._consumer is None:
-            self._consumer = _reader(self.settings)
+            self._consumer = reader(self.settings)
             await _start(self._consumer)
         consumer = self._consumer
         tp = TopicPartition(topic, partition)
@@ -238,18 +242,25 @@ class CompactedView:
 
     Used by every worker to see all regions' cells and the targets: no consumer
     group, read_committed (so only what exactly-once processing committed), from the
-    beginning. ``version`` grows with every record applied.
+    beginning. ``version`` grows with every record applied; ``changed`` collects the
+    keys that got a record, for a reader to take (:meth:`take_changed`).
     """
 
     def __init__(self, settings: KafkaSettings, topics: list[str]) -> None:
         self.settings = settings
         self.topics = topics
         self.tables: dict[str, dict[bytes, bytes]] = {t: {} for t in topics}
+        self.changed: dict[str, set[bytes]] = {t: set() for t in topics}  # keys, until drained
         self.version = 0
         self._consumer: AIOKafkaConsumer | None = None
 
+    def take_changed(self, topic: str) -> set[bytes]:
+        """The keys of ``topic`` that got a record since the last call."""
+        keys, self.changed[topic] = self.changed[topic], set()
+        return keys
+
     async def run(self, stop: asyncio.Event) -> None:
-        consumer = _reader(self.settings)
+        consumer = reader(self.settings)
         await consumer.start()
         self._consumer = consumer
         try:
@@ -268,7 +279,9 @@ class CompactedView:
                 batch = await consumer.getmany(timeout_ms=200, max_records=5000)
                 for tp, records in batch.items():
                     table = self.tables[tp.topic]
+                    changed = self.changed[tp.topic]
                     for r in records:
+                        changed.add(r.key)
                         if r.value is None:
                             table.pop(r.key, None)
                         else:

@@ -32,17 +32,13 @@ class KafkaSettings(BaseSettings):
     partitions: int = Field(6, ge=1, le=1024, description="partitions of the gapmon topics")
     replication: int = Field(1, ge=1, le=16)
     app_id: str = "gapmon"
-    store: str = Field("memory://", description="memory:// or rocksdb:// (needs rocksdict)")
-    web_port: int = Field(6066, ge=1, le=65535)
+    web_port: int = Field(6066, ge=1, le=65535, description="the worker's /health, /status")
     metrics_port: int | None = Field(None, ge=1, le=65535, description="Prometheus /metrics")
     metrics_addr: str = Field("127.0.0.1", description="0.0.0.0 to be scraped from elsewhere")
     targets_file: Path | None = None
     snapshot_interval: float = Field(1.0, gt=0, le=3600, description="seconds between snapshots")
-    processing_guarantee: Literal["exactly_once", "at_least_once"] = Field(
-        "exactly_once", description="at_least_once relies on the idempotent steps alone"
-    )
     commit_interval: float = Field(
-        2.8, gt=0, le=60, description="seconds between transaction commits (Faust's default)"
+        0.1, gt=0, le=60, description="seconds between transaction commits (latency vs cost)"
     )
     session_timeout: float = Field(10.0, ge=6, le=300, description="consumer session, seconds")
     config_dir: Path | None = None
@@ -52,18 +48,6 @@ class KafkaSettings(BaseSettings):
     def _prefix(cls, v: str) -> str:
         if any(not (c.isalnum() or c in "._-") for c in v):
             raise ValueError(f"topic_prefix={v!r}: only letters, digits, '.', '_' and '-'")
-        return v
-
-    @field_validator("store")
-    @classmethod
-    def _store(cls, v: str) -> str:
-        if v not in ("memory://", "rocksdb://"):
-            raise ValueError(f"store={v!r}: must be memory:// or rocksdb://")
-        if v == "rocksdb://":
-            try:
-                import rocksdict  # noqa: F401
-            except ImportError:
-                raise ValueError("store='rocksdb://' needs the rocksdict package") from None
         return v
 
     # ---------------------------------------------------------------- topics
@@ -77,8 +61,9 @@ class KafkaSettings(BaseSettings):
         return {kind: self.topic(f"crm.{name}") for kind, name in TOPICS.items()}
 
     @property
-    def deltas_topic(self) -> str:
-        return self.topic("gapmon.deltas")
+    def state_topic(self) -> str:
+        """Per-assignment state and input positions, per partition (compacted changelog)."""
+        return self.topic("gapmon.state")
 
     @property
     def targets_topic(self) -> str:
@@ -94,12 +79,12 @@ class KafkaSettings(BaseSettings):
 
     @property
     def aggregates_topic(self) -> str:
-        """The region cells table's changelog: every region's cells, compacted."""
+        """Every region's cells per partition (``quarter|region|p``), compacted."""
         return self.topic("gapmon.aggregates")
 
     @property
     def group_id(self) -> str:
-        """Faust app id = consumer group and prefix of its changelog topics."""
+        """The workers' consumer group, and the prefix of their transactional ids."""
         return self.topic(self.app_id)
 
     # ------------------------------------------------------------ connection

@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,6 +128,7 @@ class Worker:
         self.cluster, self.name, self.extra_env = cluster, name, env or {}
         self.log = cluster.dir / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.web_port = free_port()
 
     def start(self) -> Worker:
         env = {
@@ -140,13 +142,36 @@ class Worker:
         }
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                [GAPMON, "worker", "--web-port", str(free_port()), "--loglevel", "info"],
+                [GAPMON, "worker", "--web-port", str(self.web_port), "--loglevel", "info"],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
                 cwd=ROOT,
             )
         return self
+
+    def status(self) -> dict[str, Any] | None:
+        """The worker's ``GET /status``, or None while it does not answer."""
+        url = f"http://127.0.0.1:{self.web_port}/status"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                return json.load(r)
+        except OSError:
+            return None
+
+    def kill_after(self, n: int, timeout: float = 180) -> dict[str, Any]:
+        """kill -9 once the worker has applied ``n`` records and committed at least once
+        since it started; returns its last status before the kill."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            s = self.status()
+            if s is not None and s["processor"]["events"] >= n and s["processor"]["commits"]:
+                self.kill()
+                return s
+            if self.proc is not None and self.proc.poll() is not None:
+                pytest.fail(f"{self.name} exited {self.proc.returncode}:\n{self.tail()}")
+            time.sleep(0.01)
+        pytest.fail(f"{self.name} did not apply {n} records in {timeout:g} s:\n{self.tail()}")
 
     def kill(self) -> None:
         """kill -9: no shutdown, no commit, nothing flushed."""
@@ -213,6 +238,15 @@ class Cluster:
                 if w.proc is not None and w.proc.poll() not in (None, -signal.SIGKILL):
                     pytest.fail(f"{w.name} exited {w.proc.returncode}:\n{w.tail()}")
             time.sleep(0.5)
+        logs = "\n\n".join(f"--- {w.name}\n{w.tail()}" for w in self.workers)
+        pytest.fail(f"timed out after {timeout:g} s waiting for {what}\n{logs}")
+
+    def wait_until(self, ok: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if ok():
+                return
+            time.sleep(0.2)
         logs = "\n\n".join(f"--- {w.name}\n{w.tail()}" for w in self.workers)
         pytest.fail(f"timed out after {timeout:g} s waiting for {what}\n{logs}")
 

@@ -1,0 +1,382 @@
+"""Exactly-once processing of the CRM topics on aiokafka: consume, apply, commit atomically.
+
+One :class:`Processor` per worker joins the consumer group on the three co-partitioned
+CRM topics (a range assignment, so partition *p* of every topic goes to the same
+worker) and keeps one :class:`~streams.partition.PartitionState` per partition number
+it owns. It reads in batches and, every ``commit_interval`` seconds, writes each
+partition's changes in one Kafka transaction of that partition's own transactional
+producer (``transactional.id = <group>-<p>``): the state changelog records, the region
+cells, the dead letters, and the consumer offsets (``send_offsets_to_transaction``).
+Either all of it is visible to read_committed readers, or none of it is.
+
+When a worker is given partition *p* it first starts a fresh producer for *p*, which
+fences the previous owner (a dead or stalled worker's open transaction is aborted and
+its producer can commit nothing more), then rebuilds *p*'s state from the
+``gapmon.state`` changelog (unless the copy it already holds is provably current:
+nobody wrote to the changelog since its own last commit), and seeks the three input
+partitions to the offsets stored with that state. So whatever moment a worker is
+killed at, the next owner continues from a consistent, committed point: nothing is
+lost, nothing is counted twice. The engine's ``event_id`` idempotence is a second
+line of defence (an input record seen again changes nothing).
+
+A commit that fails because the producer was fenced means another worker owns the
+partition now: the partition is dropped and paused until the group gives it back. Any
+other failure aborts the transaction and rebuilds the partition from the changelog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.errors import KafkaError, ProducerFenced
+
+from monitors.engine import EngineConfig
+from streams.kafka_io import reader
+from streams.kafka_settings import KafkaSettings
+from streams.partition import PartitionState
+
+log = logging.getLogger("gapmon.worker")
+
+
+@dataclass
+class Owned:
+    """A partition this worker owns: its state and its transactional producer."""
+
+    state: PartitionState
+    producer: AIOKafkaProducer
+    state_end: int = -1  # the state changelog's end offset after our last commit
+
+
+@dataclass
+class ProcessorStats:
+    events: int = 0  # input records applied
+    commits: int = 0  # transactions committed
+    commit_seconds: float = 0.0  # total time in commits
+    restores: int = 0  # partitions rebuilt from the changelog
+    restored_records: int = 0
+    restore_seconds: float = 0.0
+    rebalances: int = 0
+    fenced: int = 0
+    failed_commits: int = 0
+    last_commit: float = field(default=0.0)  # time.time() of the last commit
+
+
+class Processor:
+    """The consumer group member, its partitions' states, and the commit loop."""
+
+    def __init__(
+        self,
+        ks: KafkaSettings,
+        config: EngineConfig,
+        exporter: Any = None,
+        max_records: int = 1000,
+        max_ahead: int = 10_000,
+    ) -> None:
+        self.ks, self.config, self.exporter = ks, config, exporter
+        self.max_records = max_records  # per fetch; a turn of the event loop after each
+        self.max_ahead = max_ahead  # records applied while a commit is in flight, at most
+        self.topics = ks.crm_topics
+        self.owned: dict[int, Owned] = {}
+        self.stats = ProcessorStats()
+        self._lock = asyncio.Lock()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._reader: AIOKafkaConsumer | None = None
+        self._last_commit = time.monotonic()
+
+    # -------------------------------------------------------------------- run
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume, apply and commit until ``stop`` is set; then commit and leave."""
+        ks = self.ks
+        consumer = AIOKafkaConsumer(
+            **ks.aiokafka_kwargs(),
+            group_id=ks.group_id,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            auto_offset_reset="earliest",
+            partition_assignment_strategy=(RangePartitionAssignor,),
+            session_timeout_ms=int(ks.session_timeout * 1000),
+            heartbeat_interval_ms=int(max(1.0, ks.session_timeout / 5) * 1000),
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        self._consumer = consumer
+        self._reader = reader(ks)
+        await self._reader.start()
+        consumer.subscribe(list(self.topics.values()), listener=_Listener(self))
+        await consumer.start()
+        committing: asyncio.Task[None] | None = None
+        ahead = 0  # records applied since the commit in flight began
+        try:
+            while not stop.is_set():
+                batch = await consumer.getmany(timeout_ms=100, max_records=self.max_records)
+                ahead += self._apply(batch)
+                # getmany does not suspend while records are buffered: let the commit in
+                # flight, the snapshot publisher and the status server have their turn
+                await asyncio.sleep(0)
+                if committing is not None and not committing.done() and ahead > self.max_ahead:
+                    await committing  # bounded work in memory: let the commit catch up
+                if committing is not None and committing.done():
+                    committing.result()  # a commit that failed unexpectedly stops the worker
+                    committing = None
+                due = time.monotonic() - self._last_commit >= ks.commit_interval
+                if committing is None and due:
+                    # in the background: the next records are applied while it is in flight
+                    committing = asyncio.create_task(self._commit_locked())
+                    ahead = 0
+            if committing is not None:
+                await committing
+            await self._commit_locked()
+        finally:
+            try:
+                await consumer.stop()
+            finally:
+                for owned in self.owned.values():
+                    await owned.producer.stop()
+                self.owned.clear()
+                await self._reader.stop()
+
+    def _apply(self, batch: dict[TopicPartition, list[Any]]) -> int:
+        """Apply fetched records to their partitions' states (no await: nothing interleaves).
+
+        A partition being taken over is not in ``owned`` until its state is ready; its
+        records are skipped here and read again after the seek that follows.
+        """
+        owned = self.owned
+        n = 0
+        for tp, records in batch.items():
+            part = owned.get(tp.partition)
+            if part is None:
+                continue  # dropped after a fence; paused until the group gives it back
+            apply, topic = part.state.apply, tp.topic
+            for r in records:
+                n += apply(topic, r.offset, r.key, r.value)
+        self.stats.events += n
+        return n
+
+    # ----------------------------------------------------------------- commit
+
+    async def _commit_locked(self) -> None:
+        async with self._lock:
+            await self._commit_all()
+
+    async def _commit_all(self) -> None:
+        self._last_commit = time.monotonic()
+        due = [(p, o) for p, o in self.owned.items() if o.state.pending]
+        if due:
+            await asyncio.gather(*(self._commit(p, o) for p, o in due))
+
+    async def _commit(self, p: int, owned: Owned) -> None:
+        ks = self.ks
+        changes = owned.state.flush()
+        producer = owned.producer
+        t0 = time.perf_counter()
+        try:
+            await producer.begin_transaction()
+            state_sends = await send_all(producer, ks.state_topic, p, changes.states)
+            sends = state_sends + await send_all(producer, ks.aggregates_topic, p, changes.regions)
+            sends += await send_all(producer, ks.dlq_topic, 0, changes.letters)
+            offsets = {TopicPartition(t, p): o for t, o in changes.offsets.items()}
+            await producer.send_offsets_to_transaction(offsets, ks.group_id)
+            sent = await asyncio.gather(*(f for f, _ in sends))
+            await producer.commit_transaction()
+        except ProducerFenced:
+            self.stats.fenced += 1
+            log.warning("partition %d: another worker owns it now (fenced); dropping it", p)
+            await self._drop(p)
+            return
+        except KafkaError as exc:
+            self.stats.failed_commits += 1
+            log.error(
+                "partition %d: commit failed (%s: %s); rebuilding it", p, type(exc).__name__, exc
+            )
+            try:
+                await producer.abort_transaction()
+            except KafkaError:
+                pass
+            await self._drop(p)
+            await self._take([p])
+            return
+        if state_sends:  # the last state record, then the commit marker
+            last = sent[len(state_sends) - 1]
+            owned.state_end = last.offset + state_sends[-1][1] + 1
+        stats = self.stats
+        stats.commits += 1
+        stats.commit_seconds += time.perf_counter() - t0
+        stats.last_commit = time.time()
+
+    # ------------------------------------------------------------- ownership
+
+    async def _revoked(self, revoked: set[TopicPartition]) -> None:
+        """Before a rebalance: commit everything, so the next owner sees it."""
+        async with self._lock:
+            self.stats.rebalances += 1
+            await self._commit_all()
+
+    async def _assigned(self, assigned: set[TopicPartition]) -> None:
+        """After a rebalance: drop what we lost, take over what we got."""
+        async with self._lock:
+            numbers: dict[int, set[str]] = {}
+            for tp in assigned:
+                numbers.setdefault(tp.partition, set()).add(tp.topic)
+            wanted = set(self.topics.values())
+            for p, topics in numbers.items():
+                if topics != wanted:
+                    log.error(
+                        "partition %d: assigned %s but not all CRM topics (co-partitioning)",
+                        p,
+                        sorted(topics),
+                    )
+            for p in [p for p in self.owned if p not in numbers]:
+                await self._drop(p)
+            current = await self._current_ends([p for p in numbers if p in self.owned])
+            await self._take(sorted(numbers), keep={p for p, ok in current.items() if ok})
+            log.info("owning partitions %s", sorted(self.owned))
+
+    async def _current_ends(self, ps: list[int]) -> dict[int, bool]:
+        """Whether the state we hold for each partition is still the changelog's latest."""
+        if not ps:
+            return {}
+        assert self._reader is not None
+        tps = [TopicPartition(self.ks.state_topic, p) for p in ps]
+        ends = await self._reader.end_offsets(tps)
+        return {tp.partition: ends[tp] == self.owned[tp.partition].state_end for tp in tps}
+
+    async def _take(self, ps: list[int], keep: set[int] | frozenset[int] = frozenset()) -> None:
+        """Own partitions ``ps``: fence their previous owners, rebuild their state, seek.
+
+        ``keep``: partitions whose state we hold and know to be current (no restore).
+        """
+        old = {p: o for p in ps if (o := self.owned.pop(p, None)) is not None}
+        await asyncio.gather(*(o.producer.stop() for o in old.values()))
+        producers = [self._producer(p) for p in ps]
+        # init_transactions: from here on the previous owners can commit nothing more
+        await asyncio.gather(*(producer.start() for producer in producers))
+        restored = await self._restore([p for p in ps if p not in keep or p not in old])
+        consumer = self._consumer
+        assert consumer is not None
+        assignment = consumer.assignment()
+        for p, producer in zip(ps, producers, strict=True):
+            if p in restored:
+                state, state_end = restored[p]
+            else:
+                state, state_end = old[p].state, old[p].state_end
+            self.owned[p] = Owned(state, producer, state_end)
+            for topic in self.topics.values():
+                tp = TopicPartition(topic, p)
+                if tp in assignment:
+                    # offset 0 when nothing was committed yet (gone to retention: earliest)
+                    consumer.seek(tp, state.offsets.get(topic, 0))
+                    if tp in consumer.paused():
+                        consumer.resume(tp)
+
+    def _producer(self, p: int) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            **self.ks.aiokafka_kwargs(),
+            transactional_id=f"{self.ks.group_id}-{p}",
+            enable_idempotence=True,
+            acks="all",
+            max_batch_size=1024 * 1024,
+            max_request_size=8 * 1024 * 1024,
+        )
+
+    async def _drop(self, p: int) -> None:
+        owned = self.owned.pop(p, None)
+        if owned is not None:
+            await owned.producer.stop()
+        consumer = self._consumer
+        if consumer is not None:
+            tps = [TopicPartition(t, p) for t in self.topics.values()]
+            consumer.pause(*[tp for tp in tps if tp in consumer.assignment()])
+
+    async def _restore(self, ps: list[int]) -> dict[int, tuple[PartitionState, int]]:
+        """Each partition's state from its changelog, and the changelog's end offset."""
+        if not ps:
+            return {}
+        t0 = time.perf_counter()
+        assert self._reader is not None
+        tps = [TopicPartition(self.ks.state_topic, p) for p in ps]
+        records, ends = await read_partitions(self._reader, tps)
+        out = {}
+        for tp in tps:
+            p = tp.partition
+            state = PartitionState.restore(p, self.topics, records[tp], self.config, self.exporter)
+            out[p] = (state, ends[tp])
+            log.info(
+                "partition %d: restored %d assignments from %d changelog records",
+                p,
+                len(state.engine.states),
+                len(records[tp]),
+            )
+        elapsed = time.perf_counter() - t0
+        stats = self.stats
+        stats.restores += len(ps)
+        stats.restored_records += sum(len(r) for r in records.values())
+        stats.restore_seconds += elapsed
+        log.info("restored partitions %s in %.2f s", ps, elapsed)
+        return out
+
+
+async def send_all(
+    producer: AIOKafkaProducer,
+    topic: str,
+    partition: int,
+    records: list[tuple[bytes | None, bytes | None]],
+) -> list[tuple[asyncio.Future[Any], int]]:
+    """Send ``(key, value)`` records to one partition in as few batches as fit.
+
+    Returns each batch's delivery future (it resolves to the batch's first offset) and
+    its record count. Much cheaper than a ``send`` per record, which costs ~10 us each.
+    """
+    out: list[tuple[asyncio.Future[Any], int]] = []
+    batch = producer.create_batch()
+    n = 0
+    for key, value in records:
+        # a batch takes its first record whatever its size; later ones while they fit
+        if batch.append(key=key, value=value, timestamp=None) is None:
+            out.append((await producer.send_batch(batch, topic, partition=partition), n))
+            batch, n = producer.create_batch(), 0
+            batch.append(key=key, value=value, timestamp=None)
+        n += 1
+    if n:
+        out.append((await producer.send_batch(batch, topic, partition=partition), n))
+    return out
+
+
+async def read_partitions(
+    consumer: AIOKafkaConsumer, tps: list[TopicPartition]
+) -> tuple[dict[TopicPartition, list[tuple[bytes, bytes | None]]], dict[TopicPartition, int]]:
+    """Every committed ``(key, value)`` of each partition, in order, and its end offset."""
+    begin = await consumer.beginning_offsets(tps)
+    end = await consumer.end_offsets(tps)
+    out: dict[TopicPartition, list[tuple[bytes, bytes | None]]] = {tp: [] for tp in tps}
+    todo = {tp for tp in tps if end[tp] > begin[tp]}
+    if not todo:
+        return out, end
+    consumer.assign(list(todo))
+    for tp in todo:
+        consumer.seek(tp, begin[tp])
+    while todo:
+        batch = await consumer.getmany(*todo, timeout_ms=500, max_records=20_000)
+        for tp, records in batch.items():
+            out[tp].extend((r.key, r.value) for r in records)
+        for tp in list(todo):
+            if await consumer.position(tp) >= end[tp]:
+                todo.discard(tp)
+    return out, end
+
+
+class _Listener(ConsumerRebalanceListener):
+    def __init__(self, processor: Processor) -> None:
+        self.processor = processor
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.processor._revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self.processor._assigned(assigned)

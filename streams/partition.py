@@ -1,0 +1,281 @@
+"""What one input partition owns, and how it is written to and read back from Kafka.
+
+The three CRM topics are co-partitioned by ``assignment_id``, so partition *p* of
+``crm.assignments``, ``crm.touches`` and ``crm.deals`` together hold every event of
+the assignments that hash to *p*. A :class:`PartitionState` is the gap engine
+(:class:`monitors.engine.Engine`, the same code ``gapmon replay`` runs) over exactly
+those events, plus where it is in each topic. No Kafka client here: records in,
+records out, so a test drives it the way a worker does.
+
+* :meth:`PartitionState.apply` takes one raw input record (topic, offset, key, value):
+  it validates it (bad ones become dead letters with the reason, topic, partition and
+  offset), applies it to the engine, and remembers what changed.
+* :meth:`PartitionState.flush` returns what changed since the last flush, as records:
+  the changed assignments' state (for the compacted ``gapmon.state`` changelog), the
+  changed regions' cells (for the compacted ``gapmon.aggregates``, keyed
+  ``quarter|region|p``), the dead letters, and the input positions. A worker writes
+  them and the positions in one Kafka transaction.
+* :meth:`PartitionState.restore` rebuilds the state from the changelog records alone:
+  assignments from their JSON, the cells recomputed from them, the positions and the
+  clock from the ``~position`` record. So what is restored is exactly what was
+  committed, and the input is read again from exactly where that commit ended.
+
+Each region's record carries the partition's clock (the latest event time it has
+applied); ``~clock|p`` carries it for partitions whose events are all still waiting
+for their assignment. The report's ``as_of`` is the latest clock of all partitions.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from monitors.engine import Engine, EngineConfig
+from monitors.snapshots import CLOCK
+from monitors.split import RegionCells, state_from_json, state_to_json
+from streams.events import Assignment, Deal, EventError, Touch, parse_event
+
+POSITION_KEY = b"~position"  # in the state changelog: input offsets and the clock
+
+Event = Assignment | Touch | Deal
+
+
+def dead_letter(
+    error: str, reason: str, topic: str, partition: int, offset: int, key: Any, raw: Any
+) -> bytes:
+    """A dead letter: why, where it came from, and the message as it was."""
+    raw_b = raw if isinstance(raw, bytes) else (b"" if raw is None else str(raw).encode())
+    key_b = key if isinstance(key, bytes) else (None if key is None else str(key).encode())
+    return json.dumps(
+        {
+            "error": error,
+            "reason": reason,  # a bounded code: json | schema | topic | key | orphan
+            "topic": topic,
+            "partition": partition,
+            "offset": offset,
+            "key": None if key_b is None else key_b.decode("utf-8", "replace"),
+            "raw": raw_b.decode("utf-8", "replace"),
+            "raw_b64": base64.b64encode(raw_b).decode(),
+        }
+    ).encode()
+
+
+class BadMessage(Exception):
+    """An input message that cannot be used: ``reason`` is a bounded code."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason, self.message = reason, message
+
+
+def check_message(raw: Any, key: Any, topic: str, topics: Mapping[str, str]) -> Event:
+    """The validated event of a message, or :class:`BadMessage` naming what is wrong."""
+    if not isinstance(raw, bytes | str) or not raw:
+        raise BadMessage("json", "value: empty message")
+    try:
+        event = parse_event(raw)
+    except EventError as exc:
+        code = "json" if exc.message.startswith("json") or "JSON" in exc.message else "schema"
+        raise BadMessage(code, exc.message) from None
+    expected = topics[event.type]
+    if expected != topic:
+        raise BadMessage(
+            "topic", f"type={event.type!r} on topic {topic!r}: belongs on {expected!r}"
+        )
+    key_s = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
+    if key_s != event.assignment_id:
+        raise BadMessage(
+            "key",
+            f"key={key_s!r} but assignment_id={event.assignment_id!r}: the key must be "
+            "the assignment_id (co-partitioning)",
+        )
+    return event
+
+
+@dataclass
+class Changes:
+    """What a partition changed since its last flush, as Kafka records."""
+
+    states: list[tuple[bytes, bytes | None]] = field(default_factory=list)  # None: tombstone
+    regions: list[tuple[bytes, bytes]] = field(default_factory=list)
+    letters: list[tuple[bytes | None, bytes]] = field(default_factory=list)
+    offsets: dict[str, int] = field(default_factory=dict)  # topic -> next offset to read
+    events: int = 0  # input records behind these changes
+
+    def __bool__(self) -> bool:
+        return self.events > 0
+
+
+class PartitionState:
+    """The engine over one input partition's events, and what it has not written yet.
+
+    ``topics``: event type -> CRM topic name (``KafkaSettings.crm_topics``).
+    ``exporter``: a :class:`monitors.exporter.GapmonExporter` to count events, rejects
+    and dead letters (optional).
+    """
+
+    def __init__(
+        self,
+        partition: int,
+        topics: Mapping[str, str],
+        config: EngineConfig | None = None,
+        exporter: Any = None,
+    ) -> None:
+        self.partition = partition
+        self.topics = dict(topics)
+        self.exporter = exporter
+        self.engine = Engine(config, on_dead_letter=self._orphan)
+        if exporter is not None:
+            exporter.instrument_engine(self.engine)
+        self.offsets: dict[str, int] = {}  # topic -> next offset to apply
+        self.clock = -math.inf  # the latest event time applied
+        self.applied = 0  # input records applied (valid or dead-lettered) since start
+        self._dirty: set[str] = set()  # assignment ids whose state changed
+        self._regions: set[tuple[str, str]] = set()  # (quarter, region) whose cells changed
+        self._letters: list[tuple[bytes | None, bytes]] = []
+        self._pending = 0  # records applied since the last flush
+        self._clock_written = -math.inf
+        self._where: tuple[str, int] = ("", -1)  # the record being applied (for orphans)
+
+    # ------------------------------------------------------------------- input
+
+    def apply(self, topic: str, offset: int, key: bytes | None, value: bytes | None) -> bool:
+        """Apply one input record; False (nothing done) for an offset already applied."""
+        if offset < self.offsets.get(topic, 0):
+            return False
+        self.offsets[topic] = offset + 1
+        self._pending += 1
+        self.applied += 1
+        try:
+            event = check_message(value, key, topic, self.topics)
+        except BadMessage as bad:
+            if self.exporter is not None:
+                self.exporter.event_rejected(bad.message)
+            letter = dead_letter(bad.message, bad.reason, topic, self.partition, offset, key, value)
+            self._letters.append((key if isinstance(key, bytes) else None, letter))
+            return True
+        aid = event.assignment_id
+        engine = self.engine
+        st = engine.states.get(aid)
+        before = None if st is None else st.cell
+        self._where = (topic, offset)
+        if engine.ingest(event):
+            self._dirty.add(aid)
+            if before is not None:
+                self._regions.add((before[0], before[1]))
+            after = engine.states[aid].cell if aid in engine.states else None
+            if after is not None and after != before:
+                self._regions.add((after[0], after[1]))
+        ts = event.occurred_at.timestamp()
+        if ts > self.clock:
+            self.clock = ts
+        return True
+
+    def _orphan(self, why: str, record: dict[str, Any]) -> None:
+        """The engine gave up waiting for an assignment: dead-letter its events' ids."""
+        aid = record["assignment_id"]
+        self._dirty.add(aid)  # gone from the engine: a tombstone in the changelog
+        topic, offset = self._where
+        letter = dead_letter(
+            f"assignment_id={aid!r}: {why}; event ids {', '.join(record['event_ids'])}",
+            "orphan",
+            topic,
+            self.partition,
+            offset,
+            aid.encode(),
+            json.dumps(record).encode(),
+        )
+        self._letters.append((aid.encode(), letter))
+        if self.exporter is not None:
+            self.exporter.dead_lettered("parked_too_long")
+
+    # ------------------------------------------------------------------ output
+
+    @property
+    def pending(self) -> int:
+        """Records applied since the last flush."""
+        return self._pending
+
+    def flush(self) -> Changes:
+        """The records that bring the changelogs up to date; resets what is pending."""
+        changes = Changes(events=self._pending, offsets=dict(self.offsets))
+        if not self._pending:
+            return changes
+        states = self.engine.states
+        for aid in sorted(self._dirty):
+            st = states.get(aid)
+            changes.states.append((aid.encode(), None if st is None else state_to_json(st)))
+        changes.states.append((POSITION_KEY, self._position()))
+        if self._regions:
+            changes.regions = list(self.region_records(self._regions))
+        if self.clock > self._clock_written:
+            changes.regions.append((self._key(CLOCK), self._part({}).to_json()))
+            self._clock_written = self.clock
+        changes.letters = self._letters
+        self._dirty, self._regions, self._letters = set(), set(), []
+        self._pending = 0
+        return changes
+
+    def region_records(self, regions: Iterable[tuple[str, str]]) -> Iterable[tuple[bytes, bytes]]:
+        """``quarter|region|p`` -> that region's cells on this partition (JSON)."""
+        wanted = set(regions)
+        by_region: dict[tuple[str, str], dict[tuple[str, ...], Any]] = {r: {} for r in wanted}
+        for key, cell in self.engine.cells.items():
+            bucket = by_region.get((key[0], key[1]))
+            if bucket is not None:
+                bucket[key] = cell
+        for (quarter, region), cells in sorted(by_region.items()):
+            yield self._key(f"{quarter}|{region}"), self._part(cells).to_json()
+
+    def _key(self, region: str) -> bytes:
+        return f"{region}|{self.partition}".encode()
+
+    def _part(self, cells: dict[tuple[str, ...], Any]) -> RegionCells:
+        part = RegionCells(self.engine.config)
+        part.cells.update(cells)
+        part.latest_ts = self.clock
+        return part
+
+    def _position(self) -> bytes:
+        clock = None if self.clock == -math.inf else self.clock
+        return json.dumps({"offsets": self.offsets, "clock": clock}).encode()
+
+    # ----------------------------------------------------------------- restore
+
+    @classmethod
+    def restore(
+        cls,
+        partition: int,
+        topics: Mapping[str, str],
+        records: Iterable[tuple[bytes, bytes | None]],
+        config: EngineConfig | None = None,
+        exporter: Any = None,
+    ) -> PartitionState:
+        """Rebuild from the state changelog's records of this partition, in offset order."""
+        ps = cls(partition, topics, config, exporter)
+        engine = ps.engine
+        states = engine.states
+        position: bytes | None = None
+        for key, value in records:
+            if key == POSITION_KEY:
+                position = value
+            elif value is None:
+                states.pop(key.decode(), None)
+            else:
+                states[key.decode()] = state_from_json(value, engine)
+        for aid, st in states.items():
+            if st.cell is None:
+                engine._parked[aid] = None
+            else:
+                st.cell = engine._cell_keys.setdefault(st.cell, st.cell)
+                engine._apply(engine._signature(st), 1)
+        if position is not None:
+            data = json.loads(position)
+            ps.offsets = {t: int(o) for t, o in data["offsets"].items()}
+            ps.clock = -math.inf if data["clock"] is None else float(data["clock"])
+            ps._clock_written = ps.clock
+        return ps

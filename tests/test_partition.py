@@ -1,0 +1,230 @@
+"""A partition's state through crashes and restores equals the one-process engine.
+
+:class:`streams.partition.PartitionState` is what a worker keeps per partition; here the
+broker is played in plain Python: events go to the three co-partitioned topics by their
+assignment id, each partition is read in a random interleaving of its three topics, a
+"transaction" appends a flush's records to a changelog (or is aborted and thrown away),
+and a "crash" forgets everything in memory and restores from the committed changelog.
+Whatever the order, duplicates, bad messages and crash points, the committed region
+records must add up to exactly the engine's metrics, every bad message must be dead-
+lettered exactly once, and :class:`monitors.split.MergedCells` (the publisher's running
+sums) must equal a merge from scratch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import zlib
+from datetime import datetime
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from strategies import delivered, event_streams
+
+from monitors.engine import DIMENSIONS, Engine, EngineConfig
+from monitors.settings import load_settings
+from monitors.split import MergedCells, RegionCells, merged_engine
+from streams.events import to_json
+from streams.partition import POSITION_KEY, PartitionState
+from streams.sources import generate_quarter
+
+CONFIG = EngineConfig(taxonomy=load_settings().engine.taxonomy)
+TOPICS = {"assignment": "crm.assignments", "touch": "crm.touches", "deal": "crm.deals"}
+GARBAGE = [b"\xff\xfe garbage", b'{"type": "touch", "event_id": ', b'{"type": "deal"}']
+
+
+class Broker:
+    """Topic logs per (topic, partition), and per partition a committed changelog."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.logs: dict[tuple[str, int], list[tuple[bytes | None, bytes]]] = {}
+        self.state: dict[int, list[tuple[bytes, bytes | None]]] = {p: [] for p in range(n)}
+        self.regions: dict[bytes, bytes] = {}  # the compacted gapmon.aggregates
+        self.letters: list[dict[str, Any]] = []
+
+    def produce(self, topic: str, key: bytes | None, value: bytes) -> None:
+        p = 0 if key is None else zlib.crc32(key) % self.n
+        self.logs.setdefault((topic, p), []).append((key, value))
+
+    def commit(self, p: int, state: PartitionState) -> None:
+        changes = state.flush()
+        self.state[p] += changes.states
+        self.regions.update(changes.regions)
+        self.letters += [json.loads(v) for _, v in changes.letters]
+
+
+ORDER = list(TOPICS.values())
+
+
+def run(
+    broker: Broker, schedule: list[tuple[int, int, int, str]], config: EngineConfig
+) -> dict[int, PartitionState]:
+    """Play a schedule of steps (partition, topic, reads, then: commit / abort / crash / -).
+
+    A step reads up to ``reads`` records of the partition, from the topic and, once it
+    has none left, from the next, then does its action.
+    """
+    states = {p: PartitionState(p, TOPICS, config) for p in range(broker.n)}
+    for p, t, reads, action in schedule:
+        st_ = states[p]
+        for _ in range(reads):
+            for topic in ORDER[t:] + ORDER[:t]:
+                log = broker.logs.get((topic, p), [])
+                offset = st_.offsets.get(topic, 0)
+                if offset < len(log):
+                    key, value = log[offset]
+                    st_.apply(topic, offset, key, value)
+                    break
+        if action == "commit":
+            broker.commit(p, st_)
+        elif action == "abort":
+            st_.flush()  # written into a transaction that never commits: thrown away
+            states[p] = PartitionState.restore(p, TOPICS, broker.state[p], config)
+        elif action == "crash":
+            states[p] = PartitionState.restore(p, TOPICS, broker.state[p], config)
+    # then read everything that is left and commit (the survivor catches up)
+    for p, st_ in states.items():
+        for topic in TOPICS.values():
+            log = broker.logs.get((topic, p), [])
+            for offset in range(st_.offsets.get(topic, 0), len(log)):
+                key, value = log[offset]
+                st_.apply(topic, offset, key, value)
+        broker.commit(p, st_)
+    return states
+
+
+def metrics_of(engine: Any, as_of: datetime) -> dict[Any, Any]:
+    return {by: engine.metrics(as_of, by=by) for by in (None, *DIMENSIONS)}
+
+
+def parts(broker: Broker) -> list[RegionCells]:
+    return [RegionCells.from_json(v, CONFIG) for v in broker.regions.values()]
+
+
+schedules = st.lists(
+    st.tuples(
+        st.integers(0, 2),
+        st.integers(0, 2),
+        st.integers(0, 8),
+        st.sampled_from(("-", "commit", "commit", "abort", "crash", "crash")),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), events=event_streams(), schedule=schedules, garbage=st.integers(0, 3))
+def test_partitions_through_crashes_equal_the_engine(
+    data: st.DataObject, events: list[Any], schedule: list[tuple[int, int, int, str]], garbage: int
+) -> None:
+    stream = data.draw(delivered(events))
+    broker = Broker(3)
+    for event in stream:
+        broker.produce(TOPICS[event.type], event.assignment_id.encode(), to_json(event).encode())
+    for i in range(garbage):
+        broker.produce(TOPICS["touch"], f"G{i}".encode(), GARBAGE[i % len(GARBAGE)])
+    run(broker, schedule, CONFIG)
+
+    whole = Engine(CONFIG)
+    for event in stream:
+        whole.ingest(event)
+    as_of = max(e.occurred_at for e in events)
+    merged = merged_engine(parts(broker), CONFIG)
+    assert metrics_of(merged, as_of) == metrics_of(whole, as_of)
+    assert max(p.latest_ts for p in parts(broker)) == as_of.timestamp()  # the report's clock
+    # each bad message dead-lettered once, naming where it was; none of the good ones
+    assert sorted((d["topic"], d["key"]) for d in broker.letters) == sorted(
+        (TOPICS["touch"], f"G{i}") for i in range(garbage)
+    )
+    assert all(d["reason"] in ("json", "schema") for d in broker.letters)
+
+
+def test_a_generated_quarter_through_crashes_gives_the_engine_report_metrics() -> None:
+    gq = generate_quarter(seed=5, assignments_per_region=120)
+    broker = Broker(4)
+    for event in gq.events:
+        broker.produce(TOPICS[event.type], event.assignment_id.encode(), to_json(event).encode())
+    total = sum(len(v) for v in broker.logs.values())
+    schedule: list[tuple[int, int, int, str]] = []
+    for i in range(total // 25):  # 25 reads a step; commit every 4th step, crash every 37th
+        action = "crash" if i % 37 == 20 else "commit" if i % 4 == 0 else "-"
+        schedule.append((i % 4, i % 3, 25, action))
+    run(broker, schedule, CONFIG)
+    whole = Engine(CONFIG)
+    for event in gq.events:
+        whole.ingest(event)
+    assert len(whole.cells) > 50
+    assert metrics_of(merged_engine(parts(broker), CONFIG), gq.end) == metrics_of(whole, gq.end)
+
+
+def test_restore_reads_back_positions_clock_and_parked_events() -> None:
+    gq = generate_quarter(seed=6, assignments_per_region=10)
+    touch = next(e for e in gq.events if e.type == "touch")
+    ps = PartitionState(0, TOPICS, CONFIG)
+    orphan = touch.model_copy(update={"assignment_id": "NOBODY", "event_id": "t-orphan"})
+    ps.apply(TOPICS["touch"], 7, b"NOBODY", to_json(orphan).encode())
+    changes = ps.flush()
+    assert changes.offsets == {TOPICS["touch"]: 8}
+    assert changes.states[-1][0] == POSITION_KEY
+    back = PartitionState.restore(0, TOPICS, changes.states, CONFIG)
+    assert back.offsets == {TOPICS["touch"]: 8}
+    assert back.clock == orphan.occurred_at.timestamp()
+    assert [o["assignment_id"] for o in back.engine.orphans()] == ["NOBODY"]
+    # an offset already applied is skipped, a new one is not
+    assert not back.apply(TOPICS["touch"], 7, b"NOBODY", to_json(orphan).encode())
+    assert back.apply(TOPICS["touch"], 8, b"NOBODY", to_json(orphan).encode())
+    assert back.pending == 1
+
+
+def test_an_orphan_over_the_bound_is_dead_lettered_and_tombstoned() -> None:
+    config = EngineConfig(taxonomy=CONFIG.taxonomy, max_parked=1)
+    gq = generate_quarter(seed=6, assignments_per_region=10)
+    touch = next(e for e in gq.events if e.type == "touch")
+    ps = PartitionState(0, TOPICS, config)
+    for i, aid in enumerate(("X1", "X2")):
+        ev = touch.model_copy(update={"assignment_id": aid, "event_id": f"t{i}"})
+        ps.apply(TOPICS["touch"], i, aid.encode(), to_json(ev).encode())
+    changes = ps.flush()
+    assert dict(changes.states)[b"X1"] is None  # gone from the state changelog
+    (letter,) = [json.loads(v) for _, v in changes.letters]
+    assert letter["reason"] == "orphan" and "X1" in letter["error"] and "t0" in letter["error"]
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), events=event_streams(), n_parts=st.integers(1, 4))
+def test_merged_cells_equal_a_merge_from_scratch(
+    data: st.DataObject, events: list[Any], n_parts: int
+) -> None:
+    """Parts replaced in any order, some several times, some removed: the running sums
+    equal merging the parts that are current."""
+    as_of = max(e.occurred_at for e in events)
+    running = MergedCells(CONFIG)
+    current: dict[bytes, RegionCells] = {}
+    engines = [Engine(CONFIG) for _ in range(n_parts)]
+    for event in data.draw(delivered(events)):
+        i = zlib.crc32(event.assignment_id.encode()) % n_parts
+        engines[i].ingest(event)
+        key = f"part{i}".encode()
+        if data.draw(st.booleans()):  # publish this part's cells now, or later
+            part = RegionCells(CONFIG)
+            part.cells.update({k: _copy(c) for k, c in engines[i].cells.items()})
+            running.put(key, part)
+            current[key] = part
+        if current and data.draw(st.integers(0, 9)) == 0:  # a tombstone
+            gone = data.draw(st.sampled_from(sorted(current)))
+            running.put(gone, None)
+            del current[gone]
+    expected = merged_engine(current.values(), CONFIG)
+    for by in (None, *DIMENSIONS):
+        assert running.metrics(as_of, by=by) == expected.metrics(as_of, by=by)
+    assert running.latest_ts == max((p.latest_ts for p in current.values()), default=-math.inf)
+
+
+def _copy(cell: Any) -> Any:
+    out = type(cell)()
+    out.vals = list(cell.vals)
+    out.hist = [dict(h) for h in cell.hist]
+    return out

@@ -1,4 +1,4 @@
-# The gapmon image: the `gapmon` CLI with the streaming extra (Faust, aiokafka, Redis,
+# The gapmon image: the `gapmon` CLI with the streaming extra (aiokafka, aiohttp, Redis,
 # prometheus-client, slack_sdk). docker-compose.yml runs it as the workers, `init` and
 # `demo-events`; by itself: `docker build -t gapmon . && docker run --rm gapmon --help`.
 FROM python:3.11.14-slim-bookworm

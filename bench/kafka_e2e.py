@@ -9,6 +9,8 @@ Prints, each on a fresh topic prefix:
   * one worker: events/s from the first event it applied (its /status) to the last
     committed offset (startup and partition restore excluded);
   * two workers on the same 6 partitions (2 cores here): events/s and the scaling;
+  * with --models: one worker with models on, events/s through its analyst (the models
+    and hypotheses over every event);
   * latency at a paced rate (default 5,000 events/s) into a caught-up worker: time from
     sending an event to the first snapshot on gapmon.drivers whose as_of covers it
     (p50, p99).
@@ -30,6 +32,7 @@ import time
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -68,17 +71,25 @@ def start_broker() -> tuple[str, dict[str, str]]:
 class Worker(subprocess.Popen[bytes]):
     web_port: int
 
-    def applied(self) -> int:
-        """Input records the worker has applied so far (its /status), 0 before it answers."""
+    def status(self) -> dict[str, Any]:
+        """The worker's /status ({} before it answers)."""
         url = f"http://127.0.0.1:{self.web_port}/status"
         try:
             with urllib.request.urlopen(url, timeout=2) as r:
-                return int(json.load(r)["processor"]["events"])
+                return dict(json.load(r))
         except OSError:
-            return 0
+            return {}
+
+    def applied(self) -> int:
+        """Input records the worker has applied so far, 0 before it answers."""
+        return int(self.status().get("processor", {}).get("events", 0))
+
+    def analysed(self) -> int:
+        """Events the worker's analyst has applied to the models so far."""
+        return int((self.status().get("analyst") or {}).get("events", 0))
 
 
-def workers(ks: KafkaSettings, n: int, logdir: Path) -> list[Worker]:
+def workers(ks: KafkaSettings, n: int, logdir: Path, models: bool = False) -> list[Worker]:
     procs = []
     logdir.mkdir(parents=True, exist_ok=True)
     for i in range(n):
@@ -88,6 +99,7 @@ def workers(ks: KafkaSettings, n: int, logdir: Path) -> list[Worker]:
             "GAPMON_TOPIC_PREFIX": ks.topic_prefix,
             "GAPMON_PARTITIONS": str(ks.partitions),
             "GAPMON_SNAPSHOT_INTERVAL": "0.2",
+            "GAPMON_MODELS": "true" if models else "false",
         }
         log = (logdir / f"worker{i}.log").open("wb")
         port = free_port()
@@ -142,6 +154,27 @@ def throughput(ks: KafkaSettings, n_workers: int, total: int, logdir: Path) -> f
             if done >= total:
                 break
             time.sleep(0.1)
+        assert t0 is not None and first is not None
+        return (total - first) / max(now - t0, 1e-9)
+    finally:
+        stop(procs)
+
+
+def analyst_throughput(ks: KafkaSettings, total: int, logdir: Path) -> float:
+    """One worker with models: events/s of its analyst, first applied event to the last."""
+    (w,) = procs = workers(ks, 1, logdir, models=True)
+    try:
+        t0 = first = None
+        while True:
+            if w.poll() is not None:
+                raise RuntimeError(f"the worker exited; see {logdir}")
+            done = w.analysed()
+            now = time.perf_counter()
+            if t0 is None and done > 0:
+                t0, first = now, done
+            if done >= total:
+                break
+            time.sleep(0.01)
         assert t0 is not None and first is not None
         return (total - first) / max(now - t0, 1e-9)
     finally:
@@ -244,6 +277,9 @@ def main() -> None:
     ap.add_argument("--rate", type=int, default=5000, help="events/s for the latency run")
     ap.add_argument("--seconds", type=float, default=10.0, help="length of the latency run")
     ap.add_argument("--partitions", type=int, default=6)
+    ap.add_argument(
+        "--models", action="store_true", help="also time the analyst (models on) of one worker"
+    )
     args = ap.parse_args()
 
     bootstrap, broker_env = os.environ.get("GAPMON_KAFKA_BOOTSTRAP"), None
@@ -285,9 +321,14 @@ def main() -> None:
                 procs = workers(ks, 1, logdir / "latency")
                 try:
                     time.sleep(15)  # startup and recovery
+                    restored = procs[0].status().get("processor", {})
                     lat = asyncio.run(latency(ks, args.rate, args.seconds))
                 finally:
                     stop(procs)
+                print(
+                    f"restart: {restored.get('restored_records', 0):,} changelog records "
+                    f"restored in {restored.get('restore_seconds', 0):.2f} s"
+                )
                 if lat:
                     q = statistics.quantiles(lat, n=100)
                     print(
@@ -296,6 +337,16 @@ def main() -> None:
                         f"({len(lat):,} events)"
                     )
         print(f"two workers / one worker: {results['two workers'] / results['one worker']:.2f}x")
+        if args.models:
+            ks = KafkaSettings(
+                kafka_bootstrap=bootstrap,
+                topic_prefix=f"bench{int(time.time())}m.",
+                partitions=args.partitions,
+            )
+            asyncio.run(ensure_topics(ks))
+            asyncio.run(produce_lines(enumerate(lines, 1), ks, None))
+            rate = analyst_throughput(ks, total, logdir / "models")
+            print(f"{'one worker, models on (analyst)':<34} {rate:>10,.0f} events/s")
         print(f"(worker logs in {logdir})")
     finally:
         if broker_env is not None:

@@ -13,8 +13,8 @@ Rolling cells up to quarter x region, or to a drill-down slice, happens at repor
 time (:meth:`Engine.metrics`). ``docs/metrics.md`` defines every number; the pandas
 oracle in ``tests/oracle.py`` recomputes them from scratch.
 
-The same state machine runs in one process (``gapmon demo`` / ``replay``) and, split
-in two halves (signature changes -> cell deltas), behind Kafka.
+The same engine runs in one process (``gapmon demo`` / ``replay``) and behind Kafka,
+one instance per input partition (``streams.partition``), whose cells add up.
 """
 
 from __future__ import annotations
@@ -570,6 +570,19 @@ class Engine:
             return True
 
         self.ingest = ingest  # type: ignore[method-assign]
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What a checkpoint keeps: the state, not the hooks (observers, dead-letter sink).
+
+        Attach observers again after unpickling (``ModelSet.attach``).
+        """
+        state = self.__dict__.copy()
+        state.pop("ingest", None)  # an observer's or an exporter's wrapper
+        state["_on_dead_letter"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
 
 
 def _touch_id_list(ids: str | set[str]) -> list[str]:

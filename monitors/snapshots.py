@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from monitors.engine import DIMENSIONS, Engine
 from monitors.report import ReportBuilder
 from monitors.settings import Settings
-from monitors.split import MergedCells, RegionCells, merged_engine
+from monitors.split import MergedCells
 from pacing.targets import TargetsTable
 
 CLOCK = "~clock"  # the pseudo-region of events whose assignment has not arrived
@@ -26,15 +26,6 @@ CLOCK = "~clock"  # the pseudo-region of events whose assignment has not arrived
 
 def region_key(quarter: str, region: str) -> str:
     return f"{quarter}|{region}"
-
-
-def build_report(
-    regions: Iterable[RegionCells], targets: TargetsTable, settings: Settings
-) -> dict[str, Any] | None:
-    """The whole report from every region's cells (None when no event has been seen)."""
-    regions = list(regions)
-    latest = max((rc.latest_ts for rc in regions), default=-math.inf)
-    return report_of(merged_engine(regions, settings.engine), latest, targets, settings)
 
 
 def report_of(
@@ -65,14 +56,6 @@ def split_report(report: Mapping[str, Any]) -> dict[str, bytes]:
             }
             out[region_key(quarter, region)] = json.dumps(value, separators=(",", ":")).encode()
     return out
-
-
-def build_snapshots(
-    regions: Iterable[RegionCells], targets: TargetsTable, settings: Settings
-) -> dict[str, bytes]:
-    """``quarter|region`` -> snapshot JSON, for every region the cells know."""
-    report = build_report(regions, targets, settings)
-    return {} if report is None else split_report(report)
 
 
 def assemble_report(snapshots: Mapping[str, bytes | str]) -> dict[str, Any]:

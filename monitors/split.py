@@ -1,19 +1,15 @@
-"""The engine split in two halves, for workers that share the load through Kafka.
+"""The engine's state in parts, as workers keep and exchange it through Kafka.
 
-:class:`monitors.engine.Engine` does two things per event: it updates one
-assignment's state, and it moves the change of that assignment's *signature* (what it
-adds to its cell) into the cell sums. Behind Kafka the two halves run apart:
+Behind Kafka each worker runs :class:`monitors.engine.Engine` over the assignments of
+the partitions it owns (``streams.partition``); what travels is plain JSON, no pickling:
 
-* :class:`AssignmentStep` - the per-assignment half (partitioned by ``assignment_id``):
-  state in, event in -> state out and a :class:`Delta` (signature before -> after).
-* :class:`RegionCells` - the per quarter x region half: applies deltas to the cells
-  of one quarter x region; its cells, merged with the other regions', are what
-  :meth:`Engine.metrics` and the report read.
-
-Both halves reuse the engine's own transition and cell code, so a worker computes
-exactly what ``gapmon replay`` computes. State and deltas serialise to plain JSON
-(:func:`state_to_json` / :func:`state_from_json`, :meth:`Delta.to_json`,
-:meth:`RegionCells.to_json`) with no pickling.
+* :func:`state_to_json` / :func:`state_from_json` - one assignment's state, for the
+  state changelog a new owner restores from;
+* :class:`RegionCells` - the cells of one quarter x region on one partition (a *part*)
+  and the partition's clock, for ``gapmon.aggregates``;
+* :func:`merged_engine` - an engine whose cells are the sums of parts (cells are
+  additive, so the parts of a region add up to the region), and :class:`MergedCells`,
+  the same sums grouped the way the report reads them, kept current part by part.
 """
 
 from __future__ import annotations
@@ -21,7 +17,6 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -37,13 +32,10 @@ from monitors.engine import (
     Cell,
     Engine,
     EngineConfig,
-    Signature,
     _touch_id_list,
     derive_metrics,
 )
-from streams.events import Assignment, Deal, Touch
 
-Event = Assignment | Touch | Deal
 _FIELDS = AssignmentState.__slots__
 
 
@@ -87,142 +79,12 @@ def state_from_json(raw: bytes | str, engine: Engine) -> AssignmentState:
     return st
 
 
-def _region_key(sig: Signature) -> str:
-    cell = sig[0]
-    return f"{cell[0]}|{cell[1]}"
-
-
-@dataclass(frozen=True)
-class Delta:
-    """What one event changed in the cells: remove ``before``, add ``after``.
-
-    Either side may be None (a new assignment has no ``before``). ``region`` is the
-    ``quarter|region`` whose cells the change goes to; an assignment that moved to
-    another quarter or region gives two deltas, one per side.
-    """
-
-    region: str
-    before: Signature | None
-    after: Signature | None
-    ts: float  # the event's occurred_at (the region's clock)
-    src: str | None = None  # where the event came from (a topic), for redelivery checks
-    src_offset: int = -1  # ... and its offset there
-
-    def to_json(self) -> bytes:
-        return json.dumps(
-            {
-                "before": self.before,
-                "after": self.after,
-                "ts": self.ts,
-                "src": self.src,
-                "src_offset": self.src_offset,
-            },
-            separators=(",", ":"),
-        ).encode()
-
-    @staticmethod
-    def from_json(region: str, raw: bytes | str) -> Delta:
-        d = json.loads(raw)
-        return Delta(
-            region, _sig(d["before"]), _sig(d["after"]), d["ts"], d.get("src"), d["src_offset"]
-        )
-
-
-def _sig(value: list[Any] | None) -> Signature | None:
-    if value is None:
-        return None
-    return (tuple(value[0]), *value[1:])
-
-
-class AssignmentStep:
-    """The per-assignment half of the engine: (state, event) -> (state, deltas).
-
-    The engine instance is a scratch area: each call loads one state into it, lets the
-    engine apply the event (its own transition code, fast paths included), and reads
-    the signature before and after. Nothing stays in it between calls.
-    """
-
-    def __init__(self, config: EngineConfig | None = None) -> None:
-        self.engine = Engine(config)
-
-    def apply(
-        self, state: AssignmentState | None, event: Event
-    ) -> tuple[AssignmentState, list[Delta], bool]:
-        """Apply ``event`` to ``state`` (None = nothing known yet).
-
-        Returns the new state, the deltas for the cells (empty when the signature did
-        not change or the assignment has not arrived) and whether the event changed
-        anything (False for a duplicate).
-        """
-        eng = self.engine
-        st = state or AssignmentState()
-        aid = event.assignment_id
-        eng.states = {aid: st}
-        before = eng._signature(st) if st.cell is not None else None
-        if before is not None:
-            eng.cells = {before[0]: Cell()}
-        applied = eng.ingest(event)
-        st = eng.states[aid]
-        eng.states, eng.cells = {}, {}
-        eng._parked.clear()
-        after = eng._signature(st) if st.cell is not None else None
-        ts = event.occurred_at.timestamp()
-        if before == after:
-            return st, [], applied
-        if before is not None and after is not None and _region_key(before) != _region_key(after):
-            return (
-                st,
-                [
-                    Delta(_region_key(before), before, None, ts),
-                    Delta(_region_key(after), None, after, ts),
-                ],
-                applied,
-            )
-        region = _region_key(after if after is not None else before)  # type: ignore[arg-type]
-        return st, [Delta(region, before, after, ts)], applied
-
-
 class RegionCells:
-    """The cells of one quarter x region (or of one part of it), kept by applying deltas.
-
-    Redelivery-safe when the deltas of this part arrive in order from one input
-    partition: :meth:`apply` skips a delta whose own offset (``offset``) or whose
-    source event's offset (``src_offset`` per source topic) it has already passed. So a
-    worker that dies after publishing deltas but before committing its progress, and
-    publishes them again after the restart, changes nothing twice.
-    """
+    """The cells of one quarter x region on one partition, and that partition's clock."""
 
     def __init__(self, config: EngineConfig | None = None) -> None:
-        self._engine = Engine(config)  # its _apply moves signatures into cells
-        self.latest_ts = -math.inf
-        self.deltas = 0
-        self.offset = -1  # the last applied delta's offset in its topic
-        self.sources: dict[str, int] = {}  # source topic -> last applied event offset
-
-    @property
-    def cells(self) -> dict[tuple[str, ...], Cell]:
-        return self._engine.cells
-
-    def apply(self, delta: Delta, offset: int | None = None) -> bool:
-        """Apply one delta (``offset``: its own offset, when it came from a topic).
-
-        Returns False, changing nothing, for a delta seen before.
-        """
-        if offset is not None:
-            if offset <= self.offset:
-                return False
-            self.offset = offset
-        if delta.src is not None:
-            if delta.src_offset <= self.sources.get(delta.src, -1):
-                return False
-            self.sources[delta.src] = delta.src_offset
-        if delta.before is not None:
-            self._engine._apply(delta.before, -1)
-        if delta.after is not None:
-            self._engine._apply(delta.after, 1)
-        self.latest_ts = max(self.latest_ts, delta.ts)
-        self.deltas += 1
-        return True
+        self.cells: dict[tuple[str, ...], Cell] = {}
+        self.latest_ts = -math.inf  # the latest event time the partition has applied
 
     def to_json(self) -> bytes:
         cells = [
@@ -230,14 +92,7 @@ class RegionCells:
             for key, cell in sorted(self.cells.items())
         ]
         return json.dumps(
-            {
-                "cells": cells,
-                "latest_ts": _num(self.latest_ts),
-                "deltas": self.deltas,
-                "offset": self.offset,
-                "sources": self.sources,
-            },
-            separators=(",", ":"),
+            {"cells": cells, "latest_ts": _num(self.latest_ts)}, separators=(",", ":")
         ).encode()
 
     @classmethod
@@ -254,9 +109,6 @@ class RegionCells:
                 raise ValueError(f"cell {key}: {len(cell.hist)} histograms, expected {N_HIST}")
             rc.cells[tuple(key)] = cell
         rc.latest_ts = -math.inf if data["latest_ts"] is None else data["latest_ts"]
-        rc.deltas = data["deltas"]
-        rc.offset = data["offset"]
-        rc.sources = dict(data["sources"])
         return rc
 
 

@@ -90,6 +90,14 @@ def worker(
         int | None, typer.Option(help="Partitions of topics it creates (default 6).")
     ] = None,
     config_dir: ConfigDir = None,
+    models: Annotated[
+        bool | None,
+        typer.Option(
+            "--models/--no-models",
+            help="Run the online models and hypotheses, as replay does (default: on, or "
+            "$GAPMON_MODELS). One worker of the group runs them and publishes the report.",
+        ),
+    ] = None,
     loglevel: Annotated[str, typer.Option(help="crit, error, warn, info or debug.")] = "warn",
 ) -> None:
     """Run one worker: consume the CRM topics, keep the gaps, publish snapshots.
@@ -98,6 +106,10 @@ def worker(
     Processing is exactly-once (Kafka transactions): kill a worker at any moment and
     the others (or its restart) continue from its last commit. Stop with Ctrl-C or
     SIGTERM (it commits and leaves the group first).
+
+    With models on, one worker (the analyst) also runs the models over every event and
+    publishes the report with them; with GAPMON_REDIS_URL and GAPMON_MODEL_KEY (or
+    GAPMON_MODEL_KEY_FILE) it checkpoints what they learned, so a restart keeps it.
     """
     import logging
 
@@ -113,6 +125,7 @@ def worker(
         topic_prefix=topic_prefix,
         partitions=partitions,
         config_dir=config_dir,
+        models=models,
     )
     try:
         settings = load_settings(ks.config_dir)
@@ -147,13 +160,43 @@ def worker(
             err.print(f"[red]alerts config error:[/red] {exc}")
             raise typer.Exit(2) from None
         alerts = (AlertStore.from_url(), rules, Notifier())
+    checkpoints = _model_checkpoints(ks) if ks.models else None
     err.print(
         f"gapmon worker: {ks.kafka_bootstrap}, topics {', '.join(ks.crm_topics.values())} "
         f"-> {ks.drivers_topic}; web :{ks.web_port}"
         + (f"; metrics http://{ks.metrics_addr}:{ks.metrics_port}/metrics" if exporter else "")
         + ("; alerts via Redis" if alerts else "")
+        + (
+            ""
+            if not ks.models
+            else "; models (checkpoints in Redis)"
+            if checkpoints
+            else "; models (not checkpointed: set GAPMON_REDIS_URL and GAPMON_MODEL_KEY)"
+        )
     )
-    _run(run_worker(ks, settings, base, exporter, alerts))
+    _run(run_worker(ks, settings, base, exporter, alerts, checkpoints))
+
+
+def _model_checkpoints(ks: Any) -> Any:
+    """Where the analyst checkpoints the models: Redis, when it and a key are configured."""
+    if not os.environ.get("GAPMON_REDIS_URL"):
+        return None
+    import redis
+
+    from monitors.models.checkpoint import CheckpointError, model_key
+    from streams.analyst import RedisCheckpoints
+
+    if not (os.environ.get("GAPMON_MODEL_KEY") or os.environ.get("GAPMON_MODEL_KEY_FILE")):
+        return None
+    try:
+        key = model_key()
+    except CheckpointError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    except OSError as exc:
+        err.print(f"[red]error:[/red] GAPMON_MODEL_KEY_FILE: {exc}")
+        raise typer.Exit(2) from None
+    return RedisCheckpoints(redis.Redis.from_url(os.environ["GAPMON_REDIS_URL"]), ks.group_id, key)
 
 
 # --------------------------------------------------------------------- produce

@@ -40,6 +40,12 @@ class KafkaSettings(BaseSettings):
     commit_interval: float = Field(
         0.1, gt=0, le=60, description="seconds between transaction commits (latency vs cost)"
     )
+    models: bool = Field(
+        True, description="run the online models and hypotheses (one worker: the analyst)"
+    )
+    checkpoint_interval: float = Field(
+        30.0, gt=0, le=86_400, description="seconds between the analyst's model checkpoints"
+    )
     session_timeout: float = Field(10.0, ge=6, le=300, description="consumer session, seconds")
     config_dir: Path | None = None
 
@@ -86,6 +92,11 @@ class KafkaSettings(BaseSettings):
     def group_id(self) -> str:
         """The workers' consumer group, and the prefix of their transactional ids."""
         return self.topic(self.app_id)
+
+    @property
+    def analyst_group(self) -> str:
+        """The consumer group in which one worker at a time runs the models."""
+        return f"{self.group_id}.analyst"
 
     # ------------------------------------------------------------ connection
 

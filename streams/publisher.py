@@ -1,14 +1,22 @@
-"""The snapshot publisher: every region's cells and the targets -> report snapshots.
+"""Report snapshots: from every region's cells (or from the analyst) to ``gapmon.drivers``.
 
-Each worker runs one :class:`Snapshots`. A :class:`~streams.kafka_io.CompactedView`
-keeps, read_committed, the latest record of every key of ``gapmon.aggregates`` (each
-region's cells per partition, as the partitions' owners committed them) and of
-``gapmon.targets``. When either changed, :meth:`Snapshots.tick` replaces the changed
-parts in its running sums (:class:`monitors.split.MergedCells`), builds the report
-from it (:func:`monitors.snapshots.report_of`: the report ``gapmon replay`` builds),
-and publishes each ``quarter|region`` snapshot that differs from what it last sent to
-the compacted ``gapmon.drivers``. Several workers publishing the same snapshot is
-harmless (same key, same value); alerts are deduplicated in Redis.
+* :class:`Publisher` takes a whole report and publishes each ``quarter|region``
+  snapshot that differs from what it last sent to the compacted ``gapmon.drivers``;
+  with an exporter it also refreshes the Prometheus report gauges, with an alert store
+  (Redis) it evaluates the alert rules and drains the outbox.
+* :class:`Snapshots` is the report source of a worker without models: a
+  :class:`~streams.kafka_io.CompactedView` keeps, read_committed, the latest record of
+  every key of ``gapmon.aggregates`` (each region's cells per partition, as the
+  partitions' owners committed them) and of ``gapmon.targets``. When either changed,
+  :meth:`Snapshots.tick` replaces the changed parts in its running sums
+  (:class:`monitors.split.MergedCells`), builds the report from them
+  (:func:`monitors.snapshots.report_of`: the report ``gapmon replay --no-models``
+  builds) and hands it to the publisher. Several workers publishing the same snapshot
+  is harmless (same key, same value); alerts are deduplicated in Redis.
+* :func:`targets_table` is the targets in force: the base file, row by row overridden
+  by ``gapmon.targets``.
+
+With models on, the :class:`~streams.analyst.Analyst` is the report source instead.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -32,68 +41,44 @@ log = logging.getLogger("gapmon.worker")
 BUSY_FACTOR = 3.0  # wait at least 3x the last build: snapshots take <= 25% of the loop
 
 
-class Snapshots:
-    """Builds and publishes report snapshots when the cells or targets changed.
+def targets_table(base: TargetsTable, records: Mapping[bytes, bytes]) -> TargetsTable:
+    """The base targets with the ``gapmon.targets`` rows (``quarter|region|metric``) on top.
 
-    With an exporter, each new report also goes to the Prometheus gauges; with an
-    alert store (Redis), the alert rules are evaluated on it and the outbox drained.
+    Raises ValueError when the resulting table is invalid.
     """
+    rows = base.to_rows()
+    for key, value in sorted(records.items()):
+        try:
+            quarter, region, metric = key.decode().split("|")
+            rows.append(
+                {
+                    "quarter": quarter,
+                    "region": region,
+                    "metric": metric,
+                    "value": json.loads(value)["value"],
+                }
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("gapmon.targets: ignoring record %r: %s", key[:80], exc)
+    return TargetsTable.from_rows(rows)
+
+
+class Publisher:
+    """Publishes a report's changed snapshots; feeds the exporter and the alert rules."""
 
     def __init__(
         self,
         ks: KafkaSettings,
-        settings: Settings,
-        base: TargetsTable,
         exporter: Any = None,
         alerts: tuple[Any, Any, Any] | None = None,  # (AlertStore, rules, Notifier)
     ) -> None:
-        self.ks, self.settings, self.base = ks, settings, base
-        self.exporter, self.alerts = exporter, alerts
-        self.view = CompactedView(ks, [ks.aggregates_topic, ks.targets_topic])
-        self.merged = MergedCells(settings.engine)  # every part of gapmon.aggregates, summed
+        self.ks, self.exporter, self.alerts = ks, exporter, alerts
         self.producer: AIOKafkaProducer | None = None
-        self.built_version = -1
         self.sent: dict[str, bytes] = {}
         self.published = 0
-        self.stop = asyncio.Event()
 
-    def targets(self) -> TargetsTable:
-        rows = self.base.to_rows()
-        for key, value in sorted(self.view.tables[self.ks.targets_topic].items()):
-            try:
-                quarter, region, metric = key.decode().split("|")
-                rows.append(
-                    {
-                        "quarter": quarter,
-                        "region": region,
-                        "metric": metric,
-                        "value": json.loads(value)["value"],
-                    }
-                )
-            except (ValueError, KeyError, TypeError) as exc:
-                log.warning("gapmon.targets: ignoring record %r: %s", key[:80], exc)
-        return TargetsTable.from_rows(rows)
-
-    async def tick(self) -> int:
-        """Publish changed snapshots; returns how many were sent."""
-        version = self.view.version
-        if version == self.built_version:
-            return 0
-        self.built_version = version
-        topic = self.ks.aggregates_topic
-        cells = self.view.tables[topic]
-        for key in self.view.take_changed(topic):
-            value = cells.get(key)
-            part = None if value is None else RegionCells.from_json(value, self.settings.engine)
-            self.merged.put(key, part)
-        try:
-            targets = self.targets()
-        except ValueError as exc:
-            log.error("targets: %s (keeping the previous snapshots)", exc)
-            return 0
-        report = report_of(self.merged, self.merged.latest_ts, targets, self.settings)
-        if report is None:
-            return 0
+    async def publish(self, report: dict[str, Any]) -> int:
+        """Send the snapshots that changed since the last call; returns how many."""
         snaps = split_report(report)
         if self.exporter is not None:
             self.exporter.update_report(report)
@@ -129,25 +114,81 @@ class Snapshots:
             )
 
     async def close(self) -> None:
-        self.stop.set()
         if self.producer is not None:
             await self.producer.stop()
+            self.producer = None
 
+
+async def paced(stop: asyncio.Event, interval: float, tick: Callable[[], Awaitable[int]]) -> None:
+    """Call ``tick`` every ``interval`` seconds until ``stop``, or less often when a tick
+    takes long (at most a quarter of the time goes to it: the processor shares this
+    event loop and this core)."""
+    loop = asyncio.get_running_loop()
+    wait = interval
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), wait)
+        except TimeoutError:
+            pass
+        t = loop.time()
+        n = await tick()
+        took = loop.time() - t
+        wait = max(interval, BUSY_FACTOR * took)
+        if n:
+            log.info("published %d snapshot(s) in %.3f s", n, took)
+
+
+class Snapshots:
+    """The report from every region's cells and the targets, when either changed."""
+
+    def __init__(
+        self,
+        ks: KafkaSettings,
+        settings: Settings,
+        base: TargetsTable,
+        exporter: Any = None,
+        alerts: tuple[Any, Any, Any] | None = None,
+    ) -> None:
+        self.ks, self.settings, self.base = ks, settings, base
+        self.view = CompactedView(ks, [ks.aggregates_topic, ks.targets_topic])
+        self.merged = MergedCells(settings.engine)  # every part of gapmon.aggregates, summed
+        self.publisher = Publisher(ks, exporter, alerts)
+        self.built_version = -1
+
+    @property
+    def published(self) -> int:
+        return self.publisher.published
+
+    def targets(self) -> TargetsTable:
+        return targets_table(self.base, self.view.tables[self.ks.targets_topic])
+
+    async def tick(self) -> int:
+        """Publish changed snapshots; returns how many were sent."""
+        version = self.view.version
+        if version == self.built_version:
+            return 0
+        self.built_version = version
+        topic = self.ks.aggregates_topic
+        cells = self.view.tables[topic]
+        for key in self.view.take_changed(topic):
+            value = cells.get(key)
+            part = None if value is None else RegionCells.from_json(value, self.settings.engine)
+            self.merged.put(key, part)
+        try:
+            targets = self.targets()
+        except ValueError as exc:
+            log.error("targets: %s (keeping the previous snapshots)", exc)
+            return 0
+        report = report_of(self.merged, self.merged.latest_ts, targets, self.settings)
+        if report is None:
+            return 0
+        return await self.publisher.publish(report)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Publish changed snapshots until ``stop``: every ``snapshot_interval`` seconds,
-        or less often when building the report takes long (at most a quarter of the
-        time goes to it: the processor shares this event loop and this core)."""
-        loop = asyncio.get_running_loop()
-        wait = self.ks.snapshot_interval
-        while not stop.is_set():
-            try:
-                await asyncio.wait_for(stop.wait(), wait)
-            except TimeoutError:
-                pass
-            t = loop.time()
-            n = await self.tick()
-            took = loop.time() - t
-            wait = max(self.ks.snapshot_interval, BUSY_FACTOR * took)
-            if n:
-                log.info("published %d snapshot(s) in %.3f s", n, took)
+        """The view and the paced ticks, until ``stop``."""
+        try:
+            await asyncio.gather(
+                self.view.run(stop), paced(stop, self.ks.snapshot_interval, self.tick)
+            )
+        finally:
+            await self.publisher.close()

@@ -4,8 +4,10 @@
 Ctrl-C:
 
 * the :class:`~streams.eos.Processor` (its share of the CRM partitions, exactly once);
-* the :class:`~streams.publisher.Snapshots` view of every region's cells and the
-  targets, and its timer that publishes changed snapshots to ``gapmon.drivers``;
+* the report source: with models (the default) the :class:`~streams.analyst.Analyst`
+  role (one worker of the group runs the models and publishes the report, the others
+  stand by); without, the :class:`~streams.publisher.Snapshots` view of every region's
+  cells and the targets, which publishes the changed snapshots to ``gapmon.drivers``;
 * a small HTTP status server on ``web_port`` (loopback): ``GET /health`` answers
   ``ok`` while the worker runs, ``GET /status`` gives the partitions it owns and its
   counters as JSON.
@@ -27,6 +29,7 @@ from aiohttp import web
 
 from monitors.settings import Settings
 from pacing.targets import TargetsTable
+from streams.analyst import Analyst, RedisCheckpoints
 from streams.eos import Processor
 from streams.kafka_io import ensure_topics
 from streams.kafka_settings import KafkaSettings
@@ -35,18 +38,26 @@ from streams.publisher import Snapshots
 log = logging.getLogger("gapmon.worker")
 
 
-def status(processor: Processor, snapshots: Snapshots) -> dict[str, Any]:
+def status(processor: Processor, source: Snapshots | Analyst) -> dict[str, Any]:
     """What ``GET /status`` answers: ownership and counters."""
-    return {
+    out: dict[str, Any] = {
         "group": processor.ks.group_id,
         "partitions": sorted(processor.owned),
         "processor": dataclasses.asdict(processor.stats),
-        "snapshots_published": snapshots.published,
+        "snapshots_published": source.published,
     }
+    if isinstance(source, Analyst):
+        learned = source.learned
+        out["analyst"] = {
+            "running": learned is not None,
+            **source.stats,
+            "events_learned": None if learned is None else learned.models.events_seen,
+        }
+    return out
 
 
 async def _serve_status(
-    port: int, processor: Processor, snapshots: Snapshots
+    port: int, processor: Processor, snapshots: Snapshots | Analyst
 ) -> web.AppRunner:
     async def health(_: web.Request) -> web.Response:
         return web.Response(text="ok\n")
@@ -69,6 +80,7 @@ async def run_worker(
     base: TargetsTable,
     exporter: Any = None,
     alerts: tuple[Any, Any, Any] | None = None,
+    checkpoints: RedisCheckpoints | None = None,
 ) -> None:
     """Run one worker until SIGTERM / SIGINT (or until a part of it fails)."""
     await ensure_topics(ks)
@@ -77,12 +89,15 @@ async def run_worker(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     processor = Processor(ks, settings.engine, exporter)
-    snapshots = Snapshots(ks, settings, base, exporter, alerts)
+    snapshots: Snapshots | Analyst
+    if ks.models:
+        snapshots = Analyst(ks, settings, base, exporter, alerts, checkpoints)
+    else:
+        snapshots = Snapshots(ks, settings, base, exporter, alerts)
     runner = await _serve_status(ks.web_port, processor, snapshots)
     tasks = [
         asyncio.create_task(processor.run(stop), name="processor"),
-        asyncio.create_task(snapshots.view.run(stop), name="view"),
-        asyncio.create_task(snapshots.run(stop), name="snapshots"),
+        asyncio.create_task(snapshots.run(stop), name="report"),
     ]
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
@@ -93,6 +108,5 @@ async def run_worker(
                 raise task.exception()  # type: ignore[misc]
     finally:
         stop.set()
-        await snapshots.close()
         await runner.cleanup()
         log.info("stopped: %s", status(processor, snapshots))

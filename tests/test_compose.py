@@ -40,10 +40,11 @@ SETTINGS_ENV = {f"GAPMON_{name.upper()}" for name in KafkaSettings.model_fields}
 OTHER_GAPMON_ENV = {
     "GAPMON_REDIS_URL",
     "GAPMON_SLACK_WEBHOOK_URL",
+    "GAPMON_MODEL_KEY",
     "GAPMON_CONFIG_DIR",
     "GAPMON_DATADIR",
 }
-SECRET_NAME = re.compile(r"WEBHOOK|PASSWORD|SECRET|TOKEN|API_KEY|PRIVATE_KEY")
+SECRET_NAME = re.compile(r"WEBHOOK|PASSWORD|SECRET|TOKEN|API_KEY|PRIVATE_KEY|MODEL_KEY")
 FULL_VERSION = re.compile(r"\d+\.\d+\.\d+")
 
 
@@ -517,7 +518,7 @@ def test_worker_metrics_port_is_what_prometheus_scrapes(
     for name, svc in workers.items():
         ks = settings_from(environment(svc, {}), monkeypatch)
         assert ks.metrics_port is not None, f"{name}: set GAPMON_METRICS_PORT"
-        assert ks.metrics_port != ks.web_port, f"{name}: metrics and Faust web on one port"
+        assert ks.metrics_port != ks.web_port, f"{name}: metrics and status on one port"
         assert f"{name}:{ks.metrics_port}" in prometheus_targets, name
         expected.add(f"{name}:{ks.metrics_port}")
     in_compose = {t for t in prometheus_targets if t.split(":")[0] in services}

@@ -138,6 +138,7 @@ class Worker:
             "GAPMON_PARTITIONS": str(self.cluster.partitions),
             "GAPMON_DATADIR": str(self.cluster.dir / f"{self.name}-data"),
             "GAPMON_SNAPSHOT_INTERVAL": "0.5",
+            "GAPMON_MODELS": "false",  # the report of the cells: equal to replay --no-models
             **self.extra_env,
         }
         with self.log.open("ab") as log:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -37,6 +38,11 @@ from monitors.engine import (
 )
 
 _FIELDS = AssignmentState.__slots__
+_GET = operator.attrgetter(*_FIELDS)
+_QUARTER, _TOUCHES, _A_TS, _D_TS, _CELL = (
+    _FIELDS.index(n) for n in ("quarter", "touch_ids", "a_ts", "d_ts", "cell")
+)
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def _num(x: float) -> float | None:
@@ -44,37 +50,30 @@ def _num(x: float) -> float | None:
 
 
 def state_to_json(st: AssignmentState) -> bytes:
-    """One assignment's state as JSON (the quarter by its label, touch ids as a list)."""
-    out: dict[str, Any] = {}
-    for name in _FIELDS:
-        value = getattr(st, name)
-        if name == "quarter":
-            value = None if value is None else value.label
-        elif name == "touch_ids":
-            value = sorted(_touch_id_list(value))
-        elif name in ("a_ts", "d_ts"):
-            value = _num(value)
-        out[name] = value
-    return json.dumps(out, separators=(",", ":")).encode()
+    """One assignment's state as a JSON array of its fields in ``__slots__`` order (the
+    quarter by its label, touch ids as a sorted list, no time as null)."""
+    v = list(_GET(st))
+    q = v[_QUARTER]
+    v[_QUARTER] = None if q is None else q.label
+    v[_TOUCHES] = sorted(_touch_id_list(v[_TOUCHES]))
+    v[_A_TS], v[_D_TS] = _num(v[_A_TS]), _num(v[_D_TS])
+    return _dumps(v).encode()
 
 
 def state_from_json(raw: bytes | str, engine: Engine) -> AssignmentState:
     """The inverse of :func:`state_to_json` (``engine`` gives the fiscal calendar)."""
-    data = json.loads(raw)
+    v = json.loads(raw)
+    if not isinstance(v, list) or len(v) != len(_FIELDS):
+        raise ValueError(f"assignment state: expected a list of {len(_FIELDS)} fields")
+    q, ids, cell = v[_QUARTER], v[_TOUCHES], v[_CELL]
+    v[_QUARTER] = None if q is None else engine.calendar.parse(q)
+    # the engine's representation: a separator-joined string up to _SMALL ids
+    v[_TOUCHES] = _SEP + "".join(f"{i}{_SEP}" for i in ids) if len(ids) <= _SMALL else set(ids)
+    v[_A_TS] = -math.inf if v[_A_TS] is None else v[_A_TS]
+    v[_D_TS] = -math.inf if v[_D_TS] is None else v[_D_TS]
+    v[_CELL] = None if cell is None else tuple(cell)
     st = AssignmentState()
-    for name in _FIELDS:
-        value = data[name]
-        if name == "quarter":
-            value = None if value is None else engine.calendar.parse(value)
-        elif name == "touch_ids":
-            # the engine's representation: a separator-joined string up to _SMALL ids
-            value = (
-                _SEP + "".join(f"{i}{_SEP}" for i in value) if len(value) <= _SMALL else set(value)
-            )
-        elif name in ("a_ts", "d_ts"):
-            value = -math.inf if value is None else value
-        elif name == "cell":
-            value = None if value is None else tuple(value)
+    for name, value in zip(_FIELDS, v, strict=True):
         setattr(st, name, value)
     return st
 
@@ -87,9 +86,11 @@ class RegionCells:
         self.latest_ts = -math.inf  # the latest event time the partition has applied
 
     def to_json(self) -> bytes:
+        # histogram keys are ints (days, touch counts) or strings (reason buckets): as
+        # [key, count] pairs JSON keeps both types
         cells = [
-            [list(key), cell.vals, [sorted(h.items(), key=_sort_key) for h in cell.hist]]
-            for key, cell in sorted(self.cells.items())
+            [list(key), cell.vals, [list(h.items()) for h in cell.hist]]
+            for key, cell in self.cells.items()
         ]
         return json.dumps(
             {"cells": cells, "latest_ts": _num(self.latest_ts)}, separators=(",", ":")
@@ -110,10 +111,6 @@ class RegionCells:
             rc.cells[tuple(key)] = cell
         rc.latest_ts = -math.inf if data["latest_ts"] is None else data["latest_ts"]
         return rc
-
-
-def _sort_key(item: tuple[Any, int]) -> tuple[str, str]:
-    return (type(item[0]).__name__, str(item[0]))
 
 
 def merged_engine(regions: Iterable[RegionCells], config: EngineConfig | None = None) -> Engine:
@@ -139,11 +136,10 @@ class MergedCells:
     """The sums of many region parts, grouped the way the report reads them, kept current
     as parts are replaced one by one.
 
-    :meth:`metrics` equals ``merged_engine(parts).metrics(...)`` over the current parts,
-    but replacing a part costs only its own cells (added to, or taken from, the sums of
-    the quarter x region and of each drill-down slice they belong to) instead of a merge
-    of every cell: the snapshot publisher calls :meth:`put` for each changed record and
-    builds a report from :meth:`metrics` whenever it likes.
+    :meth:`metrics` equals ``merged_engine(parts).metrics(...)`` over the current parts.
+    The snapshot publisher calls :meth:`put` for each changed record; the next
+    :meth:`metrics` re-sums only the quarter x regions whose parts changed (their roll-up
+    and drill-down groups), not every cell.
     """
 
     GROUPINGS: tuple[str | None, ...] = (None, *DIMENSIONS)
@@ -151,18 +147,24 @@ class MergedCells:
     def __init__(self, config: EngineConfig | None = None) -> None:
         self.config = config or EngineConfig()
         self.parts: dict[bytes, RegionCells] = {}
-        self.groups: dict[str | None, dict[tuple[str, ...], Cell]] = {
-            by: {} for by in self.GROUPINGS
-        }
+        self._regions_of: dict[bytes, set[tuple[str, ...]]] = {}  # part -> its (q, r)s
+        self._parts_of: dict[tuple[str, ...], set[bytes]] = {}  # (q, r) -> its parts
+        self._groups: dict[tuple[str, ...], dict[str | None, dict[tuple[str, ...], Cell]]] = {}
+        self._dirty: set[tuple[str, ...]] = set()
 
     def put(self, key: bytes, part: RegionCells | None) -> None:
         """Replace the part stored under ``key`` (None removes it)."""
-        old = self.parts.pop(key, None)
-        if old is not None:
-            self._add(old, -1)
+        for region in self._regions_of.pop(key, ()):
+            self._parts_of[region].discard(key)
+            self._dirty.add(region)
+        self.parts.pop(key, None)
         if part is not None:
             self.parts[key] = part
-            self._add(part, 1)
+            regions = {k[:2] for k in part.cells}
+            self._regions_of[key] = regions
+            for region in regions:
+                self._parts_of.setdefault(region, set()).add(key)
+            self._dirty |= regions
 
     @property
     def latest_ts(self) -> float:
@@ -172,33 +174,43 @@ class MergedCells:
         self, as_of: datetime, by: str | None = None
     ) -> dict[tuple[str, ...], dict[str, Any]]:
         """As :meth:`monitors.engine.Engine.metrics` on the merged parts."""
-        if by not in self.groups:
+        if by not in self.GROUPINGS:
             raise ValueError(f"by={by!r}: must be one of {', '.join(DIMENSIONS)}")
+        self._refresh()
         due_limit = math.floor(as_of.timestamp() / DAY)
         weights = self.config.stage_weights
+        groups = [(g, acc) for per in self._groups.values() for g, acc in per[by].items()]
         return {
             g: derive_metrics(acc.vals, acc.hist, due_limit, weights)
-            for g, acc in sorted(self.groups[by].items())
+            for g, acc in sorted(groups)
             if acc.vals[ASSIGNED] > 0
         }
 
-    def _add(self, part: RegionCells, sign: int) -> None:
-        for by, groups in self.groups.items():
-            i = None if by is None else _DIM_INDEX[by]
-            for key, src in part.cells.items():
-                gkey = key[:2] if i is None else (key[0], key[1], key[i])
-                acc = groups.get(gkey)
-                if acc is None:
-                    acc = groups[gkey] = Cell()
-                vals = acc.vals
-                for j, v in enumerate(src.vals):
-                    vals[j] += sign * v
-                for h, counts in zip(acc.hist, src.hist, strict=True):
-                    for k, v in counts.items():
-                        n = h.get(k, 0) + sign * v
-                        if n:
-                            h[k] = n
-                        else:
-                            h.pop(k, None)
-                if not any(vals) and not any(acc.hist):
-                    del groups[gkey]
+    def _refresh(self) -> None:
+        """Re-sum the groups of every region whose parts changed."""
+        for region in self._dirty:
+            keys = self._parts_of.get(region)
+            if not keys:
+                self._groups.pop(region, None)
+                self._parts_of.pop(region, None)
+                continue
+            per: dict[str | None, dict[tuple[str, ...], Cell]] = {}
+            for by in DIMENSIONS:
+                i = _DIM_INDEX[by]
+                groups: dict[tuple[str, ...], Cell] = {}
+                for key in keys:
+                    for ckey, cell in self.parts[key].cells.items():
+                        if ckey[:2] != region:
+                            continue
+                        gkey = (ckey[0], ckey[1], ckey[i])
+                        acc = groups.get(gkey)
+                        if acc is None:
+                            acc = groups[gkey] = Cell()
+                        cell.merge_into(acc.vals, acc.hist)
+                per[by] = groups
+            total = Cell()  # the roll-up: the sum of one dimension's few slices
+            for acc in per[DIMENSIONS[-1]].values():
+                acc.merge_into(total.vals, total.hist)
+            per[None] = {region: total}
+            self._groups[region] = per
+        self._dirty.clear()

@@ -75,8 +75,8 @@ class Processor:
         ks: KafkaSettings,
         config: EngineConfig,
         exporter: Any = None,
-        max_records: int = 1000,
-        max_ahead: int = 10_000,
+        max_records: int = 250,
+        max_ahead: int = 30_000,
     ) -> None:
         self.ks, self.config, self.exporter = ks, config, exporter
         self.max_records = max_records  # per fetch; a turn of the event loop after each
@@ -283,6 +283,9 @@ class Processor:
             acks="all",
             max_batch_size=1024 * 1024,
             max_request_size=8 * 1024 * 1024,
+            # a produce that races its AddPartitionsToTxn gets a retriable error from
+            # Kafka >= 3.6 (transaction verification): retry soon, not after 100 ms
+            retry_backoff_ms=10,
         )
 
     async def _drop(self, p: int) -> None:

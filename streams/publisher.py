@@ -119,12 +119,15 @@ class Publisher:
             self.producer = None
 
 
-async def paced(stop: asyncio.Event, interval: float, tick: Callable[[], Awaitable[int]]) -> None:
-    """Call ``tick`` every ``interval`` seconds until ``stop``, or less often when a tick
-    takes long (at most a quarter of the time goes to it: the processor shares this
-    event loop and this core)."""
+async def paced(
+    stop: asyncio.Event, interval: float, tick: Callable[[], Awaitable[int]]
+) -> None:
+    """Call ``tick`` every ``interval`` seconds until ``stop``, or less often when ticks
+    take long: at most about a quarter of the time goes to them (the processor shares
+    this event loop and this core). The pace follows a moving average of the tick time,
+    so one slow tick (a garbage collection) does not hold the next one back."""
     loop = asyncio.get_running_loop()
-    wait = interval
+    wait, usual = interval, 0.0
     while not stop.is_set():
         try:
             await asyncio.wait_for(stop.wait(), wait)
@@ -133,7 +136,8 @@ async def paced(stop: asyncio.Event, interval: float, tick: Callable[[], Awaitab
         t = loop.time()
         n = await tick()
         took = loop.time() - t
-        wait = max(interval, BUSY_FACTOR * took)
+        usual = took if usual == 0.0 else 0.7 * usual + 0.3 * took
+        wait = max(interval, BUSY_FACTOR * usual)
         if n:
             log.info("published %d snapshot(s) in %.3f s", n, took)
 

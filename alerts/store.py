@@ -271,8 +271,9 @@ class AlertStore:
                 pipe.zrem(self.key("outbox", "due"), did)
                 pipe.delete(self.key("lease", did))
                 pipe.execute()
-        except redis.exceptions.ConnectionError:
-            # Slack has it; Redis does not know yet. Remember, and ack before sending more.
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            # Slack has it; Redis does not know yet (gone, or not answering). Remember,
+            # and ack before sending more.
             self._unacked.append(did)
 
     def _flush_unacked(self) -> None:

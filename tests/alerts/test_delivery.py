@@ -6,8 +6,10 @@ a Redis restart (AOF persistence), and two workers on the same snapshot.
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -169,6 +171,33 @@ def test_redis_restart_loses_nothing_and_sends_once(
         assert slack.delivered_ids() == [ev.notifications[0].delivery_id]
         client.close()
     finally:
+        server.stop()
+
+
+def test_redis_stalling_during_the_ack_still_sends_once(
+    tmp_path: Path, prefix: str, slack: SlackReceiver
+) -> None:
+    """Redis stops answering (not refusing: SIGSTOP) while Slack takes the message: the
+    ack times out, and the sender must still not post it again once Redis is back."""
+    server = RedisProcess(tmp_path)
+    server.start()
+    assert server.proc is not None
+    try:
+        client = redis.Redis.from_url(server.url, decode_responses=True, socket_timeout=0.5)
+        store = store_for(client, prefix, lease=timedelta(seconds=1))
+        notifier = fast_notifier(slack.url)
+        assert len(store.process(SNAP, RULES, now=1000.0).notifications) == 1
+        slack.script = [lambda: (server.proc.send_signal(signal.SIGSTOP), 200)[1]]
+        stats = store.drain(notifier)  # the ack times out: no exception, remembered
+        assert len(stats.sent) == 1 and len(slack.accepted()) == 1
+        time.sleep(1.2)  # the lease would have expired by now
+        server.proc.send_signal(signal.SIGCONT)
+        assert store.drain(notifier).sent == []
+        assert store.pending() == [] and len(slack.accepted()) == 1
+        client.close()
+    finally:
+        if server.proc is not None:
+            server.proc.send_signal(signal.SIGCONT)
         server.stop()
 
 

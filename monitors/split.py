@@ -5,8 +5,8 @@ the partitions it owns (``streams.partition``); what travels is plain JSON, no p
 
 * :func:`state_to_json` / :func:`state_from_json` - one assignment's state, for the
   state changelog a new owner restores from;
-* :class:`RegionCells` - the cells of one quarter x region on one partition (a *part*)
-  and the partition's clock, for ``gapmon.aggregates``;
+* :class:`RegionCells` - some cells of one partition (a *part*; a worker writes one
+  cell per ``gapmon.aggregates`` record) and the partition's clock;
 * :func:`merged_engine` - an engine whose cells are the sums of parts (cells are
   additive, so the parts of a region add up to the region), and :class:`MergedCells`,
   the same sums grouped the way the report reads them, kept current part by part.
@@ -79,7 +79,7 @@ def state_from_json(raw: bytes | str, engine: Engine) -> AssignmentState:
 
 
 class RegionCells:
-    """The cells of one quarter x region on one partition, and that partition's clock."""
+    """Some cells of one partition (a part), and that partition's clock."""
 
     def __init__(self, config: EngineConfig | None = None) -> None:
         self.cells: dict[tuple[str, ...], Cell] = {}

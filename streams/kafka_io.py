@@ -28,7 +28,7 @@ from streams.replay import validated
 log = logging.getLogger(__name__)
 
 COMPACT = {"cleanup.policy": "compact"}
-# A region's cells on one partition are one record; big regions need more than 1 MB.
+# A region's snapshot is one record: with many drill-down slices it can pass 1 MB.
 BIG = {"max.message.bytes": str(8 * 1024 * 1024)}
 
 
@@ -64,7 +64,7 @@ async def ensure_topics(settings: KafkaSettings) -> None:
         NewTopic(settings.dlq_topic, 1, rf),
         NewTopic(settings.targets_topic, 1, rf, topic_configs=COMPACT),
         NewTopic(settings.drivers_topic, 1, rf, topic_configs={**COMPACT, **BIG}),
-        NewTopic(settings.aggregates_topic, p, rf, topic_configs={**COMPACT, **BIG}),
+        NewTopic(settings.aggregates_topic, p, rf, topic_configs=COMPACT),
     ]
     admin = AIOKafkaAdminClient(**settings.aiokafka_kwargs())
     await _start(admin)

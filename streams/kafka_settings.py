@@ -85,7 +85,7 @@ class KafkaSettings(BaseSettings):
 
     @property
     def aggregates_topic(self) -> str:
-        """Every region's cells per partition (``quarter|region|p``), compacted."""
+        """Every cell of every partition (key: the cell's key and the partition), compacted."""
         return self.topic("gapmon.aggregates")
 
     @property

@@ -12,17 +12,18 @@ records out, so a test drives it the way a worker does.
   offset), applies it to the engine, and remembers what changed.
 * :meth:`PartitionState.flush` returns what changed since the last flush, as records:
   the changed assignments' state (for the compacted ``gapmon.state`` changelog), the
-  changed regions' cells (for the compacted ``gapmon.aggregates``, keyed
-  ``quarter|region|p``), the dead letters, and the input positions. A worker writes
+  changed cells (for the compacted ``gapmon.aggregates``, one record per cell keyed
+  ``[quarter, region, vertical, product, am, type, p]``, a tombstone once a cell is
+  empty), the dead letters, and the input positions. A worker writes
   them and the positions in one Kafka transaction.
 * :meth:`PartitionState.restore` rebuilds the state from the changelog records alone:
   assignments from their JSON, the cells recomputed from them, the positions and the
   clock from the ``~position`` record. So what is restored is exactly what was
   committed, and the input is read again from exactly where that commit ended.
 
-Each region's record carries the partition's clock (the latest event time it has
-applied); ``~clock|p`` carries it for partitions whose events are all still waiting
-for their assignment. The report's ``as_of`` is the latest clock of all partitions.
+Each cell's record carries the partition's clock (the latest event time it has applied)
+at its flush; ``~clock|p`` carries it too, for partitions whose events are all still
+waiting for their assignment. The report's ``as_of`` is the latest clock of all.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ from monitors.engine import Engine, EngineConfig
 from monitors.snapshots import CLOCK
 from monitors.split import RegionCells, state_from_json, state_to_json
 from streams.events import Assignment, Deal, EventError, Touch, parse_event
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 POSITION_KEY = b"~position"  # in the state changelog: input offsets and the clock
 
@@ -101,7 +104,7 @@ class Changes:
     """What a partition changed since its last flush, as Kafka records."""
 
     states: list[tuple[bytes, bytes | None]] = field(default_factory=list)  # None: tombstone
-    regions: list[tuple[bytes, bytes]] = field(default_factory=list)
+    regions: list[tuple[bytes, bytes | None]] = field(default_factory=list)  # cells, clock
     letters: list[tuple[bytes | None, bytes]] = field(default_factory=list)
     offsets: dict[str, int] = field(default_factory=dict)  # topic -> next offset to read
     events: int = 0  # input records behind these changes
@@ -135,7 +138,7 @@ class PartitionState:
         self.clock = -math.inf  # the latest event time applied
         self.applied = 0  # input records applied (valid or dead-lettered) since start
         self._dirty: set[str] = set()  # assignment ids whose state changed
-        self._regions: set[tuple[str, str]] = set()  # (quarter, region) whose cells changed
+        self._cells: set[tuple[str, ...]] = set()  # keys of the cells that changed
         self._letters: list[tuple[bytes | None, bytes]] = []
         self._pending = 0  # records applied since the last flush
         self._clock_written = -math.inf
@@ -166,10 +169,10 @@ class PartitionState:
         if engine.ingest(event):
             self._dirty.add(aid)
             if before is not None:
-                self._regions.add((before[0], before[1]))
+                self._cells.add(before)
             after = engine.states[aid].cell if aid in engine.states else None
-            if after is not None and after != before:
-                self._regions.add((after[0], after[1]))
+            if after is not None:
+                self._cells.add(after)
         ts = event.occurred_at.timestamp()
         if ts > self.clock:
             self.clock = ts
@@ -210,29 +213,30 @@ class PartitionState:
             st = states.get(aid)
             changes.states.append((aid.encode(), None if st is None else state_to_json(st)))
         changes.states.append((POSITION_KEY, self._position()))
-        if self._regions:
-            changes.regions = list(self.region_records(self._regions))
+        if self._cells:
+            changes.regions = list(self.cell_records(self._cells))
         if self.clock > self._clock_written:
-            changes.regions.append((self._key(CLOCK), self._part({}).to_json()))
+            changes.regions.append((self.clock_key(), self._part({}).to_json()))
             self._clock_written = self.clock
         changes.letters = self._letters
-        self._dirty, self._regions, self._letters = set(), set(), []
+        self._dirty, self._cells, self._letters = set(), set(), []
         self._pending = 0
         return changes
 
-    def region_records(self, regions: Iterable[tuple[str, str]]) -> Iterable[tuple[bytes, bytes]]:
-        """``quarter|region|p`` -> that region's cells on this partition (JSON)."""
-        wanted = set(regions)
-        by_region: dict[tuple[str, str], dict[tuple[str, ...], Any]] = {r: {} for r in wanted}
-        for key, cell in self.engine.cells.items():
-            bucket = by_region.get((key[0], key[1]))
-            if bucket is not None:
-                bucket[key] = cell
-        for (quarter, region), cells in sorted(by_region.items()):
-            yield self._key(f"{quarter}|{region}"), self._part(cells).to_json()
+    def cell_records(self, keys: Iterable[tuple[str, ...]]) -> Iterable[tuple[bytes, bytes | None]]:
+        """One record per cell: ``[quarter, region, vertical, product, am, type, p]`` ->
+        the cell as a one-cell region part (JSON), or a tombstone once it is empty."""
+        cells = self.engine.cells
+        for key in sorted(keys):
+            cell = cells.get(key)
+            record = _dumps([*key, self.partition]).encode()
+            if cell is None or not (any(cell.vals) or any(cell.hist)):
+                yield record, None
+            else:
+                yield record, self._part({key: cell}).to_json()
 
-    def _key(self, region: str) -> bytes:
-        return f"{region}|{self.partition}".encode()
+    def clock_key(self) -> bytes:
+        return f"{CLOCK}|{self.partition}".encode()
 
     def _part(self, cells: dict[tuple[str, ...], Any]) -> RegionCells:
         part = RegionCells(self.engine.config)

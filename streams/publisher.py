@@ -6,7 +6,7 @@
   (Redis) it evaluates the alert rules and drains the outbox.
 * :class:`Snapshots` is the report source of a worker without models: a
   :class:`~streams.kafka_io.CompactedView` keeps, read_committed, the latest record of
-  every key of ``gapmon.aggregates`` (each region's cells per partition, as the
+  every key of ``gapmon.aggregates`` (every cell of every partition, as the
   partitions' owners committed them) and of ``gapmon.targets``. When either changed,
   :meth:`Snapshots.tick` replaces the changed parts in its running sums
   (:class:`monitors.split.MergedCells`), builds the report from them
@@ -119,9 +119,7 @@ class Publisher:
             self.producer = None
 
 
-async def paced(
-    stop: asyncio.Event, interval: float, tick: Callable[[], Awaitable[int]]
-) -> None:
+async def paced(stop: asyncio.Event, interval: float, tick: Callable[[], Awaitable[int]]) -> None:
     """Call ``tick`` every ``interval`` seconds until ``stop``, or less often when ticks
     take long: at most about a quarter of the time goes to them (the processor shares
     this event loop and this core). The pace follows a moving average of the tick time,

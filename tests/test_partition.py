@@ -42,7 +42,7 @@ class Broker:
         self.n = n
         self.logs: dict[tuple[str, int], list[tuple[bytes | None, bytes]]] = {}
         self.state: dict[int, list[tuple[bytes, bytes | None]]] = {p: [] for p in range(n)}
-        self.regions: dict[bytes, bytes] = {}  # the compacted gapmon.aggregates
+        self.regions: dict[bytes, bytes] = {}  # the compacted gapmon.aggregates: cells, clocks
         self.letters: list[dict[str, Any]] = []
 
     def produce(self, topic: str, key: bytes | None, value: bytes) -> None:
@@ -52,7 +52,11 @@ class Broker:
     def commit(self, p: int, state: PartitionState) -> None:
         changes = state.flush()
         self.state[p] += changes.states
-        self.regions.update(changes.regions)
+        for key, value in changes.regions:  # compacted: the latest value, None deletes
+            if value is None:
+                self.regions.pop(key, None)
+            else:
+                self.regions[key] = value
         self.letters += [json.loads(v) for _, v in changes.letters]
 
 

@@ -42,7 +42,7 @@ from monitors.models.settings import load_model_settings
 from monitors.report import ReportBuilder
 from monitors.settings import Settings
 from pacing.targets import TargetsTable
-from streams.kafka_io import CompactedView
+from streams.kafka_io import CompactedView, group_consumer
 from streams.kafka_settings import KafkaSettings
 from streams.partition import BadMessage, check_message
 from streams.publisher import Publisher, paced, targets_table
@@ -158,16 +158,7 @@ class Analyst:
 
     async def run(self, stop: asyncio.Event) -> None:
         ks = self.ks
-        consumer = AIOKafkaConsumer(
-            **ks.aiokafka_kwargs(),
-            group_id=ks.analyst_group,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            auto_offset_reset="earliest",
-            partition_assignment_strategy=(self.assignor,),
-            session_timeout_ms=int(ks.session_timeout * 1000),
-            heartbeat_interval_ms=int(max(1.0, ks.session_timeout / 5) * 1000),
-        )
+        consumer = group_consumer(ks, ks.analyst_group, self.assignor)
         self._consumer = consumer
         consumer.subscribe(list(ks.crm_topics.values()), listener=_Listener(self))
         await consumer.start()
@@ -219,7 +210,7 @@ class Analyst:
     async def tick(self) -> int:
         """Build the report with models when events or targets changed; publish it."""
         learned = self.learned
-        if learned is None or learned.clock is None:
+        if learned is None or learned.clock is None or not self.view.ready.is_set():
             return 0
         built = (self.version, self.view.version)
         if built == self._built:

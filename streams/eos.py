@@ -37,7 +37,7 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError, ProducerFenced
 
 from monitors.engine import EngineConfig
-from streams.kafka_io import reader
+from streams.kafka_io import group_consumer, reader
 from streams.kafka_settings import KafkaSettings
 from streams.partition import PartitionState
 
@@ -94,16 +94,8 @@ class Processor:
     async def run(self, stop: asyncio.Event) -> None:
         """Consume, apply and commit until ``stop`` is set; then commit and leave."""
         ks = self.ks
-        consumer = AIOKafkaConsumer(
-            **ks.aiokafka_kwargs(),
-            group_id=ks.group_id,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            auto_offset_reset="earliest",
-            partition_assignment_strategy=(RangePartitionAssignor,),
-            session_timeout_ms=int(ks.session_timeout * 1000),
-            heartbeat_interval_ms=int(max(1.0, ks.session_timeout / 5) * 1000),
-            max_partition_fetch_bytes=4 * 1024 * 1024,
+        consumer = group_consumer(
+            ks, ks.group_id, RangePartitionAssignor, max_partition_fetch_bytes=4 * 1024 * 1024
         )
         self._consumer = consumer
         self._reader = reader(ks)

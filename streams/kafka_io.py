@@ -2,7 +2,8 @@
 
 * :func:`ensure_topics` creates gapmon's topics (CRM topics co-partitioned, compacted
   ones for the state changelog, targets, snapshots and aggregates) if they are missing.
-* :func:`reader` makes a consumer outside any group that sees only committed records.
+* :func:`reader` makes a consumer outside any group that sees only committed records;
+  :func:`group_consumer` a group member that does (the worker, the analyst).
 * :func:`produce_lines` validates event lines and publishes each to its CRM topic keyed
   by ``assignment_id`` (invalid lines go to the rejects file, as in ``replay``).
 * :func:`read_compacted` reads a topic to its current end and keeps the latest value
@@ -52,6 +53,24 @@ def reader(settings: KafkaSettings) -> AIOKafkaConsumer:
         isolation_level="read_committed",
         auto_offset_reset="earliest",
         fetch_max_wait_ms=100,  # a re-assign waits for the fetch in flight
+    )
+
+
+def group_consumer(
+    settings: KafkaSettings, group_id: str, assignor: Any, **kw: Any
+) -> AIOKafkaConsumer:
+    """A consumer-group member that sees only committed records, commits nothing by
+    itself (offsets go with transactions or checkpoints), and uses ``assignor``."""
+    return AIOKafkaConsumer(
+        **settings.aiokafka_kwargs(),
+        group_id=group_id,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        auto_offset_reset="earliest",
+        partition_assignment_strategy=(assignor,),
+        session_timeout_ms=int(settings.session_timeout * 1000),
+        heartbeat_interval_ms=int(max(1.0, settings.session_timeout / 5) * 1000),
+        **kw,
     )
 
 
@@ -243,7 +262,9 @@ class CompactedView:
     Used by every worker to see all regions' cells and the targets: no consumer
     group, read_committed (so only what exactly-once processing committed), from the
     beginning. ``version`` grows with every record applied; ``changed`` collects the
-    keys that got a record, for a reader to take (:meth:`take_changed`).
+    keys that got a record, for a reader to take (:meth:`take_changed`). ``ready`` is
+    set once it has read everything the topics held when it started, so a report is
+    never built from half the targets.
     """
 
     def __init__(self, settings: KafkaSettings, topics: list[str]) -> None:
@@ -252,6 +273,7 @@ class CompactedView:
         self.tables: dict[str, dict[bytes, bytes]] = {t: {} for t in topics}
         self.changed: dict[str, set[bytes]] = {t: set() for t in topics}  # keys, until drained
         self.version = 0
+        self.ready = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
 
     def take_changed(self, topic: str) -> set[bytes]:
@@ -275,7 +297,12 @@ class CompactedView:
                 tps += [TopicPartition(topic, p) for p in sorted(parts)]
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
+            behind = {tp: end for tp, end in (await consumer.end_offsets(tps)).items() if end}
             while not stop.is_set():
+                for tp in [tp for tp, end in behind.items() if await consumer.position(tp) >= end]:
+                    del behind[tp]
+                if not behind:
+                    self.ready.set()
                 batch = await consumer.getmany(timeout_ms=200, max_records=5000)
                 for tp, records in batch.items():
                     table = self.tables[tp.topic]

@@ -136,7 +136,6 @@ class PartitionState:
             exporter.instrument_engine(self.engine)
         self.offsets: dict[str, int] = {}  # topic -> next offset to apply
         self.clock = -math.inf  # the latest event time applied
-        self.applied = 0  # input records applied (valid or dead-lettered) since start
         self._dirty: set[str] = set()  # assignment ids whose state changed
         self._cells: set[tuple[str, ...]] = set()  # keys of the cells that changed
         self._letters: list[tuple[bytes | None, bytes]] = []
@@ -152,7 +151,6 @@ class PartitionState:
             return False
         self.offsets[topic] = offset + 1
         self._pending += 1
-        self.applied += 1
         try:
             event = check_message(value, key, topic, self.topics)
         except BadMessage as bad:

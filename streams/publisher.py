@@ -166,6 +166,8 @@ class Snapshots:
 
     async def tick(self) -> int:
         """Publish changed snapshots; returns how many were sent."""
+        if not self.view.ready.is_set():
+            return 0  # still reading what the topics held at start
         version = self.view.version
         if version == self.built_version:
             return 0

@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -141,50 +142,51 @@ async def committed(ks: KafkaSettings) -> int:
     return sum(max(m.offset, 0) for tp, m in offsets.items() if tp.topic in crm)
 
 
-def throughput(ks: KafkaSettings, n_workers: int, total: int, logdir: Path) -> float:
-    """Events/s from the first applied event (startup excluded) to all committed."""
-    procs = workers(ks, n_workers, logdir)
+def timed(
+    procs: list[Worker],
+    logdir: Path,
+    total: int,
+    started: Callable[[], int],
+    finished: Callable[[], bool],
+    poll: float,
+) -> float:
+    """Events/s from the first event applied (``started()`` > 0, startup excluded) until
+    ``finished()``, polled every ``poll`` seconds; stops the workers."""
     try:
         t0 = first = None
         while True:
             if any(p.poll() is not None for p in procs):
                 raise RuntimeError(f"a worker exited; see {logdir}")
-            if t0 is None:  # poll the workers' /status closely until they start
-                applied = sum(w.applied() for w in procs)
+            if t0 is None:  # watch the workers' /status closely until they start
+                applied = started()
                 if applied == 0:
                     time.sleep(0.01)
                     continue
                 t0, first = time.perf_counter(), applied
-            done = asyncio.run(committed(ks))
-            now = time.perf_counter()
-            if done >= total:
-                break
-            time.sleep(0.1)
-        assert t0 is not None and first is not None
-        return (total - first) / max(now - t0, 1e-9)
+            if finished():
+                return (total - first) / max(time.perf_counter() - t0, 1e-9)
+            time.sleep(poll)
     finally:
         stop(procs)
+
+
+def throughput(ks: KafkaSettings, n_workers: int, total: int, logdir: Path) -> float:
+    """Events/s from the first applied event to every input offset committed."""
+    procs = workers(ks, n_workers, logdir)
+    return timed(
+        procs,
+        logdir,
+        total,
+        lambda: sum(w.applied() for w in procs),
+        lambda: asyncio.run(committed(ks)) >= total,
+        poll=0.1,
+    )
 
 
 def analyst_throughput(ks: KafkaSettings, total: int, logdir: Path) -> float:
     """One worker with models: events/s of its analyst, first applied event to the last."""
     (w,) = procs = workers(ks, 1, logdir, models=True)
-    try:
-        t0 = first = None
-        while True:
-            if w.poll() is not None:
-                raise RuntimeError(f"the worker exited; see {logdir}")
-            done = w.analysed()
-            now = time.perf_counter()
-            if t0 is None and done > 0:
-                t0, first = now, done
-            if done >= total:
-                break
-            time.sleep(0.01)
-        assert t0 is not None and first is not None
-        return (total - first) / max(now - t0, 1e-9)
-    finally:
-        stop(procs)
+    return timed(procs, logdir, total, w.analysed, lambda: w.analysed() >= total, poll=0.01)
 
 
 async def raw_consume(ks: KafkaSettings) -> float:

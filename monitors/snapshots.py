@@ -21,8 +21,6 @@ from monitors.settings import Settings
 from monitors.split import MergedCells
 from pacing.targets import TargetsTable
 
-CLOCK = "~clock"  # the pseudo-region of events whose assignment has not arrived
-
 
 def region_key(quarter: str, region: str) -> str:
     return f"{quarter}|{region}"

@@ -5,7 +5,7 @@ the partitions it owns (``streams.partition``); what travels is plain JSON, no p
 
 * :func:`state_to_json` / :func:`state_from_json` - one assignment's state, for the
   state changelog a new owner restores from;
-* :class:`RegionCells` - some cells of one partition (a *part*; a worker writes one
+* :class:`CellPart` - some cells of one partition (a *part*; a worker writes one
   cell per ``gapmon.aggregates`` record) and the partition's clock;
 * :func:`merged_engine` - an engine whose cells are the sums of parts (cells are
   additive, so the parts of a region add up to the region), and :class:`MergedCells`,
@@ -78,10 +78,10 @@ def state_from_json(raw: bytes | str, engine: Engine) -> AssignmentState:
     return st
 
 
-class RegionCells:
+class CellPart:
     """Some cells of one partition (a part), and that partition's clock."""
 
-    def __init__(self, config: EngineConfig | None = None) -> None:
+    def __init__(self) -> None:
         self.cells: dict[tuple[str, ...], Cell] = {}
         self.latest_ts = -math.inf  # the latest event time the partition has applied
 
@@ -92,14 +92,12 @@ class RegionCells:
             [list(key), cell.vals, [list(h.items()) for h in cell.hist]]
             for key, cell in self.cells.items()
         ]
-        return json.dumps(
-            {"cells": cells, "latest_ts": _num(self.latest_ts)}, separators=(",", ":")
-        ).encode()
+        return _dumps({"cells": cells, "latest_ts": _num(self.latest_ts)}).encode()
 
     @classmethod
-    def from_json(cls, raw: bytes | str, config: EngineConfig | None = None) -> RegionCells:
+    def from_json(cls, raw: bytes | str) -> CellPart:
         data = json.loads(raw)
-        rc = cls(config)
+        rc = cls()
         for key, vals, hists in data["cells"]:
             cell = Cell()
             cell.vals = list(vals)
@@ -113,7 +111,7 @@ class RegionCells:
         return rc
 
 
-def merged_engine(regions: Iterable[RegionCells], config: EngineConfig | None = None) -> Engine:
+def merged_engine(regions: Iterable[CellPart], config: EngineConfig | None = None) -> Engine:
     """An engine whose cells are the sums of the given cells, for the report.
 
     The same cell may come in several parts (workers keep a region's cells per input
@@ -146,13 +144,13 @@ class MergedCells:
 
     def __init__(self, config: EngineConfig | None = None) -> None:
         self.config = config or EngineConfig()
-        self.parts: dict[bytes, RegionCells] = {}
+        self.parts: dict[bytes, CellPart] = {}
         self._regions_of: dict[bytes, set[tuple[str, ...]]] = {}  # part -> its (q, r)s
         self._parts_of: dict[tuple[str, ...], set[bytes]] = {}  # (q, r) -> its parts
         self._groups: dict[tuple[str, ...], dict[str | None, dict[tuple[str, ...], Cell]]] = {}
         self._dirty: set[tuple[str, ...]] = set()
 
-    def put(self, key: bytes, part: RegionCells | None) -> None:
+    def put(self, key: bytes, part: CellPart | None) -> None:
         """Replace the part stored under ``key`` (None removes it)."""
         for region in self._regions_of.pop(key, ()):
             self._parts_of[region].discard(key)
@@ -194,20 +192,18 @@ class MergedCells:
                 self._groups.pop(region, None)
                 self._parts_of.pop(region, None)
                 continue
-            per: dict[str | None, dict[tuple[str, ...], Cell]] = {}
-            for by in DIMENSIONS:
-                i = _DIM_INDEX[by]
-                groups: dict[tuple[str, ...], Cell] = {}
-                for key in keys:
-                    for ckey, cell in self.parts[key].cells.items():
-                        if ckey[:2] != region:
-                            continue
+            per: dict[str | None, dict[tuple[str, ...], Cell]] = {by: {} for by in DIMENSIONS}
+            slices = [(per[by], _DIM_INDEX[by]) for by in DIMENSIONS]
+            for key in keys:
+                for ckey, cell in self.parts[key].cells.items():
+                    if ckey[:2] != region:
+                        continue
+                    for groups, i in slices:
                         gkey = (ckey[0], ckey[1], ckey[i])
                         acc = groups.get(gkey)
                         if acc is None:
                             acc = groups[gkey] = Cell()
                         cell.merge_into(acc.vals, acc.hist)
-                per[by] = groups
             total = Cell()  # the roll-up: the sum of one dimension's few slices
             for acc in per[DIMENSIONS[-1]].values():
                 acc.merge_into(total.vals, total.hist)

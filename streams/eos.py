@@ -37,7 +37,7 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError, ProducerFenced
 
 from monitors.engine import EngineConfig
-from streams.kafka_io import group_consumer, reader
+from streams.kafka_io import group_consumer, read_to_end, reader
 from streams.kafka_settings import KafkaSettings
 from streams.partition import PartitionState
 
@@ -171,7 +171,9 @@ class Processor:
         try:
             await producer.begin_transaction()
             state_sends = await send_all(producer, ks.state_topic, p, changes.states)
-            sends = state_sends + await send_all(producer, ks.aggregates_topic, p, changes.regions)
+            sends = state_sends + await send_all(
+                producer, ks.aggregates_topic, p, changes.aggregates
+            )
             sends += await send_all(producer, ks.dlq_topic, 0, changes.letters)
             offsets = {TopicPartition(t, p): o for t, o in changes.offsets.items()}
             await producer.send_offsets_to_transaction(offsets, ks.group_id)
@@ -296,11 +298,12 @@ class Processor:
         t0 = time.perf_counter()
         assert self._reader is not None
         tps = [TopicPartition(self.ks.state_topic, p) for p in ps]
-        records, ends = await read_partitions(self._reader, tps)
+        records, ends = await read_to_end(self._reader, tps)
         out = {}
         for tp in tps:
             p = tp.partition
-            state = PartitionState.restore(p, self.topics, records[tp], self.config, self.exporter)
+            changelog = ((r.key, r.value) for r in records[tp])
+            state = PartitionState.restore(p, self.topics, changelog, self.config, self.exporter)
             out[p] = (state, ends[tp])
             log.info(
                 "partition %d: restored %d assignments from %d changelog records",
@@ -341,29 +344,6 @@ async def send_all(
     if n:
         out.append((await producer.send_batch(batch, topic, partition=partition), n))
     return out
-
-
-async def read_partitions(
-    consumer: AIOKafkaConsumer, tps: list[TopicPartition]
-) -> tuple[dict[TopicPartition, list[tuple[bytes, bytes | None]]], dict[TopicPartition, int]]:
-    """Every committed ``(key, value)`` of each partition, in order, and its end offset."""
-    begin = await consumer.beginning_offsets(tps)
-    end = await consumer.end_offsets(tps)
-    out: dict[TopicPartition, list[tuple[bytes, bytes | None]]] = {tp: [] for tp in tps}
-    todo = {tp for tp in tps if end[tp] > begin[tp]}
-    if not todo:
-        return out, end
-    consumer.assign(list(todo))
-    for tp in todo:
-        consumer.seek(tp, begin[tp])
-    while todo:
-        batch = await consumer.getmany(*todo, timeout_ms=500, max_records=20_000)
-        for tp, records in batch.items():
-            out[tp].extend((r.key, r.value) for r in records)
-        for tp in list(todo):
-            if await consumer.position(tp) >= end[tp]:
-                todo.discard(tp)
-    return out, end
 
 
 class _Listener(ConsumerRebalanceListener):

@@ -6,7 +6,8 @@
   :func:`group_consumer` a group member that does (the worker, the analyst).
 * :func:`produce_lines` validates event lines and publishes each to its CRM topic keyed
   by ``assignment_id`` (invalid lines go to the rejects file, as in ``replay``).
-* :func:`read_compacted` reads a topic to its current end and keeps the latest value
+* :func:`read_to_end` reads partitions to their current end (a restore, a CLI read);
+  :func:`read_compacted` reads a topic to its current end and keeps the latest value
   per key (a compacted topic's table); :class:`CompactedView` keeps such tables up to
   date in a running worker.
 """
@@ -166,6 +167,38 @@ async def send_records(
     return n
 
 
+async def read_to_end(
+    consumer: AIOKafkaConsumer, tps: list[TopicPartition], timeout: float | None = None
+) -> tuple[dict[TopicPartition, list[Any]], dict[TopicPartition, int]]:
+    """Every committed record of each partition, in offset order, up to its end offset
+    now; and those end offsets. ``consumer`` is assigned these partitions for it.
+
+    Raises TimeoutError when not done in ``timeout`` seconds (None: no limit).
+    """
+    begin = await consumer.beginning_offsets(tps)
+    end = await consumer.end_offsets(tps)
+    out: dict[TopicPartition, list[Any]] = {tp: [] for tp in tps}
+    todo = {tp for tp in tps if end[tp] > begin[tp]}
+    if not todo:
+        return out, end
+    consumer.assign(list(todo))
+    for tp in todo:
+        consumer.seek(tp, begin[tp])
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout is None else loop.time() + timeout
+    while todo:
+        if deadline is not None and loop.time() > deadline:
+            names = sorted({tp.topic for tp in todo})
+            raise TimeoutError(f"reading {', '.join(names)}: not at the end after {timeout:g} s")
+        batch = await consumer.getmany(*todo, timeout_ms=500, max_records=20_000)
+        for tp, records in batch.items():
+            out[tp].extend(records)
+        for tp in list(todo):
+            if await consumer.position(tp) >= end[tp]:
+                todo.discard(tp)
+    return out, end
+
+
 async def read_topic(settings: KafkaSettings, topic: str, timeout: float = 30.0) -> list[Any]:
     """Every committed record of ``topic`` up to its end offsets now (no consumer group)."""
     consumer = reader(settings)
@@ -178,71 +211,10 @@ async def read_topic(settings: KafkaSettings, topic: str, timeout: float = 30.0)
         if not parts:
             return []
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
-        out: list[Any] = []
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        remaining = {tp for tp in tps if end[tp] > 0}
-        while remaining:
-            if loop.time() > deadline:
-                raise TimeoutError(f"reading {topic}: not at its end after {timeout:g} s")
-            batch = await consumer.getmany(*remaining, timeout_ms=500)
-            for records in batch.values():
-                out.extend(records)
-            for tp in list(remaining):
-                if await consumer.position(tp) >= end[tp]:
-                    remaining.discard(tp)
-        return out
+        records, _ = await read_to_end(consumer, tps, timeout)
+        return [r for tp in tps for r in records[tp]]
     finally:
         await consumer.stop()
-
-
-class RangeReader:
-    """Reads given offset ranges of single partitions (read_committed), on demand.
-
-    One consumer, started on first use and kept, so a read costs one fetch.
-    """
-
-    def __init__(self, settings: KafkaSettings, timeout: float = 15.0) -> None:
-        self.settings, self.timeout = settings, timeout
-        self._consumer: AIOKafkaConsumer | None = None
-
-    async def read(self, topic: str, partition: int, start: int, end: int) -> list[Any]:
-        """The committed records with ``start <= offset < end``.
-
-        Raises TimeoutError when they cannot be read within ``timeout`` seconds.
-        """
-        out: list[Any] = []
-        try:
-            await asyncio.wait_for(self._read(topic, partition, start, end, out), self.timeout)
-        except TimeoutError:
-            raise TimeoutError(
-                f"{topic}[{partition}]: offsets {start}..{end - 1} not readable in "
-                f"{self.timeout:g} s ({len(out)} read)"
-            ) from None
-        return out
-
-    async def _read(self, topic: str, partition: int, start: int, end: int, out: list[Any]) -> None:
-        if self._consumer is None:
-            self._consumer = reader(self.settings)
-            await _start(self._consumer)
-        consumer = self._consumer
-        tp = TopicPartition(topic, partition)
-        consumer.assign([tp])
-        consumer.seek(tp, start)
-        while True:
-            batch = await consumer.getmany(tp, timeout_ms=500)
-            records = batch.get(tp, [])
-            out += [r for r in records if start <= r.offset < end]
-            if (records and records[-1].offset >= end - 1) or await consumer.position(tp) >= end:
-                return
-
-    async def close(self) -> None:
-        if self._consumer is not None:
-            await self._consumer.stop()
-            self._consumer = None
 
 
 async def read_compacted(settings: KafkaSettings, topic: str) -> dict[bytes, bytes]:

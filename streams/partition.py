@@ -36,13 +36,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from monitors.engine import Engine, EngineConfig
-from monitors.snapshots import CLOCK
-from monitors.split import RegionCells, state_from_json, state_to_json
+from monitors.split import CellPart, state_from_json, state_to_json
 from streams.events import Assignment, Deal, EventError, Touch, parse_event
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 POSITION_KEY = b"~position"  # in the state changelog: input offsets and the clock
+CLOCK_KEY = "~clock|{}"  # in gapmon.aggregates: partition p's clock, without cells
 
 Event = Assignment | Touch | Deal
 
@@ -104,7 +104,7 @@ class Changes:
     """What a partition changed since its last flush, as Kafka records."""
 
     states: list[tuple[bytes, bytes | None]] = field(default_factory=list)  # None: tombstone
-    regions: list[tuple[bytes, bytes | None]] = field(default_factory=list)  # cells, clock
+    aggregates: list[tuple[bytes, bytes | None]] = field(default_factory=list)  # cells, clock
     letters: list[tuple[bytes | None, bytes]] = field(default_factory=list)
     offsets: dict[str, int] = field(default_factory=dict)  # topic -> next offset to read
     events: int = 0  # input records behind these changes
@@ -160,17 +160,17 @@ class PartitionState:
             self._letters.append((key if isinstance(key, bytes) else None, letter))
             return True
         aid = event.assignment_id
-        engine = self.engine
-        st = engine.states.get(aid)
+        states = self.engine.states
+        st = states.get(aid)
         before = None if st is None else st.cell
         self._where = (topic, offset)
-        if engine.ingest(event):
+        if self.engine.ingest(event):
             self._dirty.add(aid)
             if before is not None:
                 self._cells.add(before)
-            after = engine.states[aid].cell if aid in engine.states else None
-            if after is not None:
-                self._cells.add(after)
+            st = states.get(aid)  # None when the engine just gave up on it (an orphan)
+            if st is not None and st.cell is not None:
+                self._cells.add(st.cell)
         ts = event.occurred_at.timestamp()
         if ts > self.clock:
             self.clock = ts
@@ -212,9 +212,9 @@ class PartitionState:
             changes.states.append((aid.encode(), None if st is None else state_to_json(st)))
         changes.states.append((POSITION_KEY, self._position()))
         if self._cells:
-            changes.regions = list(self.cell_records(self._cells))
+            changes.aggregates = list(self.cell_records(self._cells))
         if self.clock > self._clock_written:
-            changes.regions.append((self.clock_key(), self._part({}).to_json()))
+            changes.aggregates.append((self.clock_key(), self._part({}).to_json()))
             self._clock_written = self.clock
         changes.letters = self._letters
         self._dirty, self._cells, self._letters = set(), set(), []
@@ -234,10 +234,10 @@ class PartitionState:
                 yield record, self._part({key: cell}).to_json()
 
     def clock_key(self) -> bytes:
-        return f"{CLOCK}|{self.partition}".encode()
+        return CLOCK_KEY.format(self.partition).encode()
 
-    def _part(self, cells: dict[tuple[str, ...], Any]) -> RegionCells:
-        part = RegionCells(self.engine.config)
+    def _part(self, cells: dict[tuple[str, ...], Any]) -> CellPart:
+        part = CellPart()
         part.cells.update(cells)
         part.latest_ts = self.clock
         return part

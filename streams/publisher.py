@@ -31,7 +31,7 @@ from aiokafka import AIOKafkaProducer
 
 from monitors.settings import Settings
 from monitors.snapshots import report_of, split_report
-from monitors.split import MergedCells, RegionCells
+from monitors.split import CellPart, MergedCells
 from pacing.targets import TargetsTable
 from streams.kafka_io import CompactedView
 from streams.kafka_settings import KafkaSettings
@@ -176,7 +176,7 @@ class Snapshots:
         cells = self.view.tables[topic]
         for key in self.view.take_changed(topic):
             value = cells.get(key)
-            part = None if value is None else RegionCells.from_json(value, self.settings.engine)
+            part = None if value is None else CellPart.from_json(value)
             self.merged.put(key, part)
         try:
             targets = self.targets()

@@ -25,7 +25,7 @@ from strategies import delivered, event_streams
 
 from monitors.engine import DIMENSIONS, Engine, EngineConfig
 from monitors.settings import load_settings
-from monitors.split import MergedCells, RegionCells, merged_engine
+from monitors.split import CellPart, MergedCells, merged_engine
 from streams.events import to_json
 from streams.partition import POSITION_KEY, PartitionState
 from streams.sources import generate_quarter
@@ -52,7 +52,7 @@ class Broker:
     def commit(self, p: int, state: PartitionState) -> None:
         changes = state.flush()
         self.state[p] += changes.states
-        for key, value in changes.regions:  # compacted: the latest value, None deletes
+        for key, value in changes.aggregates:  # compacted: the latest value, None deletes
             if value is None:
                 self.regions.pop(key, None)
             else:
@@ -104,8 +104,8 @@ def metrics_of(engine: Any, as_of: datetime) -> dict[Any, Any]:
     return {by: engine.metrics(as_of, by=by) for by in (None, *DIMENSIONS)}
 
 
-def parts(broker: Broker) -> list[RegionCells]:
-    return [RegionCells.from_json(v, CONFIG) for v in broker.regions.values()]
+def parts(broker: Broker) -> list[CellPart]:
+    return [CellPart.from_json(v) for v in broker.regions.values()]
 
 
 schedules = st.lists(
@@ -206,14 +206,14 @@ def test_merged_cells_equal_a_merge_from_scratch(
     equal merging the parts that are current."""
     as_of = max(e.occurred_at for e in events)
     running = MergedCells(CONFIG)
-    current: dict[bytes, RegionCells] = {}
+    current: dict[bytes, CellPart] = {}
     engines = [Engine(CONFIG) for _ in range(n_parts)]
     for event in data.draw(delivered(events)):
         i = zlib.crc32(event.assignment_id.encode()) % n_parts
         engines[i].ingest(event)
         key = f"part{i}".encode()
         if data.draw(st.booleans()):  # publish this part's cells now, or later
-            part = RegionCells(CONFIG)
+            part = CellPart()
             part.cells.update({k: _copy(c) for k, c in engines[i].cells.items()})
             running.put(key, part)
             current[key] = part

@@ -18,7 +18,7 @@ from strategies import delivered, event_streams
 
 from monitors.engine import DIMENSIONS, AssignmentState, Engine, EngineConfig
 from monitors.settings import load_settings
-from monitors.split import RegionCells, merged_engine, state_from_json, state_to_json
+from monitors.split import CellPart, merged_engine, state_from_json, state_to_json
 from streams.sources import generate_quarter
 
 CONFIG = EngineConfig(taxonomy=load_settings().engine.taxonomy)
@@ -46,7 +46,7 @@ def test_every_state_comes_back_from_json(data: st.DataObject, events: list[Any]
         assert type(back.touch_ids) is type(st_.touch_ids)  # the compact form is kept
 
 
-def parts_of(events: list[Any], n: int) -> tuple[Engine, list[RegionCells]]:
+def parts_of(events: list[Any], n: int) -> tuple[Engine, list[CellPart]]:
     """The engine over all events, and each region's cells on each of n partitions."""
     whole = Engine(CONFIG)
     engines = [Engine(CONFIG) for _ in range(n)]
@@ -56,10 +56,10 @@ def parts_of(events: list[Any], n: int) -> tuple[Engine, list[RegionCells]]:
     parts = []
     for e in engines:
         for region in {k[:2] for k in e.cells}:
-            part = RegionCells(CONFIG)
+            part = CellPart()
             part.cells.update({k: c for k, c in e.cells.items() if k[:2] == region})
             part.latest_ts = 1.0
-            parts.append(RegionCells.from_json(part.to_json(), CONFIG))
+            parts.append(CellPart.from_json(part.to_json()))
     return whole, parts
 
 
@@ -85,10 +85,10 @@ def test_a_generated_quarter_in_parts_gives_the_same_metrics() -> None:
 
 
 def test_a_part_keeps_its_clock_and_rejects_a_wrong_shape() -> None:
-    part = RegionCells(CONFIG)
-    assert RegionCells.from_json(part.to_json(), CONFIG).latest_ts == -math.inf
+    part = CellPart()
+    assert CellPart.from_json(part.to_json()).latest_ts == -math.inf
     part.latest_ts = 1_790_000_000.5
-    assert RegionCells.from_json(part.to_json(), CONFIG).latest_ts == 1_790_000_000.5
+    assert CellPart.from_json(part.to_json()).latest_ts == 1_790_000_000.5
     bad = b'{"cells": [[["2026Q4", "NA"], [0], [[]]]], "latest_ts": null}'
     with pytest.raises(ValueError, match="1 histograms"):
-        RegionCells.from_json(bad, CONFIG)
+        CellPart.from_json(bad)

@@ -14,12 +14,13 @@ the partitions it owns (``streams.partition``); what travels is plain JSON, no p
 
 from __future__ import annotations
 
-import json
 import math
 import operator
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
+
+import orjson
 
 from monitors.engine import (
     _DIM_INDEX,
@@ -42,7 +43,6 @@ _GET = operator.attrgetter(*_FIELDS)
 _QUARTER, _TOUCHES, _A_TS, _D_TS, _CELL = (
     _FIELDS.index(n) for n in ("quarter", "touch_ids", "a_ts", "d_ts", "cell")
 )
-_dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def _num(x: float) -> float | None:
@@ -57,12 +57,12 @@ def state_to_json(st: AssignmentState) -> bytes:
     v[_QUARTER] = None if q is None else q.label
     v[_TOUCHES] = sorted(_touch_id_list(v[_TOUCHES]))
     v[_A_TS], v[_D_TS] = _num(v[_A_TS]), _num(v[_D_TS])
-    return _dumps(v).encode()
+    return orjson.dumps(v)
 
 
 def state_from_json(raw: bytes | str, engine: Engine) -> AssignmentState:
     """The inverse of :func:`state_to_json` (``engine`` gives the fiscal calendar)."""
-    v = json.loads(raw)
+    v = orjson.loads(raw)
     if not isinstance(v, list) or len(v) != len(_FIELDS):
         raise ValueError(f"assignment state: expected a list of {len(_FIELDS)} fields")
     q, ids, cell = v[_QUARTER], v[_TOUCHES], v[_CELL]
@@ -89,21 +89,21 @@ class CellPart:
         # histogram keys are ints (days, touch counts) or strings (reason buckets): as
         # [key, count] pairs JSON keeps both types
         cells = [
-            [list(key), cell.vals, [list(h.items()) for h in cell.hist]]
+            [key, cell.vals, [list(h.items()) for h in cell.hist]]
             for key, cell in self.cells.items()
         ]
-        return _dumps({"cells": cells, "latest_ts": _num(self.latest_ts)}).encode()
+        return orjson.dumps({"cells": cells, "latest_ts": _num(self.latest_ts)})
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> CellPart:
-        data = json.loads(raw)
+        data = orjson.loads(raw)
         rc = cls()
         for key, vals, hists in data["cells"]:
             cell = Cell()
             cell.vals = list(vals)
             # histogram keys are ints (days, touch counts) or strings (reason buckets);
             # as [key, count] pairs JSON keeps both types
-            cell.hist = [{k: v for k, v in pairs} for pairs in hists]
+            cell.hist = [dict(pairs) for pairs in hists]
             if len(cell.hist) != N_HIST:
                 raise ValueError(f"cell {key}: {len(cell.hist)} histograms, expected {N_HIST}")
             rc.cells[tuple(key)] = cell

@@ -35,11 +35,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from monitors.engine import Engine, EngineConfig
 from monitors.split import CellPart, state_from_json, state_to_json
 from streams.events import Assignment, Deal, EventError, Touch, parse_event
-
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 POSITION_KEY = b"~position"  # in the state changelog: input offsets and the clock
 CLOCK_KEY = "~clock|{}"  # in gapmon.aggregates: partition p's clock, without cells
@@ -227,7 +227,7 @@ class PartitionState:
         cells = self.engine.cells
         for key in sorted(keys):
             cell = cells.get(key)
-            record = _dumps([*key, self.partition]).encode()
+            record = orjson.dumps([*key, self.partition])
             if cell is None or not (any(cell.vals) or any(cell.hist)):
                 yield record, None
             else:

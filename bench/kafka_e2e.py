@@ -17,6 +17,9 @@ Prints, each on a fresh topic prefix:
 
 Throughput figures are the best of --repeat runs, each on fresh topics: this machine is
 shared and its speed varies from minute to minute.
+
+BENCH_GAPMON=/path/to/executable runs the workers with another `gapmon` (a wrapper
+that profiles it, say); the workers read their settings from GAPMON_* as usual.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ from streams.kafka_io import ensure_topics, produce_lines, send_records  # noqa:
 from streams.kafka_settings import KafkaSettings  # noqa: E402
 from streams.sources import generate_quarter  # noqa: E402
 
-GAPMON = str(Path(sys.executable).with_name("gapmon"))
+GAPMON = os.environ.get("BENCH_GAPMON") or str(Path(sys.executable).with_name("gapmon"))
 
 
 def free_port() -> int:

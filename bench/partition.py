@@ -1,0 +1,82 @@
+"""Benchmark: a worker's CPU per event for one partition, without Kafka.
+
+    .venv/bin/python bench/partition.py                  # 5,000 assignments per region
+    .venv/bin/python bench/partition.py --windows 900    # one commit window
+
+What `gapmon worker` does per input record besides fetching it, in one process:
+:meth:`streams.partition.PartitionState.apply` (validate the JSON with pydantic, apply
+it to the engine) and, once per commit window, :meth:`PartitionState.flush` (the changed
+assignments' state and the changed cells as records). The events are one partition's
+share (1 of --partitions by the hash of the assignment id, as the CRM topics hold them)
+of a generated quarter in time order; a window is the records one partition applies
+between two commits (at 50,000 events/s over 6 partitions and a commit every 0.1 s,
+~900). Prints, per window size, microseconds per event for apply and flush and the
+records a flush writes per input event. Best of --repeat runs (this machine is shared).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import math
+import sys
+import time
+import zlib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from monitors.settings import load_settings  # noqa: E402
+from streams.events import to_json  # noqa: E402
+from streams.partition import PartitionState  # noqa: E402
+from streams.sources import generate_quarter  # noqa: E402
+
+TOPICS = {"assignment": "crm.assignments", "touch": "crm.touches", "deal": "crm.deals"}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--per-region", type=int, default=5000)
+    ap.add_argument("--partitions", type=int, default=6)
+    ap.add_argument("--windows", type=int, nargs="+", default=[250, 900, 2500, 9000])
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+
+    config = load_settings().engine
+    gq = generate_quarter(seed=1, assignments_per_region=args.per_region)
+    records = [
+        (TOPICS[e.type], i, e.assignment_id.encode(), to_json(e).encode())
+        for i, e in enumerate(gq.events)
+        if zlib.crc32(e.assignment_id.encode()) % args.partitions == 0
+    ]
+    n = len(records)
+    print(f"{n:,} records (partition 0 of {args.partitions}, {len(gq.events):,} events in all)")
+    gc.collect()
+    gc.freeze()  # the harness's records are not the worker's garbage
+    for window in args.windows:
+        best_apply = best_flush = math.inf
+        out = 0
+        for _ in range(args.repeat):
+            gc.collect()
+            ps = PartitionState(0, TOPICS, config)
+            applied = flushed = 0.0
+            out = 0
+            for start in range(0, n, window):
+                t = time.perf_counter()
+                for record in records[start : start + window]:
+                    ps.apply(*record)
+                t1 = time.perf_counter()
+                changes = ps.flush()
+                flushed += time.perf_counter() - t1
+                applied += t1 - t
+                out += len(changes.states) + len(changes.aggregates)
+            best_apply, best_flush = min(best_apply, applied), min(best_flush, flushed)
+        print(
+            f"window {window:>6,}: apply {best_apply / n * 1e6:5.2f} us/event, "
+            f"flush {best_flush / n * 1e6:5.2f} us/event, {out / n:.2f} records out per event"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -28,11 +28,11 @@ From them, at the current mix (the last ``window`` decided deals):
 A deal is learned once, when it is first seen won or lost; a later correction of its
 stage is not unlearned (the engine's aggregates are exact, the models are estimates).
 
-**Mini-batches.** A rank-one update of river's model costs ~10 us of numpy calls per
-deal. After the first :data:`WARMUP` deals (learned one by one, while the coefficients
-still move fast), each deal is linearised at the coefficients of the last
-:data:`BATCH` boundary and the rows are added with river's ``learn_many``: the same
-sums of ``x x'`` and ``x z``, in a few matrix products (~2 us per deal). The
+**Mini-batches.** A prediction and a rank-one update of river's model cost ~13 us of
+numpy calls per deal. After the first :data:`WARMUP` deals (learned one by one, while
+the coefficients still move fast), each deal is linearised at the coefficients of the
+last :data:`BATCH` boundary and the rows are added with river's ``learn_many``: the same
+sums of ``x x'`` and ``x z``, in a few matrix products per batch. The
 linearisation points depend only on the deal count, so reading an estimate (which adds
 the pending rows first) does not change what the model learns next.
 """

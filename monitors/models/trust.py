@@ -47,7 +47,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from river import linear_model
-from scipy.special import expit
 
 from monitors.models.features import INTERCEPT, QT, sigmoid
 
@@ -243,6 +242,11 @@ class TrustModel:
             n_decided=self.n_decided,
             n_won=self.n_won,
         )
+
+
+def expit(z: np.ndarray) -> np.ndarray:
+    """The logistic function, elementwise, without overflow for large ``|z|``."""
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
 
 
 def dense(rows: list[dict[str, float]]) -> tuple[np.ndarray, list[str]]:

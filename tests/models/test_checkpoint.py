@@ -123,3 +123,29 @@ def test_key_comes_from_env_or_file(tmp_path: Path) -> None:
     f = tmp_path / "key"
     f.write_text("from-a-file-0123456789\n")
     assert model_key({"GAPMON_MODEL_KEY_FILE": str(f)}) == b"from-a-file-0123456789"
+
+
+def test_a_trust_model_saved_before_mini_batches_restores_and_learns_on() -> None:
+    """A checkpoint pickled before the mini-batches has no pending rows and no
+    linearisation point: restoring takes them from what its models hold."""
+    from monitors.models.trust import WARMUP, TrustModel
+
+    def deal(i: int) -> tuple[dict[str, float], bool, float]:
+        qt = i % 7
+        return {"1": 1.0, "qt": float(qt)}, (i * 37) % 10 < 2 + qt, 1000.0 + i
+
+    model = TrustModel()
+    for i in range(WARMUP):  # one by one: nothing pending, as every deal was then
+        model.learn(*deal(i))
+    model.coefficients(), model.revenue_coefficients()  # noqa: B018 (adds pending rows)
+    new_fields = ("_at", "_win_x", "_win_won", "_rev_x", "_rev_y")
+    old_state = {k: v for k, v in model.__dict__.items() if k not in new_fields}
+    restored = TrustModel.__new__(TrustModel)
+    restored.__setstate__(pickle.loads(pickle.dumps(old_state)))
+    assert restored.coefficients() == model.coefficients()
+    assert restored.revenue_coefficients() == model.revenue_coefficients()
+    for i in range(WARMUP, WARMUP + 300):
+        restored.learn(*deal(i))
+        model.learn(*deal(i))
+    assert restored.coefficients() == model.coefficients()
+    assert restored.summary() == model.summary()

@@ -217,6 +217,20 @@ class Cluster:
         }
         return runner.invoke(app, list(args), env=env)
 
+    def produce_in_background(self, events: Path) -> subprocess.Popen[bytes]:
+        """`gapmon produce EVENTS` as a process of its own (the caller waits for it)."""
+        env = {
+            **os.environ,
+            "GAPMON_KAFKA_BOOTSTRAP": self.bootstrap,
+            "GAPMON_TOPIC_PREFIX": self.prefix,
+            "GAPMON_PARTITIONS": str(self.partitions),
+        }
+        log = (self.dir / "produce.log").open("ab")
+        with log:
+            return subprocess.Popen(
+                [GAPMON, "produce", str(events)], stdout=log, stderr=log, env=env, cwd=ROOT
+            )
+
     def worker(self, **env: str) -> Worker:
         w = Worker(self, f"worker{len(self.workers) + 1}", env).start()
         self.workers.append(w)

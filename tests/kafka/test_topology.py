@@ -89,9 +89,13 @@ def test_two_workers_one_killed_for_good(cluster: Cluster, tmp_path: Path) -> No
         120,
         "the two workers to own three partitions each",
     )
-    produce(cluster, q)
+    # the kill is timed while the events are still being produced: produced first, the
+    # whole half could be applied before a commit shows up on /status
+    producing = cluster.produce_in_background(q.events)
     status = two.kill_after(total // 6)  # a third of its half
     assert status["processor"]["events"] < total // 2, "the kill came after the end"
+    assert producing.wait(timeout=180) == 0, (cluster.dir / "produce.log").read_text()
+    assert f"{total:,} sent" in (cluster.dir / "produce.log").read_text()
     cluster.wait_for(lambda r: r == expected, 300, "the survivor's report to equal replay")
     assert one.running
     status = one.status()

@@ -26,11 +26,8 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 WORKDIR /app
 COPY config/ config/
 
-RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin gapmon \
-    && mkdir -p /var/lib/gapmon \
-    && chown gapmon:gapmon /var/lib/gapmon
-ENV GAPMON_CONFIG_DIR=/app/config \
-    GAPMON_DATADIR=/var/lib/gapmon
+RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin gapmon
+ENV GAPMON_CONFIG_DIR=/app/config
 USER gapmon
 
 ENTRYPOINT ["gapmon"]

@@ -581,9 +581,6 @@ class Engine:
         state["_on_dead_letter"] = None
         return state
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-
 
 def _touch_id_list(ids: str | set[str]) -> list[str]:
     if isinstance(ids, str):

@@ -144,7 +144,6 @@ class Analyst:
         self.publisher = Publisher(ks, exporter, alerts)
         self.assignor = OneOwnerAssignor()
         self.learned: Learned | None = None
-        self.version = 0  # grows with every event applied
         self._built = (-1, -1)  # (version, targets view version) of the last report
         self._saved = -1  # the version of the last checkpoint
         self._consumer: AIOKafkaConsumer | None = None
@@ -153,6 +152,11 @@ class Analyst:
     @property
     def published(self) -> int:
         return self.publisher.published
+
+    @property
+    def version(self) -> int:
+        """Grows with every event applied: the events counter."""
+        return self.stats["events"]
 
     # -------------------------------------------------------------------- run
 
@@ -204,7 +208,6 @@ class Analyst:
                     learned.clock = ts
                 ingest(event)
                 n += 1
-        self.version += n
         self.stats["events"] += n
 
     async def tick(self) -> int:

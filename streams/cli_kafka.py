@@ -161,18 +161,19 @@ def worker(
             raise typer.Exit(2) from None
         alerts = (AlertStore.from_url(), rules, Notifier())
     checkpoints = _model_checkpoints(ks) if ks.models else None
+    models_note = ""
+    if ks.models:
+        models_note = (
+            "; models (checkpoints in Redis)"
+            if checkpoints
+            else "; models (not checkpointed: set GAPMON_REDIS_URL and GAPMON_MODEL_KEY)"
+        )
     err.print(
         f"gapmon worker: {ks.kafka_bootstrap}, topics {', '.join(ks.crm_topics.values())} "
         f"-> {ks.drivers_topic}; web :{ks.web_port}"
         + (f"; metrics http://{ks.metrics_addr}:{ks.metrics_port}/metrics" if exporter else "")
         + ("; alerts via Redis" if alerts else "")
-        + (
-            ""
-            if not ks.models
-            else "; models (checkpoints in Redis)"
-            if checkpoints
-            else "; models (not checkpointed: set GAPMON_REDIS_URL and GAPMON_MODEL_KEY)"
-        )
+        + models_note
     )
     _run(run_worker(ks, settings, base, exporter, alerts, checkpoints))
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -64,7 +64,7 @@ class ProcessorStats:
     rebalances: int = 0
     fenced: int = 0
     failed_commits: int = 0
-    last_commit: float = field(default=0.0)  # time.time() of the last commit
+    last_commit: float = 0.0  # time.time() of the last commit
 
 
 class Processor:

@@ -271,10 +271,11 @@ class CompactedView:
             await consumer.seek_to_beginning(*tps)
             behind = {tp: end for tp, end in (await consumer.end_offsets(tps)).items() if end}
             while not stop.is_set():
-                for tp in [tp for tp, end in behind.items() if await consumer.position(tp) >= end]:
-                    del behind[tp]
-                if not behind:
-                    self.ready.set()
+                if not self.ready.is_set():
+                    for tp in [tp for tp, e in behind.items() if await consumer.position(tp) >= e]:
+                        del behind[tp]
+                    if not behind:
+                        self.ready.set()
                 batch = await consumer.getmany(timeout_ms=200, max_records=5000)
                 for tp, records in batch.items():
                     table = self.tables[tp.topic]

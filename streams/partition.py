@@ -107,10 +107,6 @@ class Changes:
     aggregates: list[tuple[bytes, bytes | None]] = field(default_factory=list)  # cells, clock
     letters: list[tuple[bytes | None, bytes]] = field(default_factory=list)
     offsets: dict[str, int] = field(default_factory=dict)  # topic -> next offset to read
-    events: int = 0  # input records behind these changes
-
-    def __bool__(self) -> bool:
-        return self.events > 0
 
 
 class PartitionState:
@@ -203,7 +199,7 @@ class PartitionState:
 
     def flush(self) -> Changes:
         """The records that bring the changelogs up to date; resets what is pending."""
-        changes = Changes(events=self._pending, offsets=dict(self.offsets))
+        changes = Changes(offsets=dict(self.offsets))
         if not self._pending:
             return changes
         states = self.engine.states

@@ -133,10 +133,7 @@ class Worker:
     def start(self) -> Worker:
         env = {
             **os.environ,
-            "GAPMON_KAFKA_BOOTSTRAP": self.cluster.bootstrap,
-            "GAPMON_TOPIC_PREFIX": self.cluster.prefix,
-            "GAPMON_PARTITIONS": str(self.cluster.partitions),
-            "GAPMON_DATADIR": str(self.cluster.dir / f"{self.name}-data"),
+            **self.cluster.env,
             "GAPMON_SNAPSHOT_INTERVAL": "0.5",
             "GAPMON_MODELS": "false",  # the report of the cells: equal to replay --no-models
             **self.extra_env,
@@ -209,26 +206,27 @@ class Cluster:
             kafka_bootstrap=bootstrap, topic_prefix=self.prefix, partitions=partitions
         )
 
-    def cli(self, *args: str) -> Any:
-        env = {
+    @property
+    def env(self) -> dict[str, str]:
+        """The settings that point a gapmon command at this cluster."""
+        return {
             "GAPMON_KAFKA_BOOTSTRAP": self.bootstrap,
             "GAPMON_TOPIC_PREFIX": self.prefix,
             "GAPMON_PARTITIONS": str(self.partitions),
         }
-        return runner.invoke(app, list(args), env=env)
+
+    def cli(self, *args: str) -> Any:
+        return runner.invoke(app, list(args), env=self.env)
 
     def produce_in_background(self, events: Path) -> subprocess.Popen[bytes]:
         """`gapmon produce EVENTS` as a process of its own (the caller waits for it)."""
-        env = {
-            **os.environ,
-            "GAPMON_KAFKA_BOOTSTRAP": self.bootstrap,
-            "GAPMON_TOPIC_PREFIX": self.prefix,
-            "GAPMON_PARTITIONS": str(self.partitions),
-        }
-        log = (self.dir / "produce.log").open("ab")
-        with log:
+        with (self.dir / "produce.log").open("ab") as log:
             return subprocess.Popen(
-                [GAPMON, "produce", str(events)], stdout=log, stderr=log, env=env, cwd=ROOT
+                [GAPMON, "produce", str(events)],
+                stdout=log,
+                stderr=log,
+                env={**os.environ, **self.env},
+                cwd=ROOT,
             )
 
     def worker(self, **env: str) -> Worker:

@@ -60,7 +60,8 @@ class ReasonModel:
         self.classifier = naive_bayes.MultinomialNB(alpha=0.5)
         self.min_confidence = min_confidence
         # A bucket's vocabulary settles after a few hundred notes: past ``full_until``
-        # notes of a bucket, one in ten is learned (the cost is per learned note).
+        # notes of a bucket, one in ten is learned (the cost is per learned note, so the
+        # others are not even tokenised). ``per_bucket`` counts a bucket's notes.
         self.full_until = full_until
         self.per_bucket: Counter[str] = Counter()
         self.trained = 0
@@ -80,16 +81,22 @@ class ReasonModel:
         text: str | None,
     ) -> str | None:
         """One won or lost deal. Returns the inferred bucket of an untagged note, if any."""
-        counts = self.vectorizer.transform_one(text) if text else {}
-        if not counts:  # no note, or nothing in it ("n/a"): nothing to learn or cluster
+        if not text:
             return None
         if bucket not in (OTHER, UNKNOWN):
+            # a note is tokenised only when it is learned: most tagged notes are not
             seen = self.per_bucket[bucket]
-            self.per_bucket[bucket] = seen + 1
             if seen < self.full_until or seen % 10 == 0:
+                counts = self.vectorizer.transform_one(text)
+                if not counts:  # no words in it ("n/a"): nothing to learn, not counted
+                    return None
                 self.classifier.learn_one(counts, bucket)
                 self.trained += 1
                 self.known_df.update(counts.keys())
+            self.per_bucket[bucket] = seen + 1
+            return None
+        counts = self.vectorizer.transform_one(text)
+        if not counts:  # nothing to classify or cluster
             return None
         if self.trained:
             best, p = self.best(counts)

@@ -1,0 +1,159 @@
+"""Benchmark: CPU instructions per event of the engine and of the models (callgrind).
+
+    .venv/bin/python bench/instructions.py                    # 2,000 assignments per region
+    .venv/bin/python bench/instructions.py --per-region 8000  # the size bench/models.py uses
+    .venv/bin/python bench/instructions.py --base /tmp/old    # also an older checkout
+    .venv/bin/python bench/instructions.py --ablate           # where the models' cost goes
+
+Wall-clock figures on this shared machine move by 30% from one minute to the next
+(docs/benchmarks.md), more than most changes are worth. An instruction count does not:
+each run below is one process under ``valgrind --tool=callgrind``, and the same events
+give the same count to within a fraction of a percent. Each checkout runs three
+processes on the same pickled events: ``load`` (imports and unpickling only),
+``engine`` (plus ``Engine.ingest`` of every event) and ``models`` (the engine with the
+model set attached); the differences are the engine's and the models' instructions.
+Prints instructions per event for each. With ``--ablate``, one more process per part of
+the model set (of this checkout) with that part's method replaced by a no-op: the
+instructions it saves are what the part costs, itself and what only it calls.
+
+Needs valgrind (``apt-get install valgrind``). A process takes about 1.5 minutes at
+2,000 assignments per region and five at 8,000; two run at a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib
+import os
+import pickle
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MODES = ("load", "engine", "models")
+# --ablate: a part of the model set -> (module, class, method) made a no-op
+PARTS = {
+    "trust (incl. its drift summary)": ("trust", "TrustModel", "learn"),
+    "drift summary of trust_beta": ("trust", "TrustModel", "summary"),
+    "reason classifier": ("reasons", "ReasonModel", "learn_close"),
+    "SLI propensity (learn)": ("fit", "MotionFit", "learn_assignment"),
+    "motion fit at close (propensity, IPW)": ("fit", "MotionFit", "learn_close"),
+    "score calibration": ("scores", "ScoreMonitor", "learn_close"),
+    "every part (the observer hook remains)": ("*", "", ""),
+}
+
+
+def child(root: str, events_file: str, mode: str) -> None:
+    """One measured process: import from ``root``, unpickle, ingest (by ``mode``)."""
+    sys.path.insert(0, root)
+    from monitors.engine import Engine
+    from monitors.models.modelset import ModelSet
+    from monitors.settings import load_settings
+
+    settings = load_settings(Path(root) / "config")
+    if mode.startswith("without:"):
+        parts = PARTS.values() if mode == "without:*" else [mode.split(":", 1)[1].split(".")]
+        for module, cls, method in parts:
+            if module != "*":
+                owner = getattr(importlib.import_module(f"monitors.models.{module}"), cls)
+                setattr(owner, method, lambda *args, **kwargs: None)
+    with open(events_file, "rb") as f:
+        events = pickle.load(f)
+    gc.collect()
+    gc.freeze()
+    engine = Engine(settings.engine)
+    if mode == "models" or mode.startswith("without:"):
+        ModelSet().attach(engine)
+    if mode != "load":
+        for event in events:
+            engine.ingest(event)
+
+
+def instructions(root: Path, events_file: Path, mode: str, out_dir: Path) -> int:
+    out = out_dir / f"callgrind.{root.name}.{mode}"
+    cmd = [
+        "valgrind",
+        "--tool=callgrind",
+        f"--callgrind-out-file={out}",
+        sys.executable,
+        __file__,
+        "--child",
+        str(root),
+        str(events_file),
+        mode,
+    ]
+    # a fixed hash seed: set and dict orders, and so the counts, repeat run to run
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    run = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
+    found = re.search(r"Collected : (\d+)", run.stderr)
+    if run.returncode != 0 or found is None:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{run.stderr[-2000:]}")
+    return int(found.group(1))
+
+
+def main() -> None:
+    if len(sys.argv) == 5 and sys.argv[1] == "--child":
+        child(*sys.argv[2:])
+        return
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--per-region", type=int, default=2000)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument(
+        "--base", type=Path, action="append", default=[], help="another checkout to count too"
+    )
+    ap.add_argument("--jobs", type=int, default=2, help="valgrind processes at a time")
+    ap.add_argument(
+        "--ablate", action="store_true", help="also the cost of each part of the model set"
+    )
+    args = ap.parse_args()
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind not found: apt-get install valgrind")
+
+    sys.path.insert(0, str(ROOT))
+    from streams.sources import generate_quarter
+
+    events = generate_quarter(seed=args.seed, assignments_per_region=args.per_region).events
+    work = Path(tempfile.mkdtemp(prefix="gapmon-instructions-"))
+    events_file = work / "events.pkl"
+    with open(events_file, "wb") as f:
+        pickle.dump(events, f)
+    roots = [ROOT, *(b.resolve() for b in args.base)]
+    jobs = [(root, mode) for root in roots for mode in MODES]
+    ablations = {
+        label: "without:*" if module == "*" else f"without:{module}.{cls}.{method}"
+        for label, (module, cls, method) in PARTS.items()
+    }
+    if args.ablate:
+        jobs += [(ROOT, mode) for mode in ablations.values()]
+    print(f"{len(events):,} events, {len(jobs)} processes under callgrind in {work}", flush=True)
+    with ThreadPoolExecutor(args.jobs) as pool:
+        counts = dict(
+            zip(
+                jobs,
+                pool.map(lambda job: instructions(job[0], events_file, job[1], work), jobs),
+                strict=True,
+            )
+        )
+    n = len(events)
+    for root in roots:
+        load, engine, models = (counts[(root, mode)] for mode in MODES)
+        print(f"{root}:")
+        print(f"  engine:          {(engine - load) / n:>9,.0f} instructions per event")
+        print(f"  models:          {(models - engine) / n:>9,.0f} instructions per event")
+        print(f"  engine + models: {(models - load) / n:>9,.0f} instructions per event")
+    if args.ablate:
+        models = counts[(ROOT, "models")] - counts[(ROOT, "engine")]
+        print(f"{ROOT}, what each part of the models costs (instructions per event):")
+        for label, mode in ablations.items():
+            saved = counts[(ROOT, "models")] - counts[(ROOT, mode)]
+            print(f"  {label:<40} {saved / n:>8,.0f}  {saved / models:6.1%}")
+
+
+if __name__ == "__main__":
+    main()

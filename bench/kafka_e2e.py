@@ -16,7 +16,10 @@ Prints, each on a fresh topic prefix:
     (p50, p99), and how long that worker took to restore its state at start.
 
 Throughput figures are the best of --repeat runs, each on fresh topics: this machine is
-shared and its speed varies from minute to minute.
+shared and its speed varies from minute to minute. Next to them, the CPU time per event
+(user + system, of the worker processes over the same span, of the raw consumer for its
+loop) varies much less when the machine is busy, and the CPU ratio of the raw consumer
+to one worker is the throughput ratio the two would have on a core each.
 
 BENCH_GAPMON=/path/to/executable runs the workers with another `gapmon` (a wrapper
 that profiles it, say); the workers read their settings from GAPMON_* as usual.
@@ -77,6 +80,11 @@ def start_broker() -> tuple[str, dict[str, str]]:
 
 class Worker(subprocess.Popen[bytes]):
     web_port: int
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the worker process so far (Linux /proc)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def status(self) -> dict[str, Any]:
         """The worker's /status ({} before it answers)."""
@@ -152,11 +160,13 @@ def timed(
     started: Callable[[], int],
     finished: Callable[[], bool],
     poll: float,
-) -> float:
+) -> tuple[float, float]:
     """Events/s from the first event applied (``started()`` > 0, startup excluded) until
-    ``finished()``, polled every ``poll`` seconds; stops the workers."""
+    ``finished()``, polled every ``poll`` seconds, and the workers' CPU microseconds per
+    event over the same span; stops the workers."""
     try:
         t0 = first = None
+        cpu0 = 0.0
         while True:
             if any(p.poll() is not None for p in procs):
                 raise RuntimeError(f"a worker exited; see {logdir}")
@@ -166,15 +176,19 @@ def timed(
                     time.sleep(0.01)
                     continue
                 t0, first = time.perf_counter(), applied
+                cpu0 = sum(p.cpu_seconds() for p in procs)
             if finished():
-                return (total - first) / max(time.perf_counter() - t0, 1e-9)
+                elapsed = max(time.perf_counter() - t0, 1e-9)
+                cpu = sum(p.cpu_seconds() for p in procs) - cpu0
+                return (total - first) / elapsed, cpu / (total - first) * 1e6
             time.sleep(poll)
     finally:
         stop(procs)
 
 
-def throughput(ks: KafkaSettings, n_workers: int, total: int, logdir: Path) -> float:
-    """Events/s from the first applied event to every input offset committed."""
+def throughput(ks: KafkaSettings, n_workers: int, total: int, logdir: Path) -> tuple[float, float]:
+    """Events/s from the first applied event to every input offset committed, and CPU
+    microseconds per event."""
     procs = workers(ks, n_workers, logdir)
     return timed(
         procs,
@@ -186,13 +200,15 @@ def throughput(ks: KafkaSettings, n_workers: int, total: int, logdir: Path) -> f
     )
 
 
-def analyst_throughput(ks: KafkaSettings, total: int, logdir: Path) -> float:
-    """One worker with models: events/s of its analyst, first applied event to the last."""
+def analyst_throughput(ks: KafkaSettings, total: int, logdir: Path) -> tuple[float, float]:
+    """One worker with models: events/s of its analyst, first applied event to the last,
+    and the worker's CPU microseconds per event."""
     (w,) = procs = workers(ks, 1, logdir, models=True)
     return timed(procs, logdir, total, w.analysed, lambda: w.analysed() >= total, poll=0.01)
 
 
-async def raw_consume(ks: KafkaSettings) -> float:
+async def raw_consume(ks: KafkaSettings) -> tuple[float, float]:
+    """Events/s of one plain consumer over every CRM partition, and its CPU us per event."""
     consumer = AIOKafkaConsumer(**ks.aiokafka_kwargs(), enable_auto_commit=False)
     await consumer.start()
     try:
@@ -206,14 +222,14 @@ async def raw_consume(ks: KafkaSettings) -> float:
         await consumer.seek_to_beginning(*tps)
         end = await consumer.end_offsets(tps)
         total = sum(end.values())
-        n, t = 0, time.perf_counter()
+        n, t, cpu = 0, time.perf_counter(), time.process_time()
         while n < total:
             batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
             for records in batch.values():
                 for r in records:
                     json.loads(r.value)  # the least a consumer does with a message
                 n += len(records)
-        return n / (time.perf_counter() - t)
+        return n / (time.perf_counter() - t), (time.process_time() - cpu) / n * 1e6
     finally:
         await consumer.stop()
 
@@ -333,27 +349,38 @@ def main() -> None:
     )
     try:
         best: dict[str, float] = {}
+        cpu: dict[str, float] = {}  # the least CPU us per event of the runs
+
+        def record(label: str, measured: tuple[float, float]) -> float:
+            rate, us = measured
+            best[label] = max(best.get(label, 0.0), rate)
+            cpu[label] = min(cpu.get(label, float("inf")), us)
+            return rate
+
         for i in range(args.repeat):
             for label, n_workers in (("one worker", 1), ("two workers", 2)):
                 ks = fresh_topics(bootstrap, args.partitions, f"w{n_workers}", lines, targets)
                 if n_workers == 1:
-                    best["raw"] = max(best.get("raw", 0.0), asyncio.run(raw_consume(ks)))
+                    record("raw", asyncio.run(raw_consume(ks)))
                 where = logdir / f"{label.replace(' ', '-')}-{i}"
-                rate = throughput(ks, n_workers, total, where)
-                best[label] = max(best.get(label, 0.0), rate)
+                rate = record(label, throughput(ks, n_workers, total, where))
                 print(f"  run {i + 1}: {label:<12} {rate:>10,.0f} events/s", flush=True)
             if args.models:
                 ks = fresh_topics(bootstrap, args.partitions, "m", lines, targets)
-                rate = analyst_throughput(ks, total, logdir / f"models-{i}")
-                best["models"] = max(best.get("models", 0.0), rate)
+                rate = record("models", analyst_throughput(ks, total, logdir / f"models-{i}"))
                 print(f"  run {i + 1}: models on   {rate:>10,.0f} events/s", flush=True)
-        print(f"raw aiokafka consume (+json.loads): {best['raw']:>10,.0f} events/s")
-        print(f"one worker                          {best['one worker']:>10,.0f} events/s")
+
+        def line(text: str, label: str) -> None:
+            print(f"{text:<36}{best[label]:>10,.0f} events/s  {cpu[label]:6.1f} us CPU/event")
+
+        line("raw aiokafka consume (+json.loads):", "raw")
+        line("one worker", "one worker")
         print(f"  = {best['one worker'] / best['raw']:.1%} of the raw consume rate")
-        print(f"two workers                         {best['two workers']:>10,.0f} events/s")
+        print(f"  = {cpu['raw'] / cpu['one worker']:.1%} of the raw consumer's rate, by CPU")
+        line("two workers (CPU: both)", "two workers")
         print(f"two workers / one worker: {best['two workers'] / best['one worker']:.2f}x")
         if args.models:
-            print(f"one worker, models on (analyst)     {best['models']:>10,.0f} events/s")
+            line("one worker, models on (analyst)", "models")
         if not args.skip_latency:
             ks = fresh_topics(bootstrap, args.partitions, "lat", lines, targets)
             throughput(ks, 1, total, logdir / "latency-warmup")  # a state to restore

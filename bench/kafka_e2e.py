@@ -18,8 +18,9 @@ Prints, each on a fresh topic prefix:
 Throughput figures are the best of --repeat runs, each on fresh topics: this machine is
 shared and its speed varies from minute to minute. Next to them, the CPU time per event
 (user + system, of the worker processes over the same span, of the raw consumer for its
-loop) varies much less when the machine is busy, and the CPU ratio of the raw consumer
-to one worker is the throughput ratio the two would have on a core each.
+loop): it leaves out the time a process waits for a core, though not the cores' own
+changes of speed, and the raw consumer's CPU per event over one worker's is about the
+throughput ratio the two would have with a core each.
 
 BENCH_GAPMON=/path/to/executable runs the workers with another `gapmon` (a wrapper
 that profiles it, say); the workers read their settings from GAPMON_* as usual.

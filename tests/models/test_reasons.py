@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from monitors.engine import Engine
 from monitors.models.modelset import ModelSet
+from monitors.models.reasons import ReasonModel
 from monitors.settings import load_settings
 from streams.cli import app
 from streams.events import Deal, to_json
@@ -95,3 +96,21 @@ def test_gapmon_taxonomy_suggest(tmp_path: Path) -> None:
     assert table.exit_code == 0 and "residency" in table.stdout
     missing = CliRunner().invoke(app, ["taxonomy", "suggest", str(tmp_path / "nope.jsonl")])
     assert missing.exit_code == 2
+
+
+def test_past_full_until_one_tagged_note_in_ten_is_learned() -> None:
+    model = ReasonModel(full_until=5)
+    learned = []
+    for i in range(40):
+        before = model.trained
+        model.learn_close(f"a{i}", "FY27-Q1", "EMEA", "lost", "price", "price", "too expensive")
+        learned.append(model.trained - before)
+    # the first 5 notes of the bucket, then notes 10, 20, 30 (counting from 0)
+    assert [i for i, n in enumerate(learned) if n] == [0, 1, 2, 3, 4, 10, 20, 30]
+    assert model.per_bucket["price"] == 40
+    # note 40 is due to be learned: without words it is neither learned nor counted,
+    # and no note at all is not counted either
+    model.learn_close("b", "FY27-Q1", "EMEA", "lost", "price", "price", "n/a")
+    model.learn_close("c", "FY27-Q1", "EMEA", "lost", "price", "price", None)
+    assert model.per_bucket["price"] == 40 and model.trained == 8
+    assert model.classify("far too expensive for them") == ("price", 1.0)

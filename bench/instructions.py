@@ -8,7 +8,7 @@
 Wall-clock figures on this shared machine move by 30% from one minute to the next
 (docs/benchmarks.md), more than most changes are worth. An instruction count does not:
 each run below is one process under ``valgrind --tool=callgrind``, and the same events
-give the same count to within a fraction of a percent. Each checkout runs three
+give the same count to within about 1%. Each checkout runs three
 processes on the same pickled events: ``load`` (imports and unpickling only),
 ``engine`` (plus ``Engine.ingest`` of every event) and ``models`` (the engine with the
 model set attached); the differences are the engine's and the models' instructions.

@@ -283,8 +283,11 @@ def _serve_until_interrupted(exporter: Any, port: int, addr: str) -> None:
     host = f"[{addr}]" if ":" in addr else addr
     err.print(f"metrics: serving http://{host}:{bound}/metrics (Ctrl-C to stop)", markup=False)
     try:
+        # short sleeps: Ctrl-C may be delivered to the server's thread, and Python runs
+        # the handler (KeyboardInterrupt) only when the main thread next runs, which a
+        # long sleep would put off until it ends
         while True:
-            time.sleep(3600)
+            time.sleep(0.5)
     except KeyboardInterrupt:
         err.print("metrics: stopped")
     finally:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import platform
 import queue
 import re
 import signal
@@ -14,6 +16,8 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+
+import pytest
 
 from tests.metrics.conftest import Quarter, parse, series
 
@@ -28,7 +32,30 @@ def _lines(stream: object, out: queue.Queue[str]) -> None:
         out.put(line)
 
 
-def test_replay_serves_metrics_until_interrupted(quarter: Quarter, tmp_path: Path) -> None:
+SYS_TGKILL = {"x86_64": 234, "aarch64": 131}  # Linux syscall numbers of tgkill(2)
+
+
+def _interrupt(proc: subprocess.Popen[str], thread: str) -> None:
+    """SIGINT to the process, or to one of its threads other than the main one (the
+    kernel may hand a process's signal to any thread; Python handles it in the main)."""
+    if thread == "process":
+        proc.send_signal(signal.SIGINT)
+        return
+    others = [int(t) for t in os.listdir(f"/proc/{proc.pid}/task") if int(t) != proc.pid]
+    assert others, "the replay should be serving from a thread of its own"
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(SYS_TGKILL[platform.machine()], proc.pid, others[0], signal.SIGINT):
+        raise OSError(ctypes.get_errno(), "tgkill")
+
+
+@pytest.mark.parametrize("thread", ["process", "server thread"])
+def test_replay_serves_metrics_until_interrupted(
+    quarter: Quarter, tmp_path: Path, thread: str
+) -> None:
+    if thread != "process" and (
+        not sys.platform.startswith("linux") or platform.machine() not in SYS_TGKILL
+    ):
+        pytest.skip("tgkill(2) on Linux x86_64 / aarch64 only")
     report_path = tmp_path / "report.json"
     cmd = [
         *_gapmon(),
@@ -86,7 +113,7 @@ def test_replay_serves_metrics_until_interrupted(quarter: Quarter, tmp_path: Pat
         assert rejected[frozenset({("reason", "json")})] == 1
         assert not series(samples, "gapmon_slice_assigned", dimension="am")
         # Ctrl-C stops the server and exits cleanly
-        proc.send_signal(signal.SIGINT)
+        _interrupt(proc, thread)
         assert proc.wait(timeout=20) == 0
         time.sleep(0.2)
         while not err.empty():

@@ -7,11 +7,12 @@ What `gapmon worker` does per input record besides fetching it, in one process:
 :meth:`streams.partition.PartitionState.apply` (validate the JSON with pydantic, apply
 it to the engine) and, once per commit window, :meth:`PartitionState.flush` (the changed
 assignments' state and the changed cells as records). The events are one partition's
-share (1 of --partitions by the hash of the assignment id, as the CRM topics hold them)
-of a generated quarter in time order; a window is the records one partition applies
-between two commits (at 50,000 events/s over 6 partitions and a commit every 0.1 s,
-~900). Prints, per window size, microseconds per event for apply and flush and the
-records a flush writes per input event. Best of --repeat runs (this machine is shared).
+share (1 of --partitions by a hash of the assignment id: crc32 here, Kafka's partitioner
+spreads the keys alike) of a generated quarter in time order; a window is the records
+one partition applies between two commits (at 50,000 events/s over 6 partitions and a
+commit every 0.1 s, ~900). Prints, per window size, microseconds per event for apply
+and flush and the records a flush writes per input event. Best of --repeat runs (this
+machine is shared).
 """
 
 from __future__ import annotations
@@ -29,10 +30,9 @@ sys.path.insert(0, str(ROOT))
 
 from monitors.settings import load_settings  # noqa: E402
 from streams.events import to_json  # noqa: E402
+from streams.kafka_settings import KafkaSettings  # noqa: E402
 from streams.partition import PartitionState  # noqa: E402
 from streams.sources import generate_quarter  # noqa: E402
-
-TOPICS = {"assignment": "crm.assignments", "touch": "crm.touches", "deal": "crm.deals"}
 
 
 def main() -> None:
@@ -44,9 +44,10 @@ def main() -> None:
     args = ap.parse_args()
 
     config = load_settings().engine
+    topics = KafkaSettings().crm_topics
     gq = generate_quarter(seed=1, assignments_per_region=args.per_region)
     records = [
-        (TOPICS[e.type], i, e.assignment_id.encode(), to_json(e).encode())
+        (topics[e.type], i, e.assignment_id.encode(), to_json(e).encode())
         for i, e in enumerate(gq.events)
         if zlib.crc32(e.assignment_id.encode()) % args.partitions == 0
     ]
@@ -59,7 +60,7 @@ def main() -> None:
         out = 0
         for _ in range(args.repeat):
             gc.collect()
-            ps = PartitionState(0, TOPICS, config)
+            ps = PartitionState(0, topics, config)
             applied = flushed = 0.0
             out = 0
             for start in range(0, n, window):

@@ -190,9 +190,13 @@ class Worker:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def tail(self, n: int = 40) -> str:
-        text = self.log.read_bytes().decode("utf-8", "replace")
-        return "\n".join(line for line in text.splitlines() if line.strip())[-6000:]
+    def text(self) -> str:
+        """Everything the worker has written to its log so far."""
+        return self.log.read_bytes().decode("utf-8", "replace")
+
+    def tail(self) -> str:
+        """The last 6,000 characters of the log's non-blank lines, for failure messages."""
+        return "\n".join(line for line in self.text().splitlines() if line.strip())[-6000:]
 
 
 class Cluster:

@@ -7,7 +7,10 @@ it owns. It reads in batches and, every ``commit_interval`` seconds, writes each
 partition's changes in one Kafka transaction of that partition's own transactional
 producer (``transactional.id = <group>-<p>``): the state changelog records, the region
 cells, the dead letters, and the consumer offsets (``send_offsets_to_transaction``).
-Either all of it is visible to read_committed readers, or none of it is.
+Either all of it is visible to read_committed readers, or none of it is. The cells go
+in only every ``KafkaSettings.cells_every`` seconds (and on a rebalance or shutdown);
+in between, the state's position record lists the cells still to be written, so the
+next owner writes them if this worker dies first.
 
 When a worker is given partition *p* it first starts a fresh producer for *p*, which
 fences the previous owner (a dead or stalled worker's open transaction is aborted and
@@ -88,6 +91,7 @@ class Processor:
         self._consumer: AIOKafkaConsumer | None = None
         self._reader: AIOKafkaConsumer | None = None
         self._last_commit = time.monotonic()
+        self._last_cells = time.monotonic()
 
     # -------------------------------------------------------------------- run
 
@@ -123,7 +127,7 @@ class Processor:
                     ahead = 0
             if committing is not None:
                 await committing
-            await self._commit_locked()
+            await self._commit_locked(cells=True)
         finally:
             try:
                 await consumer.stop()
@@ -153,19 +157,28 @@ class Processor:
 
     # ----------------------------------------------------------------- commit
 
-    async def _commit_locked(self) -> None:
+    async def _commit_locked(self, cells: bool = False) -> None:
         async with self._lock:
-            await self._commit_all()
+            await self._commit_all(cells)
 
-    async def _commit_all(self) -> None:
-        self._last_commit = time.monotonic()
-        due = [(p, o) for p, o in self.owned.items() if o.state.pending]
+    async def _commit_all(self, cells: bool = False) -> None:
+        """Commit every partition with changes; the cells too if ``cells`` or they are due."""
+        now = time.monotonic()
+        self._last_commit = now
+        if cells or now - self._last_cells >= self.ks.cells_every:
+            cells = True
+            self._last_cells = now
+        due = [
+            (p, o)
+            for p, o in self.owned.items()
+            if o.state.pending or (cells and o.state.cells_waiting)
+        ]
         if due:
-            await asyncio.gather(*(self._commit(p, o) for p, o in due))
+            await asyncio.gather(*(self._commit(p, o, cells) for p, o in due))
 
-    async def _commit(self, p: int, owned: Owned) -> None:
+    async def _commit(self, p: int, owned: Owned, cells: bool) -> None:
         ks = self.ks
-        changes = owned.state.flush()
+        changes = owned.state.flush(cells)
         producer = owned.producer
         t0 = time.perf_counter()
         try:
@@ -210,7 +223,7 @@ class Processor:
         """Before a rebalance: commit everything, so the next owner sees it."""
         async with self._lock:
             self.stats.rebalances += 1
-            await self._commit_all()
+            await self._commit_all(cells=True)
 
     async def _assigned(self, assigned: set[TopicPartition]) -> None:
         """After a rebalance: drop what we lost, take over what we got."""

@@ -40,6 +40,13 @@ class KafkaSettings(BaseSettings):
     commit_interval: float = Field(
         0.1, gt=0, le=60, description="seconds between transaction commits (latency vs cost)"
     )
+    cells_interval: float | None = Field(
+        None,
+        gt=0,
+        le=60,
+        description="seconds between writes of the region cells to gapmon.aggregates "
+        "(default: half the snapshot interval, at least the commit interval)",
+    )
     models: bool = Field(
         True, description="run the online models and hypotheses (one worker: the analyst)"
     )
@@ -97,6 +104,15 @@ class KafkaSettings(BaseSettings):
     def analyst_group(self) -> str:
         """The consumer group in which one worker at a time runs the models."""
         return f"{self.group_id}.analyst"
+
+    @property
+    def cells_every(self) -> float:
+        """Seconds between writes of the cells: ``cells_interval``, or by default half the
+        snapshot interval (cells written more often than snapshots read them are
+        mostly overwritten before anyone reads them), and never under the commit
+        interval."""
+        every = self.snapshot_interval / 2 if self.cells_interval is None else self.cells_interval
+        return max(every, self.commit_interval)
 
     # ------------------------------------------------------------ connection
 

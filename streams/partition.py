@@ -16,10 +16,17 @@ records out, so a test drives it the way a worker does.
   ``[quarter, region, vertical, product, am, type, p]``, a tombstone once a cell is
   empty), the dead letters, and the input positions. A worker writes
   them and the positions in one Kafka transaction.
+* ``flush(cells=False)`` leaves the cells out: they wait for a later flush, and the
+  ``~position`` record lists the keys of the cells still waiting (and whether the clock
+  record is). A worker commits every ``commit_interval`` but writes cells less often,
+  since cell records are about half of a flush's cost and a cell changed by many events
+  between two writes is written once.
 * :meth:`PartitionState.restore` rebuilds the state from the changelog records alone:
-  assignments from their JSON, the cells recomputed from them, the positions and the
-  clock from the ``~position`` record. So what is restored is exactly what was
-  committed, and the input is read again from exactly where that commit ended.
+  assignments from their JSON, the cells recomputed from them, the positions, the
+  clock and the cells still waiting from the ``~position`` record. So what is restored
+  is exactly what was committed, the input is read again from exactly where that
+  commit ended, and the cells that the committed state changed but no committed
+  transaction wrote are written by the next flush with cells.
 
 Each cell's record carries the partition's clock (the latest event time it has applied)
 at its flush; ``~clock|p`` carries it too, for partitions whose events are all still
@@ -197,23 +204,34 @@ class PartitionState:
         """Records applied since the last flush."""
         return self._pending
 
-    def flush(self) -> Changes:
-        """The records that bring the changelogs up to date; resets what is pending."""
+    @property
+    def cells_waiting(self) -> bool:
+        """Whether cells (or the clock record) changed and were not written yet."""
+        return bool(self._cells) or self.clock > self._clock_written
+
+    def flush(self, cells: bool = True) -> Changes:
+        """The records that bring the changelogs up to date; resets what is pending.
+
+        With ``cells=False`` the changed cells are not written now: they keep waiting
+        (the position record lists them) until a flush with ``cells=True``.
+        """
         changes = Changes(offsets=dict(self.offsets))
-        if not self._pending:
+        cells = cells and self.cells_waiting
+        if not self._pending and not cells:
             return changes
+        if cells:
+            changes.aggregates = list(self.cell_records(self._cells))
+            if self.clock > self._clock_written:
+                changes.aggregates.append((self.clock_key(), self._part({}).to_json()))
+                self._clock_written = self.clock
+            self._cells = set()
         states = self.engine.states
         for aid in sorted(self._dirty):
             st = states.get(aid)
             changes.states.append((aid.encode(), None if st is None else state_to_json(st)))
         changes.states.append((POSITION_KEY, self._position()))
-        if self._cells:
-            changes.aggregates = list(self.cell_records(self._cells))
-        if self.clock > self._clock_written:
-            changes.aggregates.append((self.clock_key(), self._part({}).to_json()))
-            self._clock_written = self.clock
         changes.letters = self._letters
-        self._dirty, self._cells, self._letters = set(), set(), []
+        self._dirty, self._letters = set(), []
         self._pending = 0
         return changes
 
@@ -239,8 +257,19 @@ class PartitionState:
         return part
 
     def _position(self) -> bytes:
-        clock = None if self.clock == -math.inf else self.clock
-        return json.dumps({"offsets": self.offsets, "clock": clock}).encode()
+        """Input offsets, the clock, and what of the cells is still to be written."""
+
+        def num(x: float) -> float | None:
+            return None if x == -math.inf else x
+
+        return orjson.dumps(
+            {
+                "offsets": self.offsets,
+                "clock": num(self.clock),
+                "clock_written": num(self._clock_written),
+                "cells_waiting": sorted(self._cells),
+            }
+        )
 
     # ----------------------------------------------------------------- restore
 
@@ -275,5 +304,8 @@ class PartitionState:
             data = json.loads(position)
             ps.offsets = {t: int(o) for t, o in data["offsets"].items()}
             ps.clock = -math.inf if data["clock"] is None else float(data["clock"])
-            ps._clock_written = ps.clock
+            # positions written before cells could wait have neither key: all written
+            written = data.get("clock_written", data["clock"])
+            ps._clock_written = -math.inf if written is None else float(written)
+            ps._cells = {tuple(key) for key in data.get("cells_waiting", ())}
         return ps

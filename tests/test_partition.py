@@ -4,7 +4,8 @@
 broker is played in plain Python: events go to the three co-partitioned topics by their
 assignment id, each partition is read in a random interleaving of its three topics, a
 "transaction" appends a flush's records to a changelog (or is aborted and thrown away),
-and a "crash" forgets everything in memory and restores from the committed changelog.
+with or without the cells (a worker writes them less often than it commits), and a
+"crash" forgets everything in memory and restores from the committed changelog.
 Whatever the order, duplicates, bad messages and crash points, the committed region
 records must add up to exactly the engine's metrics, every bad message must be dead-
 lettered exactly once, and :class:`monitors.split.MergedCells` (the publisher's running
@@ -49,8 +50,8 @@ class Broker:
         p = 0 if key is None else zlib.crc32(key) % self.n
         self.logs.setdefault((topic, p), []).append((key, value))
 
-    def commit(self, p: int, state: PartitionState) -> None:
-        changes = state.flush()
+    def commit(self, p: int, state: PartitionState, cells: bool = True) -> None:
+        changes = state.flush(cells)
         self.state[p] += changes.states
         for key, value in changes.aggregates:  # compacted: the latest value, None deletes
             if value is None:
@@ -66,7 +67,8 @@ ORDER = list(TOPICS.values())
 def run(
     broker: Broker, schedule: list[tuple[int, int, int, str]], config: EngineConfig
 ) -> dict[int, PartitionState]:
-    """Play a schedule of steps (partition, topic, reads, then: commit / abort / crash / -).
+    """Play a schedule of steps (partition, topic, reads, then: commit / states (a commit
+    without the cells) / abort / crash / -).
 
     A step reads up to ``reads`` records of the partition, from the topic and, once it
     has none left, from the next, then does its action.
@@ -84,8 +86,10 @@ def run(
                     break
         if action == "commit":
             broker.commit(p, st_)
+        elif action == "states":
+            broker.commit(p, st_, cells=False)
         elif action == "abort":
-            st_.flush()  # written into a transaction that never commits: thrown away
+            st_.flush(cells=p % 2 == 0)  # in a transaction that never commits: thrown away
             states[p] = PartitionState.restore(p, TOPICS, broker.state[p], config)
         elif action == "crash":
             states[p] = PartitionState.restore(p, TOPICS, broker.state[p], config)
@@ -113,7 +117,7 @@ schedules = st.lists(
         st.integers(0, 2),
         st.integers(0, 2),
         st.integers(0, 8),
-        st.sampled_from(("-", "commit", "commit", "abort", "crash", "crash")),
+        st.sampled_from(("-", "commit", "states", "states", "abort", "crash", "crash")),
     ),
     max_size=40,
 )
@@ -153,8 +157,11 @@ def test_a_generated_quarter_through_crashes_gives_the_engine_report_metrics() -
         broker.produce(TOPICS[event.type], event.assignment_id.encode(), to_json(event).encode())
     total = sum(len(v) for v in broker.logs.values())
     schedule: list[tuple[int, int, int, str]] = []
-    for i in range(total // 25):  # 25 reads a step; commit every 4th step, crash every 37th
-        action = "crash" if i % 37 == 20 else "commit" if i % 4 == 0 else "-"
+    for i in range(total // 25):  # 25 reads a step; commit every 4th step, the cells with
+        # every 3rd commit; crash every 37th step
+        action = (
+            "crash" if i % 37 == 20 else "-" if i % 4 else "commit" if i % 12 == 0 else "states"
+        )
         schedule.append((i % 4, i % 3, 25, action))
     run(broker, schedule, CONFIG)
     whole = Engine(CONFIG)
@@ -181,6 +188,38 @@ def test_restore_reads_back_positions_clock_and_parked_events() -> None:
     assert not back.apply(TOPICS["touch"], 7, b"NOBODY", to_json(orphan).encode())
     assert back.apply(TOPICS["touch"], 8, b"NOBODY", to_json(orphan).encode())
     assert back.pending == 1
+
+
+def test_cells_left_waiting_are_written_by_the_next_owner() -> None:
+    """A commit without the cells, then a crash: the restored partition writes exactly
+    the records the crashed one would have, the clock record included."""
+    gq = generate_quarter(seed=6, assignments_per_region=10)
+    a = next(e for e in gq.events if e.type == "assignment")
+    touch = next(e for e in gq.events if e.type == "touch")
+    orphan = touch.model_copy(update={"assignment_id": "NOBODY", "event_id": "t-orphan"})
+    ps = PartitionState(0, TOPICS, CONFIG)
+    ps.apply(TOPICS["assignment"], 0, a.assignment_id.encode(), to_json(a).encode())
+    ps.apply(TOPICS["touch"], 0, b"NOBODY", to_json(orphan).encode())
+    waiting = ps.flush(cells=False)
+    assert waiting.aggregates == [] and ps.cells_waiting
+    position = json.loads(dict(waiting.states)[POSITION_KEY])
+    assert [tuple(k) for k in position["cells_waiting"]] == list(ps.engine.cells)
+    assert position["clock_written"] is None
+
+    reference = PartitionState.restore(0, TOPICS, waiting.states, CONFIG)
+    back = PartitionState.restore(0, TOPICS, waiting.states, CONFIG)
+    assert back.cells_waiting and back.pending == 0
+    expected = ps.flush().aggregates  # what the crashed owner would have written
+    assert [k for k, _ in expected] == [
+        *(k for k, _ in ps.cell_records(ps.engine.cells)),
+        ps.clock_key(),
+    ]
+    assert back.flush().aggregates == expected
+    assert not back.cells_waiting and back.flush().states == []  # nothing more to write
+    # written and committed: a restore from that has nothing waiting
+    done = reference.flush()
+    again = PartitionState.restore(0, TOPICS, waiting.states + done.states, CONFIG)
+    assert not again.cells_waiting
 
 
 def test_an_orphan_over_the_bound_is_dead_lettered_and_tombstoned() -> None:

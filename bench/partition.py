@@ -10,9 +10,11 @@ assignments' state and the changed cells as records). The events are one partiti
 share (1 of --partitions by a hash of the assignment id: crc32 here, Kafka's partitioner
 spreads the keys alike) of a generated quarter in time order; a window is the records
 one partition applies between two commits (at 50,000 events/s over 6 partitions and a
-commit every 0.1 s, ~900). Prints, per window size, microseconds per event for apply
-and flush and the records a flush writes per input event. Best of --repeat runs (this
-machine is shared).
+commit every 0.1 s, ~900). The cells go into every --cells-every'th flush (and the
+last), as a worker writes them every ``GAPMON_CELLS_INTERVAL`` (0.5 s by default: 5
+commit windows). Prints, per window size and cells setting, microseconds per event for
+apply and flush and the records a flush writes per input event. Best of --repeat runs
+(this machine is shared).
 """
 
 from __future__ import annotations
@@ -40,6 +42,13 @@ def main() -> None:
     ap.add_argument("--per-region", type=int, default=5000)
     ap.add_argument("--partitions", type=int, default=6)
     ap.add_argument("--windows", type=int, nargs="+", default=[250, 900, 2500, 9000])
+    ap.add_argument(
+        "--cells-every",
+        type=int,
+        nargs="+",
+        default=[1, 5],
+        help="write the cells with every k-th flush (1: every flush)",
+    )
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
 
@@ -56,27 +65,30 @@ def main() -> None:
     gc.collect()
     gc.freeze()  # the harness's records are not the worker's garbage
     for window in args.windows:
-        best_apply = best_flush = math.inf
-        out = 0
-        for _ in range(args.repeat):
-            gc.collect()
-            ps = PartitionState(0, topics, config)
-            applied = flushed = 0.0
+        starts = range(0, n, window)
+        for every in args.cells_every:
+            best_apply = best_flush = math.inf
             out = 0
-            for start in range(0, n, window):
-                t = time.perf_counter()
-                for record in records[start : start + window]:
-                    ps.apply(*record)
-                t1 = time.perf_counter()
-                changes = ps.flush()
-                flushed += time.perf_counter() - t1
-                applied += t1 - t
-                out += len(changes.states) + len(changes.aggregates)
-            best_apply, best_flush = min(best_apply, applied), min(best_flush, flushed)
-        print(
-            f"window {window:>6,}: apply {best_apply / n * 1e6:5.2f} us/event, "
-            f"flush {best_flush / n * 1e6:5.2f} us/event, {out / n:.2f} records out per event"
-        )
+            for _ in range(args.repeat):
+                gc.collect()
+                ps = PartitionState(0, topics, config)
+                applied = flushed = 0.0
+                out = 0
+                for j, start in enumerate(starts):
+                    t = time.perf_counter()
+                    for record in records[start : start + window]:
+                        ps.apply(*record)
+                    t1 = time.perf_counter()
+                    changes = ps.flush(cells=(j + 1) % every == 0 or j == len(starts) - 1)
+                    flushed += time.perf_counter() - t1
+                    applied += t1 - t
+                    out += len(changes.states) + len(changes.aggregates)
+                best_apply, best_flush = min(best_apply, applied), min(best_flush, flushed)
+            print(
+                f"window {window:>6,}, cells every {every:>2}: apply "
+                f"{best_apply / n * 1e6:5.2f} us/event, flush {best_flush / n * 1e6:5.2f} "
+                f"us/event, {out / n:.2f} records out per event"
+            )
 
 
 if __name__ == "__main__":

@@ -61,7 +61,10 @@ def test_report_equals_replay_end_to_end(cluster: Cluster, quarter: Quarter) -> 
 
 
 def test_kill_9_mid_stream_and_restart(cluster: Cluster, tmp_path: Path) -> None:
-    """Killed three times at different points, restarted each time: the same report."""
+    """Killed three times at different points, restarted each time: the same report.
+
+    The killed workers write their cells only every 2 s (GAPMON_CELLS_INTERVAL), so the
+    kills come while cells are waiting and the next owner has to write them."""
     q = make_quarter(tmp_path, per_region=3000, seed=12)  # ~96,000 events
     total = len(q.lines)
     expected = replay_report(q)
@@ -70,7 +73,7 @@ def test_kill_9_mid_stream_and_restart(cluster: Cluster, tmp_path: Path) -> None
     for i in range(3):
         # a restart continues from the last commit: that it applies another fifth before
         # the kill shows the kill came mid-stream (kill_after fails otherwise)
-        status = cluster.worker().kill_after(total // 5)
+        status = cluster.worker(GAPMON_CELLS_INTERVAL="2").kill_after(total // 5)
         assert status["processor"]["events"] < total, "the kill came after the end"
         if i:  # the restarts rebuilt their state from what the killed one had committed
             assert status["processor"]["restored_records"] > 0
@@ -83,7 +86,7 @@ def test_two_workers_one_killed_for_good(cluster: Cluster, tmp_path: Path) -> No
     total = len(q.lines)
     expected = replay_report(q)
     push_targets(cluster, q.targets)
-    one, two = cluster.worker(), cluster.worker()
+    one, two = cluster.worker(), cluster.worker(GAPMON_CELLS_INTERVAL="2")  # two is killed
     cluster.wait_until(
         lambda: all(len((w.status() or {}).get("partitions", ())) == 3 for w in (one, two)),
         120,

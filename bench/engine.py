@@ -7,6 +7,8 @@ Prints, for one core (throughput: the best of --repeat runs, as timeit does, bec
 shared 2-core machine's speed varies by 30% and more from minute to minute):
   * engine ingest of already-validated events (time order and shuffled), events/s;
   * the replay path (JSON line -> pydantic validation -> engine), events/s;
+  * the same two with every online model attached (issue #5: the full pipeline with
+    models), and what the models cost per event (bench/models.py has the model details);
   * the report (roll-up, pacing, attribution) time;
   * memory the engine keeps per open assignment (tracemalloc, events streamed from JSON
     so only what the engine retains is counted), and peak RSS of the process;
@@ -32,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from monitors.engine import Engine  # noqa: E402
+from monitors.models.modelset import ModelSet  # noqa: E402
 from monitors.report import ReportBuilder  # noqa: E402
 from monitors.settings import load_settings  # noqa: E402
 from pacing.targets import TargetsTable  # noqa: E402
@@ -57,6 +60,9 @@ def main() -> None:
         "--repeat", type=int, default=3, help="runs per throughput figure; the best is shown"
     )
     ap.add_argument("--skip-oracle", action="store_true", help="do not time the pandas oracle")
+    ap.add_argument(
+        "--skip-models", action="store_true", help="do not time the engine with the online models"
+    )
     args = ap.parse_args()
 
     settings = load_settings()
@@ -74,12 +80,16 @@ def main() -> None:
     gc.collect()
     gc.freeze()
 
-    def timed(feed: list, make_event: Callable[[Any], Any]) -> tuple[float, Engine]:
+    def timed(
+        feed: list, make_event: Callable[[Any], Any], models: bool = False
+    ) -> tuple[float, Engine]:
         """Best (shortest) of --repeat runs into a fresh engine, and the last engine."""
         best, engine = math.inf, Engine(settings.engine)
         for _ in range(args.repeat):
             gc.collect()
             engine = Engine(settings.engine)
+            if models:
+                ModelSet().attach(engine)
             ingest = engine.ingest
             t = time.perf_counter()
             for item in feed:
@@ -91,14 +101,21 @@ def main() -> None:
         return e
 
     seconds, engine = timed(events, same)
-    print("engine, time order:        " + rate(n, seconds))
+    print("engine, time order:                 " + rate(n, seconds))
     shuffled = events[:]
     random.Random(args.seed).shuffle(shuffled)
     seconds, engine2 = timed(shuffled, same)
-    print("engine, shuffled:          " + rate(n, seconds))
+    print("engine, shuffled:                   " + rate(n, seconds))
     assert engine.metrics(gq.end) == engine2.metrics(gq.end), "order changed the result"
     seconds, engine3 = timed(lines, parse_event)
-    print("parse + validate + engine: " + rate(n, seconds))
+    print("parse + validate + engine:          " + rate(n, seconds))
+    if not args.skip_models:
+        plain = timed(events, same)[0]  # again, next to the run with models
+        with_models = timed(events, same, models=True)[0]
+        print("engine + models:                    " + rate(n, with_models))
+        full = timed(lines, parse_event, models=True)[0]
+        print("parse + validate + engine + models: " + rate(n, full))
+        print(f"models cost {(with_models - plain) / n * 1e6:.2f} us per event")
 
     targets = TargetsTable.from_rows(gq.targets_rows())
     t = time.perf_counter()

@@ -13,8 +13,9 @@ one partition applies between two commits (at 50,000 events/s over 6 partitions 
 commit every 0.1 s, ~900). The cells go into every --cells-every'th flush (and the
 last), as a worker writes them every ``GAPMON_CELLS_INTERVAL`` (0.5 s by default: 5
 commit windows). Prints, per window size and cells setting, microseconds per event for
-apply and flush and the records a flush writes per input event. Best of --repeat runs
-(this machine is shared).
+apply and flush and the records a flush writes per input event, and first the part of
+apply that is validation alone (:func:`streams.partition.check_message`: JSON, pydantic,
+topic and key). Best of --repeat runs (this machine is shared).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 from monitors.settings import load_settings  # noqa: E402
 from streams.events import to_json  # noqa: E402
 from streams.kafka_settings import KafkaSettings  # noqa: E402
-from streams.partition import PartitionState  # noqa: E402
+from streams.partition import PartitionState, check_message  # noqa: E402
 from streams.sources import generate_quarter  # noqa: E402
 
 
@@ -64,6 +65,13 @@ def main() -> None:
     print(f"{n:,} records (partition 0 of {args.partitions}, {len(gq.events):,} events in all)")
     gc.collect()
     gc.freeze()  # the harness's records are not the worker's garbage
+    best_check = math.inf
+    for _ in range(args.repeat):
+        t = time.perf_counter()
+        for topic, _offset, key, value in records:
+            check_message(value, key, topic, topics)
+        best_check = min(best_check, time.perf_counter() - t)
+    print(f"validation alone (check_message): {best_check / n * 1e6:5.2f} us/event")
     for window in args.windows:
         starts = range(0, n, window)
         for every in args.cells_every:

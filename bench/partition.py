@@ -15,7 +15,12 @@ last), as a worker writes them every ``GAPMON_CELLS_INTERVAL`` (0.5 s by default
 commit windows). Prints, per window size and cells setting, microseconds per event for
 apply and flush and the records a flush writes per input event, and first the part of
 apply that is validation alone (:func:`streams.partition.check_message`: JSON, pydantic,
-topic and key). Best of --repeat runs (this machine is shared).
+topic and key). Then the publisher's side of a snapshot (what every worker's
+:class:`streams.publisher.Snapshots` does per tick when every region changed): all
+--partitions' cell records of the whole quarter decoded into
+:class:`monitors.split.MergedCells`, and the re-sum of every region with the metrics the
+report reads (roll-up and every drill-down). Best of --repeat runs (this machine is
+shared).
 """
 
 from __future__ import annotations
@@ -26,12 +31,15 @@ import math
 import sys
 import time
 import zlib
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from monitors.settings import load_settings  # noqa: E402
+from monitors.split import DIMENSIONS, CellPart, MergedCells  # noqa: E402
 from streams.events import to_json  # noqa: E402
 from streams.kafka_settings import KafkaSettings  # noqa: E402
 from streams.partition import PartitionState, check_message  # noqa: E402
@@ -97,6 +105,33 @@ def main() -> None:
                 f"{best_apply / n * 1e6:5.2f} us/event, flush {best_flush / n * 1e6:5.2f} "
                 f"us/event, {out / n:.2f} records out per event"
             )
+    publisher(gq, topics, config, args)
+
+
+def publisher(gq: Any, topics: dict[str, str], config: Any, args: argparse.Namespace) -> None:
+    """Time decoding every partition's cell records and re-summing every region."""
+    parts = [PartitionState(p, topics, config) for p in range(args.partitions)]
+    for i, e in enumerate(gq.events):
+        key = e.assignment_id.encode()
+        parts[zlib.crc32(key) % args.partitions].apply(topics[e.type], i, key, to_json(e).encode())
+    cell_records = [r for ps in parts for r in ps.flush().aggregates if r[1] is not None]
+    as_of = datetime.fromtimestamp(max(ps.clock for ps in parts), UTC)
+    best_put = best_sum = math.inf
+    for _ in range(args.repeat):
+        gc.collect()
+        merged = MergedCells(config)
+        t = time.perf_counter()
+        for key, value in cell_records:
+            merged.put(key, CellPart.from_json(value))
+        t1 = time.perf_counter()
+        merged.metrics(as_of)
+        for dim in DIMENSIONS:
+            merged.metrics(as_of, by=dim)
+        best_put, best_sum = min(best_put, t1 - t), min(best_sum, time.perf_counter() - t1)
+    print(
+        f"publisher, {len(cell_records):,} cell records of {args.partitions} partitions: "
+        f"decode + put {best_put * 1e3:.1f} ms, re-sum + metrics {best_sum * 1e3:.1f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import add
 from typing import Any
 
 from monitors.taxonomy import Taxonomy
@@ -112,11 +113,15 @@ class Cell:
         self.hist: list[dict[Any, int]] = [{} for _ in range(N_HIST)]
 
     def merge_into(self, vals: list[int], hist: list[dict[Any, int]]) -> None:
-        for i, v in enumerate(self.vals):
-            vals[i] += v
+        """Add this cell to the sums ``vals`` and ``hist`` (in place)."""
+        vals[:] = map(add, vals, self.vals)
         for h, src in zip(hist, self.hist, strict=True):
+            if not h:  # the first cell into an empty sum: a copy, in C
+                h.update(src)
+                continue
+            get = h.get
             for k, v in src.items():
-                h[k] = h.get(k, 0) + v
+                h[k] = get(k, 0) + v
 
 
 class AssignmentState:

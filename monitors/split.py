@@ -192,18 +192,27 @@ class MergedCells:
                 self._groups.pop(region, None)
                 self._parts_of.pop(region, None)
                 continue
-            per: dict[str | None, dict[tuple[str, ...], Cell]] = {by: {} for by in DIMENSIONS}
-            slices = [(per[by], _DIM_INDEX[by]) for by in DIMENSIONS]
+            # First each cell's parts (one per partition) into one sum, then those sums
+            # into the drill-down groups: a merge per part and one per cell and
+            # dimension, instead of one per part and dimension.
+            whole: dict[tuple[str, ...], Cell] = {}
             for key in keys:
                 for ckey, cell in self.parts[key].cells.items():
                     if ckey[:2] != region:
                         continue
-                    for groups, i in slices:
-                        gkey = (ckey[0], ckey[1], ckey[i])
-                        acc = groups.get(gkey)
-                        if acc is None:
-                            acc = groups[gkey] = Cell()
-                        cell.merge_into(acc.vals, acc.hist)
+                    acc = whole.get(ckey)
+                    if acc is None:
+                        acc = whole[ckey] = Cell()
+                    cell.merge_into(acc.vals, acc.hist)
+            per: dict[str | None, dict[tuple[str, ...], Cell]] = {by: {} for by in DIMENSIONS}
+            slices = [(per[by], _DIM_INDEX[by]) for by in DIMENSIONS]
+            for ckey, cell in whole.items():
+                for groups, i in slices:
+                    gkey = (ckey[0], ckey[1], ckey[i])
+                    acc = groups.get(gkey)
+                    if acc is None:
+                        acc = groups[gkey] = Cell()
+                    cell.merge_into(acc.vals, acc.hist)
             total = Cell()  # the roll-up: the sum of one dimension's few slices
             for acc in per[DIMENSIONS[-1]].values():
                 acc.merge_into(total.vals, total.hist)

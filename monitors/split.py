@@ -78,6 +78,21 @@ def state_from_json(raw: bytes | str, engine: Engine) -> AssignmentState:
     return st
 
 
+def part_json(cells: Iterable[tuple[tuple[str, ...], Cell]], latest_ts: float) -> bytes:
+    """The JSON of a part with these ``(key, cell)`` pairs and clock, without building one
+    (a worker writes a part per changed cell)."""
+    # histogram keys are ints (days, touch counts) or strings (reason buckets): as
+    # [key, count] pairs JSON keeps both types
+    return orjson.dumps(
+        {
+            "cells": [
+                [key, cell.vals, [list(h.items()) for h in cell.hist]] for key, cell in cells
+            ],
+            "latest_ts": _num(latest_ts),
+        }
+    )
+
+
 class CellPart:
     """Some cells of one partition (a part), and that partition's clock."""
 
@@ -86,13 +101,7 @@ class CellPart:
         self.latest_ts = -math.inf  # the latest event time the partition has applied
 
     def to_json(self) -> bytes:
-        # histogram keys are ints (days, touch counts) or strings (reason buckets): as
-        # [key, count] pairs JSON keeps both types
-        cells = [
-            [key, cell.vals, [list(h.items()) for h in cell.hist]]
-            for key, cell in self.cells.items()
-        ]
-        return orjson.dumps({"cells": cells, "latest_ts": _num(self.latest_ts)})
+        return part_json(self.cells.items(), self.latest_ts)
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> CellPart:

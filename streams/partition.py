@@ -45,7 +45,7 @@ from typing import Any
 import orjson
 
 from monitors.engine import Engine, EngineConfig
-from monitors.split import CellPart, state_from_json, state_to_json
+from monitors.split import part_json, state_from_json, state_to_json
 from streams.events import Assignment, Deal, EventError, Touch, parse_event
 
 POSITION_KEY = b"~position"  # in the state changelog: input offsets and the clock
@@ -222,7 +222,7 @@ class PartitionState:
         if cells:
             changes.aggregates = list(self.cell_records(self._cells))
             if self.clock > self._clock_written:
-                changes.aggregates.append((self.clock_key(), self._part({}).to_json()))
+                changes.aggregates.append((self.clock_key(), part_json((), self.clock)))
                 self._clock_written = self.clock
             self._cells = set()
         states = self.engine.states
@@ -245,16 +245,10 @@ class PartitionState:
             if cell is None or not (any(cell.vals) or any(cell.hist)):
                 yield record, None
             else:
-                yield record, self._part({key: cell}).to_json()
+                yield record, part_json(((key, cell),), self.clock)
 
     def clock_key(self) -> bytes:
         return CLOCK_KEY.format(self.partition).encode()
-
-    def _part(self, cells: dict[tuple[str, ...], Any]) -> CellPart:
-        part = CellPart()
-        part.cells.update(cells)
-        part.latest_ts = self.clock
-        return part
 
     def _position(self) -> bytes:
         """Input offsets, the clock, and what of the cells is still to be written."""

@@ -107,14 +107,15 @@ class CellPart:
     def from_json(cls, raw: bytes | str) -> CellPart:
         data = orjson.loads(raw)
         rc = cls()
+        new = Cell.__new__  # vals and hist come from the JSON: no zeroed ones to replace
         for key, vals, hists in data["cells"]:
-            cell = Cell()
-            cell.vals = list(vals)
+            if len(hists) != N_HIST:
+                raise ValueError(f"cell {key}: {len(hists)} histograms, expected {N_HIST}")
+            cell = new(Cell)
+            cell.vals = vals  # a new list from orjson
             # histogram keys are ints (days, touch counts) or strings (reason buckets);
             # as [key, count] pairs JSON keeps both types
             cell.hist = [dict(pairs) for pairs in hists]
-            if len(cell.hist) != N_HIST:
-                raise ValueError(f"cell {key}: {len(cell.hist)} histograms, expected {N_HIST}")
             rc.cells[tuple(key)] = cell
         rc.latest_ts = -math.inf if data["latest_ts"] is None else data["latest_ts"]
         return rc

@@ -121,6 +121,17 @@ class CellPart:
         return rc
 
 
+def add_cells(
+    sums: dict[tuple[str, ...], Cell], cells: Iterable[tuple[tuple[str, ...], Cell]]
+) -> None:
+    """Add each ``(key, cell)`` into ``sums[key]`` (a zero cell first when absent)."""
+    for key, cell in cells:
+        acc = sums.get(key)
+        if acc is None:
+            acc = sums[key] = Cell()
+        cell.merge_into(acc.vals, acc.hist)
+
+
 def merged_engine(regions: Iterable[CellPart], config: EngineConfig | None = None) -> Engine:
     """An engine whose cells are the sums of the given cells, for the report.
 
@@ -130,11 +141,7 @@ def merged_engine(regions: Iterable[CellPart], config: EngineConfig | None = Non
     engine = Engine(config)
     cells = engine.cells
     for rc in regions:
-        for key, part in rc.cells.items():
-            cell = cells.get(key)
-            if cell is None:
-                cell = cells[key] = Cell()
-            part.merge_into(cell.vals, cell.hist)
+        add_cells(cells, rc.cells.items())
     for key in [k for k, c in cells.items() if not any(c.vals)]:
         del cells[key]
     return engine
@@ -205,24 +212,17 @@ class MergedCells:
             # First each cell's parts (one per partition) into one sum, then those sums
             # into the drill-down groups: a merge per part and one per cell and
             # dimension, instead of one per part and dimension.
+            parts = self.parts
             whole: dict[tuple[str, ...], Cell] = {}
-            for key in keys:
-                for ckey, cell in self.parts[key].cells.items():
-                    if ckey[:2] != region:
-                        continue
-                    acc = whole.get(ckey)
-                    if acc is None:
-                        acc = whole[ckey] = Cell()
-                    cell.merge_into(acc.vals, acc.hist)
-            per: dict[str | None, dict[tuple[str, ...], Cell]] = {by: {} for by in DIMENSIONS}
-            slices = [(per[by], _DIM_INDEX[by]) for by in DIMENSIONS]
-            for ckey, cell in whole.items():
-                for groups, i in slices:
-                    gkey = (ckey[0], ckey[1], ckey[i])
-                    acc = groups.get(gkey)
-                    if acc is None:
-                        acc = groups[gkey] = Cell()
-                    cell.merge_into(acc.vals, acc.hist)
+            add_cells(
+                whole,
+                ((k, c) for key in keys for k, c in parts[key].cells.items() if k[:2] == region),
+            )
+            per: dict[str | None, dict[tuple[str, ...], Cell]] = {}
+            for by in DIMENSIONS:
+                i = _DIM_INDEX[by]
+                per[by] = {}
+                add_cells(per[by], (((k[0], k[1], k[i]), c) for k, c in whole.items()))
             total = Cell()  # the roll-up: the sum of one dimension's few slices
             for acc in per[DIMENSIONS[-1]].values():
                 acc.merge_into(total.vals, total.hist)

@@ -64,11 +64,12 @@ def main() -> None:
     config = load_settings().engine
     topics = KafkaSettings().crm_topics
     gq = generate_quarter(seed=1, assignments_per_region=args.per_region)
-    records = [
-        (topics[e.type], i, e.assignment_id.encode(), to_json(e).encode())
+    every_record = [  # (partition, record) for every event
+        (zlib.crc32(key) % args.partitions, (topics[e.type], i, key, to_json(e).encode()))
         for i, e in enumerate(gq.events)
-        if zlib.crc32(e.assignment_id.encode()) % args.partitions == 0
+        for key in (e.assignment_id.encode(),)
     ]
+    records = [r for p, r in every_record if p == 0]
     n = len(records)
     print(f"{n:,} records (partition 0 of {args.partitions}, {len(gq.events):,} events in all)")
     gc.collect()
@@ -105,15 +106,19 @@ def main() -> None:
                 f"{best_apply / n * 1e6:5.2f} us/event, flush {best_flush / n * 1e6:5.2f} "
                 f"us/event, {out / n:.2f} records out per event"
             )
-    publisher(gq, topics, config, args)
+    publisher(every_record, topics, config, args)
 
 
-def publisher(gq: Any, topics: dict[str, str], config: Any, args: argparse.Namespace) -> None:
+def publisher(
+    every_record: list[tuple[int, Any]],
+    topics: dict[str, str],
+    config: Any,
+    args: argparse.Namespace,
+) -> None:
     """Time decoding every partition's cell records and re-summing every region."""
     parts = [PartitionState(p, topics, config) for p in range(args.partitions)]
-    for i, e in enumerate(gq.events):
-        key = e.assignment_id.encode()
-        parts[zlib.crc32(key) % args.partitions].apply(topics[e.type], i, key, to_json(e).encode())
+    for p, record in every_record:
+        parts[p].apply(*record)
     cell_records = [r for ps in parts for r in ps.flush().aggregates if r[1] is not None]
     as_of = datetime.fromtimestamp(max(ps.clock for ps in parts), UTC)
     best_put = best_sum = math.inf

@@ -6,8 +6,10 @@
 Prints, each on a fresh topic prefix:
   * raw aiokafka consume rate of the same CRM topics (one consumer, no processing):
     the ceiling for a Python consumer on this machine;
-  * one worker (default settings: snapshots every 1 s): events/s from the first event
-    it applied (its /status) to the last committed offset (startup and restore excluded);
+  * one worker (default settings: snapshots every 1 s): events/s from the first batch
+    it applied to the commit of the last input records (startup and restore excluded),
+    both moments by the worker's own clock (its /status); next to it the same span as
+    the bench's polls saw it, which notice each moment some tens of milliseconds late;
   * two workers on the same 6 partitions (2 cores here): events/s and the scaling;
   * with --models: one worker with models on, events/s through its analyst (the models
     and hypotheses over every event);
@@ -161,10 +163,10 @@ def timed(
     started: Callable[[], int],
     finished: Callable[[], bool],
     poll: float,
-) -> tuple[float, float]:
+) -> tuple[float, float, list[dict[str, Any]]]:
     """Events/s from the first event applied (``started()`` > 0, startup excluded) until
-    ``finished()``, polled every ``poll`` seconds, and the workers' CPU microseconds per
-    event over the same span; stops the workers."""
+    ``finished()``, polled every ``poll`` seconds, the workers' CPU microseconds per
+    event over the same span, and their last /status; stops the workers."""
     try:
         t0 = first = None
         cpu0 = 0.0
@@ -181,17 +183,35 @@ def timed(
             if finished():
                 elapsed = max(time.perf_counter() - t0, 1e-9)
                 cpu = sum(p.cpu_seconds() for p in procs) - cpu0
-                return (total - first) / elapsed, cpu / (total - first) * 1e6
+                statuses = [p.status() for p in procs]
+                return (total - first) / elapsed, cpu / (total - first) * 1e6, statuses
             time.sleep(poll)
     finally:
         stop(procs)
 
 
-def throughput(ks: KafkaSettings, n_workers: int, total: int, logdir: Path) -> tuple[float, float]:
-    """Events/s from the first applied event to every input offset committed, and CPU
-    microseconds per event."""
+def stamped_rate(statuses: list[dict[str, Any]], total: int) -> float:
+    """Events/s by the workers' own clocks: from the moment the first of them had applied
+    its first fetched batch to the commit that carried the last input records.
+
+    This leaves out how late the bench's polls notice either moment (a poll of the
+    committed offsets takes tens of milliseconds, on runs of one to two seconds).
+    """
+    stats = [s["processor"] for s in statuses]
+    if sum(s["events_committed"] for s in stats) < total:
+        raise RuntimeError("the workers' /status does not account for every event")
+    begin = min((s for s in stats if s["first_batch"]), key=lambda s: s["first_applied_at"])
+    end = max(s["events_committed_at"] for s in stats)
+    return (total - begin["first_batch"]) / max(end - begin["first_applied_at"], 1e-9)
+
+
+def throughput(
+    ks: KafkaSettings, n_workers: int, total: int, logdir: Path
+) -> tuple[float, float, float]:
+    """Events/s from the first applied event to every input offset committed, by the
+    workers' clocks, the same by the bench's polls, and CPU microseconds per event."""
     procs = workers(ks, n_workers, logdir)
-    return timed(
+    polled, us, statuses = timed(
         procs,
         logdir,
         total,
@@ -199,13 +219,15 @@ def throughput(ks: KafkaSettings, n_workers: int, total: int, logdir: Path) -> t
         lambda: asyncio.run(committed(ks)) >= total,
         poll=0.1,
     )
+    return stamped_rate(statuses, total), polled, us
 
 
 def analyst_throughput(ks: KafkaSettings, total: int, logdir: Path) -> tuple[float, float]:
     """One worker with models: events/s of its analyst, first applied event to the last,
     and the worker's CPU microseconds per event."""
     (w,) = procs = workers(ks, 1, logdir, models=True)
-    return timed(procs, logdir, total, w.analysed, lambda: w.analysed() >= total, poll=0.01)
+    rate, us, _ = timed(procs, logdir, total, w.analysed, lambda: w.analysed() >= total, poll=0.01)
+    return rate, us
 
 
 async def raw_consume(ks: KafkaSettings) -> tuple[float, float]:
@@ -351,11 +373,14 @@ def main() -> None:
     try:
         best: dict[str, float] = {}
         cpu: dict[str, float] = {}  # the least CPU us per event of the runs
+        polled: dict[str, float] = {}  # the workers' rates as the bench's polls saw them
 
-        def record(label: str, measured: tuple[float, float]) -> float:
-            rate, us = measured
+        def record(label: str, measured: tuple[float, ...]) -> float:
+            rate, us = measured[0], measured[-1]
             best[label] = max(best.get(label, 0.0), rate)
             cpu[label] = min(cpu.get(label, float("inf")), us)
+            if len(measured) == 3:
+                polled[label] = max(polled.get(label, 0.0), measured[1])
             return rate
 
         for i in range(args.repeat):
@@ -364,8 +389,13 @@ def main() -> None:
                 if n_workers == 1:
                     record("raw", asyncio.run(raw_consume(ks)))
                 where = logdir / f"{label.replace(' ', '-')}-{i}"
-                rate = record(label, throughput(ks, n_workers, total, where))
-                print(f"  run {i + 1}: {label:<12} {rate:>10,.0f} events/s", flush=True)
+                measured = throughput(ks, n_workers, total, where)
+                rate = record(label, measured)
+                print(
+                    f"  run {i + 1}: {label:<12} {rate:>10,.0f} events/s "
+                    f"(polled: {measured[1]:,.0f})",
+                    flush=True,
+                )
             if args.models:
                 ks = fresh_topics(bootstrap, args.partitions, "m", lines, targets)
                 rate = record("models", analyst_throughput(ks, total, logdir / f"models-{i}"))
@@ -377,6 +407,10 @@ def main() -> None:
         line("raw aiokafka consume (+json.loads):", "raw")
         line("one worker", "one worker")
         print(f"  = {best['one worker'] / best['raw']:.1%} of the raw consume rate")
+        print(
+            f"  (as the bench's polls saw it: {polled['one worker']:,.0f} events/s, "
+            f"{polled['one worker'] / best['raw']:.1%})"
+        )
         print(f"  = {cpu['raw'] / cpu['one worker']:.1%} of the raw consumer's rate, by CPU")
         line("two workers (CPU: both)", "two workers")
         print(f"two workers / one worker: {best['two workers'] / best['one worker']:.2f}x")

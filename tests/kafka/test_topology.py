@@ -38,7 +38,7 @@ def test_report_equals_replay_end_to_end(cluster: Cluster, quarter: Quarter) -> 
     push_targets(cluster, quarter.targets)
     produce(cluster, quarter)
     port = free_port()
-    cluster.worker(GAPMON_METRICS_PORT=str(port))
+    worker = cluster.worker(GAPMON_METRICS_PORT=str(port))
     cluster.wait_for(lambda r: r == expected, 180, "the worker's report to equal replay's")
     result = cluster.cli("report", "--json")  # the command, not just the topic
     assert result.exit_code == 0, result.stderr
@@ -58,6 +58,17 @@ def test_report_equals_replay_end_to_end(cluster: Cluster, quarter: Quarter) -> 
         s.value for s in families["gapmon_events_processed"].samples if s.name.endswith("_total")
     )
     assert processed == len(quarter.lines)  # every delivered event, duplicates included
+
+    # the stamps bench/kafka_e2e.py times a run by: every record committed, in order
+    def committed() -> dict[str, Any] | None:
+        s = worker.status()
+        p = None if s is None else s["processor"]
+        return p if p is not None and p["events_committed"] == len(quarter.lines) else None
+
+    cluster.wait_until(lambda: committed() is not None, 60, "every record committed")
+    p = committed()
+    assert p is not None and 0 < p["first_batch"] <= p["events"] == len(quarter.lines)
+    assert 0 < p["first_applied_at"] <= p["events_committed_at"] <= p["last_commit"]
 
 
 def test_kill_9_mid_stream_and_restart(cluster: Cluster, tmp_path: Path) -> None:

@@ -3,7 +3,8 @@
 One :class:`Processor` per worker joins the consumer group on the three co-partitioned
 CRM topics (a range assignment, so partition *p* of every topic goes to the same
 worker) and keeps one :class:`~streams.partition.PartitionState` per partition number
-it owns. It reads in batches and, every ``commit_interval`` seconds, writes each
+it owns. It reads in batches and, every ``commit_interval`` seconds (every
+``catchup_commit_interval`` while its fetches come back full), writes each
 partition's changes in one Kafka transaction of that partition's own transactional
 producer (``transactional.id = <group>-<p>``): the state changelog records, the region
 cells, the dead letters, and the consumer offsets (``send_offsets_to_transaction``).
@@ -116,6 +117,8 @@ class Processor:
         try:
             while not stop.is_set():
                 batch = await consumer.getmany(timeout_ms=100, max_records=self.max_records)
+                # a full batch: more records were waiting, the worker is catching up
+                catching_up = sum(map(len, batch.values())) >= self.max_records
                 ahead += self._apply(batch)
                 # getmany does not suspend while records are buffered: let the commit in
                 # flight, the snapshot publisher and the status server have their turn
@@ -125,7 +128,7 @@ class Processor:
                 if committing is not None and committing.done():
                     committing.result()  # a commit that failed unexpectedly stops the worker
                     committing = None
-                due = time.monotonic() - self._last_commit >= ks.commit_interval
+                due = ks.commit_due(time.monotonic() - self._last_commit, catching_up)
                 if committing is None and due:
                     # in the background: the next records are applied while it is in flight
                     committing = asyncio.create_task(self._commit_locked())

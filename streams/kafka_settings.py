@@ -40,6 +40,14 @@ class KafkaSettings(BaseSettings):
     commit_interval: float = Field(
         0.1, gt=0, le=60, description="seconds between transaction commits (latency vs cost)"
     )
+    catchup_commit_interval: float = Field(
+        0.5,
+        gt=0,
+        le=60,
+        description="seconds between commits while a worker is catching up (its fetches "
+        "come back full): fewer, larger transactions for a backlog; never under the "
+        "commit interval",
+    )
     cells_interval: float | None = Field(
         None,
         gt=0,
@@ -113,6 +121,20 @@ class KafkaSettings(BaseSettings):
         interval."""
         every = self.snapshot_interval / 2 if self.cells_interval is None else self.cells_interval
         return max(every, self.commit_interval)
+
+    def commit_due(self, since_last: float, catching_up: bool) -> bool:
+        """Whether a worker commits now, ``since_last`` seconds after its last commit.
+
+        A worker that has caught up commits every ``commit_interval``, so an event is in
+        the next snapshot soon after it arrives. One working through a backlog (its last
+        fetch was full: more records were waiting) commits every
+        ``catchup_commit_interval``: its snapshots lag by the backlog anyway, and in a
+        longer window an assignment's events share one state record and a cell's one
+        cell record, with fewer transactions' round trips per event.
+        """
+        if catching_up:
+            return since_last >= max(self.catchup_commit_interval, self.commit_interval)
+        return since_last >= self.commit_interval
 
     # ------------------------------------------------------------ connection
 

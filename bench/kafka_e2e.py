@@ -216,7 +216,13 @@ def throughput(
         logdir,
         total,
         lambda: sum(w.applied() for w in procs),
-        lambda: asyncio.run(committed(ks)) >= total,
+        # the offsets are visible a moment before the worker's commit call returns and
+        # it counts them: wait for both
+        lambda: (
+            asyncio.run(committed(ks)) >= total
+            and sum(w.status().get("processor", {}).get("events_committed", 0) for w in procs)
+            >= total
+        ),
         poll=0.1,
     )
     return stamped_rate(statuses, total), polled, us

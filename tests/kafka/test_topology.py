@@ -59,7 +59,7 @@ def test_report_equals_replay_end_to_end(cluster: Cluster, quarter: Quarter) -> 
     )
     assert processed == len(quarter.lines)  # every delivered event, duplicates included
 
-    # the stamps bench/kafka_e2e.py times a run by: every record committed, in order
+    # the stamps bench/kafka_e2e.py times a run by: every record counted once committed
     def committed() -> dict[str, Any] | None:
         s = worker.status()
         p = None if s is None else s["processor"]

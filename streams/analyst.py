@@ -192,15 +192,17 @@ class Analyst:
         self, learned: Learned, batch: dict[TopicPartition, list[Any]], topics: Mapping[str, str]
     ) -> None:
         offsets, ingest = learned.offsets, learned.engine.ingest
+        kinds = {t: kind for kind, t in topics.items()}
         n = 0
         for tp, records in batch.items():
             where = (tp.topic, tp.partition)
+            kind = kinds.get(tp.topic)
             for r in records:
                 if r.offset < offsets.get(where, 0):
                     continue
                 offsets[where] = r.offset + 1
                 try:
-                    event = check_message(r.value, r.key, tp.topic, topics)
+                    event = check_message(r.value, r.key, tp.topic, topics, kind)
                 except BadMessage:
                     continue  # the partition workers dead-letter it
                 ts = event.occurred_at.timestamp()

@@ -46,7 +46,7 @@ import orjson
 
 from monitors.engine import Engine, EngineConfig
 from monitors.split import part_json, state_from_json, state_to_json
-from streams.events import Assignment, Deal, EventError, Touch, parse_event
+from streams.events import Assignment, Deal, EventError, Touch, parse_event, parse_event_of
 
 POSITION_KEY = b"~position"  # in the state changelog: input offsets and the clock
 CLOCK_KEY = "~clock|{}"  # in gapmon.aggregates: partition p's clock, without cells
@@ -82,20 +82,29 @@ class BadMessage(Exception):
         self.reason, self.message = reason, message
 
 
-def check_message(raw: Any, key: Any, topic: str, topics: Mapping[str, str]) -> Event:
-    """The validated event of a message, or :class:`BadMessage` naming what is wrong."""
+def check_message(
+    raw: Any, key: Any, topic: str, topics: Mapping[str, str], kind: str | None = None
+) -> Event:
+    """The validated event of a message, or :class:`BadMessage` naming what is wrong.
+
+    ``kind``: the event type ``topic`` holds (``topics[kind] == topic``), when the caller
+    knows it: the message is validated as that type first, and only one that is not a
+    valid event of it goes through the union, which names what is wrong with it.
+    """
     if not isinstance(raw, bytes | str) or not raw:
         raise BadMessage("json", "value: empty message")
-    try:
-        event = parse_event(raw)
-    except EventError as exc:
-        code = "json" if exc.message.startswith("json") or "JSON" in exc.message else "schema"
-        raise BadMessage(code, exc.message) from None
-    expected = topics[event.type]
-    if expected != topic:
-        raise BadMessage(
-            "topic", f"type={event.type!r} on topic {topic!r}: belongs on {expected!r}"
-        )
+    event = None if kind is None else parse_event_of(raw, kind)
+    if event is None:
+        try:
+            event = parse_event(raw)
+        except EventError as exc:
+            code = "json" if exc.message.startswith("json") or "JSON" in exc.message else "schema"
+            raise BadMessage(code, exc.message) from None
+        expected = topics[event.type]
+        if expected != topic:
+            raise BadMessage(
+                "topic", f"type={event.type!r} on topic {topic!r}: belongs on {expected!r}"
+            )
     key_s = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
     if key_s != event.assignment_id:
         raise BadMessage(
@@ -133,6 +142,7 @@ class PartitionState:
     ) -> None:
         self.partition = partition
         self.topics = dict(topics)
+        self._kinds = {t: kind for kind, t in self.topics.items()}  # topic -> its event type
         self.exporter = exporter
         self.engine = Engine(config, on_dead_letter=self._orphan)
         if exporter is not None:
@@ -155,7 +165,7 @@ class PartitionState:
         self.offsets[topic] = offset + 1
         self._pending += 1
         try:
-            event = check_message(value, key, topic, self.topics)
+            event = check_message(value, key, topic, self.topics, self._kinds.get(topic))
         except BadMessage as bad:
             if self.exporter is not None:
                 self.exporter.event_rejected(bad.message)

@@ -27,8 +27,8 @@ from strategies import delivered, event_streams
 from monitors.engine import DIMENSIONS, Engine, EngineConfig
 from monitors.settings import load_settings
 from monitors.split import CellPart, MergedCells, merged_engine
-from streams.events import to_json
-from streams.partition import POSITION_KEY, PartitionState
+from streams.events import parse_event, parse_event_of, to_json
+from streams.partition import POSITION_KEY, BadMessage, PartitionState, check_message
 from streams.sources import generate_quarter
 
 CONFIG = EngineConfig(taxonomy=load_settings().engine.taxonomy)
@@ -296,3 +296,49 @@ def test_cell_record_keys_are_compact_utf8_json(names: tuple[str, str, str], p: 
     cell = json.loads(key)
     assert cell[2:5] == [vertical, product, am] and cell[-1] == p
     assert key == stdlib(cell).encode()
+
+
+KINDS = {t: kind for kind, t in TOPICS.items()}
+
+
+@settings(max_examples=100, deadline=None)
+@given(events=event_streams())
+def test_validating_by_the_topics_type_gives_the_unions_event(events: list[Any]) -> None:
+    for event in events:
+        raw, key, topic = to_json(event).encode(), event.assignment_id.encode(), TOPICS[event.type]
+        typed = check_message(raw, key, topic, TOPICS, KINDS[topic])
+        assert typed == check_message(raw, key, topic, TOPICS) == parse_event(raw) == event
+        assert type(typed) is type(event)
+        assert parse_event_of(raw, event.type) == event  # the typed path, not the fallback
+        assert all(parse_event_of(raw, other) is None for other in TOPICS if other != event.type)
+
+
+def bad_message(raw: bytes, key: bytes, topic: str, kind: str | None) -> tuple[str, str]:
+    try:
+        check_message(raw, key, topic, TOPICS, kind)
+    except BadMessage as bad:
+        return bad.reason, bad.message
+    raise AssertionError(f"{raw!r} on {topic} passed")
+
+
+def test_a_bad_message_is_named_the_same_with_the_topics_type_or_without() -> None:
+    gq = generate_quarter(seed=2, assignments_per_region=5)
+    deal = next(e for e in gq.events if e.type == "deal")
+    good = to_json(deal).encode()
+    cases = [
+        (good, deal.assignment_id.encode(), TOPICS["touch"], "topic"),  # a deal on touches
+        (good, b"someone-else", TOPICS["deal"], "key"),
+        (
+            good.replace(b'"deal"', b'"dael"', 1),
+            deal.assignment_id.encode(),
+            TOPICS["deal"],
+            "schema",
+        ),
+        (good[:-3], deal.assignment_id.encode(), TOPICS["deal"], "json"),
+        (b"\xff\xfe garbage", b"k", TOPICS["deal"], "json"),
+        (b"", b"k", TOPICS["deal"], "json"),
+    ]
+    for raw, key, topic, reason in cases:
+        typed = bad_message(raw, key, topic, KINDS[topic])
+        assert typed == bad_message(raw, key, topic, None)
+        assert typed[0] == reason, typed

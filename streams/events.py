@@ -90,7 +90,7 @@ class Deal(_EventBase):
 Event = Annotated[Assignment | Touch | Deal, Field(discriminator="type")]
 EVENT_ADAPTER: TypeAdapter[Assignment | Touch | Deal] = TypeAdapter(Event)
 # One event type each: a reader that knows the type (a CRM topic holds one) skips the
-# union's look-up of the tag, 6-8% of a validation (docs/benchmarks.md).
+# union's look-up of the tag, ~3% of a validation's instructions (docs/benchmarks.md).
 _TYPE_ADAPTERS: dict[str, TypeAdapter[Any]] = {
     "assignment": TypeAdapter(Assignment),
     "touch": TypeAdapter(Touch),

@@ -60,7 +60,9 @@ def _run(coro: Any) -> Any:
         err.print(f"[red]kafka error:[/red] {exc}")
         raise typer.Exit(1) from None
     except Exception as exc:
-        if type(exc).__module__.startswith("aiokafka"):
+        from streams.eos import CommitStuck
+
+        if type(exc).__module__.startswith("aiokafka") or isinstance(exc, CommitStuck):
             err.print(f"[red]kafka error:[/red] {type(exc).__name__}: {exc}")
             raise typer.Exit(1) from None
         raise

@@ -48,6 +48,10 @@ from streams.partition import PartitionState
 log = logging.getLogger("gapmon.worker")
 
 
+class CommitStuck(RuntimeError):
+    """A commit took longer than ``KafkaSettings.commit_timeout``."""
+
+
 @dataclass
 class Owned:
     """A partition this worker owns: its state and its transactional producer."""
@@ -131,7 +135,7 @@ class Processor:
                 due = ks.commit_due(time.monotonic() - self._last_commit, catching_up)
                 if committing is None and due:
                     # in the background: the next records are applied while it is in flight
-                    committing = asyncio.create_task(self._commit_locked())
+                    committing = asyncio.create_task(self._commit_in_time())
                     ahead = 0
             if committing is not None:
                 await committing
@@ -167,6 +171,24 @@ class Processor:
         return n
 
     # ----------------------------------------------------------------- commit
+
+    async def _commit_in_time(self) -> None:
+        """A background commit, or :class:`CommitStuck` once it takes ``commit_timeout``.
+
+        A transaction that never completes (seen once in CI: no progress and no log line
+        for 180 s after produce retries right after a take-over) would leave the worker
+        holding its partitions while doing nothing, and its consumer's heartbeats keep
+        the group from giving them to anyone else. Failing the worker instead hands them
+        over as a kill -9 would: nothing after the last commit counts.
+        """
+        timeout = self.ks.commit_timeout
+        try:
+            await asyncio.wait_for(self._commit_locked(), timeout)
+        except TimeoutError:
+            raise CommitStuck(
+                f"a commit did not complete in {timeout:g} s (GAPMON_COMMIT_TIMEOUT); "
+                "stopping the worker so that the group hands its partitions over"
+            ) from None
 
     async def _commit_locked(self, cells: bool = False) -> None:
         async with self._lock:

@@ -48,6 +48,13 @@ class KafkaSettings(BaseSettings):
         "come back full): fewer, larger transactions for a backlog; never under the "
         "commit interval",
     )
+    commit_timeout: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="seconds a commit may take before the worker gives up on it and exits "
+        "(a stuck transaction: the next owner continues from the last commit)",
+    )
     cells_interval: float | None = Field(
         None,
         gt=0,

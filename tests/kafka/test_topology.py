@@ -183,3 +183,15 @@ def test_a_target_changed_while_running_is_used(
     report = cluster.wait_for(lambda r: r == expected2, 60, "a snapshot with the new target")
     na = report["quarters"]["2026Q4"]["regions"]["NA"]
     assert na["pacing"]["at_risk"] is True  # twice the quota: NA is now behind
+
+
+def test_a_commit_that_takes_too_long_stops_the_worker(cluster: Cluster, quarter: Quarter) -> None:
+    """A stuck transaction fails the worker with a clear error, instead of a worker that
+    holds its partitions and does nothing (with a 1 ms limit its first commit is late)."""
+    produce(cluster, quarter)
+    w = cluster.worker(GAPMON_COMMIT_TIMEOUT="0.001")
+    assert w.proc is not None
+    code = w.proc.wait(timeout=120)
+    assert code == 1, w.tail()
+    assert "CommitStuck: a commit did not complete in 0.001 s (GAPMON_COMMIT_TIMEOUT)" in w.text()
+    assert "Traceback" not in w.text()

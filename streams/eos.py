@@ -179,16 +179,18 @@ class Processor:
         for 180 s after produce retries right after a take-over) would leave the worker
         holding its partitions while doing nothing, and its consumer's heartbeats keep
         the group from giving them to anyone else. Failing the worker instead hands them
-        over as a kill -9 would: nothing after the last commit counts.
+        over as a kill -9 would: nothing after the last commit counts. The time runs from
+        when the commit has the lock: waiting for a rebalance's restore does not count.
         """
         timeout = self.ks.commit_timeout
-        try:
-            await asyncio.wait_for(self._commit_locked(), timeout)
-        except TimeoutError:
-            raise CommitStuck(
-                f"a commit did not complete in {timeout:g} s (GAPMON_COMMIT_TIMEOUT); "
-                "stopping the worker so that the group hands its partitions over"
-            ) from None
+        async with self._lock:
+            try:
+                await asyncio.wait_for(self._commit_all(), timeout)
+            except TimeoutError:
+                raise CommitStuck(
+                    f"a commit did not complete in {timeout:g} s (GAPMON_COMMIT_TIMEOUT); "
+                    "stopping the worker so that the group hands its partitions over"
+                ) from None
 
     async def _commit_locked(self, cells: bool = False) -> None:
         async with self._lock:

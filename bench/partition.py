@@ -42,7 +42,7 @@ from monitors.settings import load_settings  # noqa: E402
 from monitors.split import DIMENSIONS, CellPart, MergedCells  # noqa: E402
 from streams.events import to_json  # noqa: E402
 from streams.kafka_settings import KafkaSettings  # noqa: E402
-from streams.partition import PartitionState, check_message  # noqa: E402
+from streams.partition import PartitionState, check_message, topic_kinds  # noqa: E402
 from streams.sources import generate_quarter  # noqa: E402
 
 
@@ -75,7 +75,7 @@ def main() -> None:
     gc.collect()
     gc.freeze()  # the harness's records are not the worker's garbage
     best_check = math.inf
-    kinds = {t: kind for kind, t in topics.items()}  # as a worker validates: by its topic's type
+    kinds = topic_kinds(topics)  # as a worker validates: by its topic's type
     for _ in range(args.repeat):
         t = time.perf_counter()
         for topic, _offset, key, value in records:

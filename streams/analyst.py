@@ -44,7 +44,7 @@ from monitors.settings import Settings
 from pacing.targets import TargetsTable
 from streams.kafka_io import CompactedView, group_consumer
 from streams.kafka_settings import KafkaSettings
-from streams.partition import BadMessage, check_message
+from streams.partition import BadMessage, check_message, topic_kinds
 from streams.publisher import Publisher, paced, targets_table
 
 log = logging.getLogger("gapmon.analyst")
@@ -181,18 +181,22 @@ class Analyst:
     async def _consume(self, stop: asyncio.Event) -> None:
         assert self._consumer is not None
         topics = self.ks.crm_topics
+        kinds = topic_kinds(topics)
         while not stop.is_set():
             batch = await self._consumer.getmany(timeout_ms=100, max_records=1000)
             learned = self.learned
             if learned is not None:
-                self._apply(learned, batch, topics)
+                self._apply(learned, batch, topics, kinds)
             await asyncio.sleep(0)  # getmany does not suspend while records are buffered
 
     def _apply(
-        self, learned: Learned, batch: dict[TopicPartition, list[Any]], topics: Mapping[str, str]
+        self,
+        learned: Learned,
+        batch: dict[TopicPartition, list[Any]],
+        topics: Mapping[str, str],
+        kinds: Mapping[str, str],
     ) -> None:
         offsets, ingest = learned.offsets, learned.engine.ingest
-        kinds = {t: kind for kind, t in topics.items()}
         n = 0
         for tp, records in batch.items():
             where = (tp.topic, tp.partition)

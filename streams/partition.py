@@ -82,6 +82,11 @@ class BadMessage(Exception):
         self.reason, self.message = reason, message
 
 
+def topic_kinds(topics: Mapping[str, str]) -> dict[str, str]:
+    """Topic -> the event type it holds, from event type -> topic (``crm_topics``)."""
+    return {topic: kind for kind, topic in topics.items()}
+
+
 def check_message(
     raw: Any, key: Any, topic: str, topics: Mapping[str, str], kind: str | None = None
 ) -> Event:
@@ -142,7 +147,7 @@ class PartitionState:
     ) -> None:
         self.partition = partition
         self.topics = dict(topics)
-        self._kinds = {t: kind for kind, t in self.topics.items()}  # topic -> its event type
+        self._kinds = topic_kinds(self.topics)
         self.exporter = exporter
         self.engine = Engine(config, on_dead_letter=self._orphan)
         if exporter is not None:

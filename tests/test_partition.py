@@ -28,7 +28,13 @@ from monitors.engine import DIMENSIONS, Engine, EngineConfig
 from monitors.settings import load_settings
 from monitors.split import CellPart, MergedCells, merged_engine
 from streams.events import parse_event, parse_event_of, to_json
-from streams.partition import POSITION_KEY, BadMessage, PartitionState, check_message
+from streams.partition import (
+    POSITION_KEY,
+    BadMessage,
+    PartitionState,
+    check_message,
+    topic_kinds,
+)
 from streams.sources import generate_quarter
 
 CONFIG = EngineConfig(taxonomy=load_settings().engine.taxonomy)
@@ -298,7 +304,7 @@ def test_cell_record_keys_are_compact_utf8_json(names: tuple[str, str, str], p: 
     assert key == stdlib(cell).encode()
 
 
-KINDS = {t: kind for kind, t in TOPICS.items()}
+KINDS = topic_kinds(TOPICS)
 
 
 @settings(max_examples=100, deadline=None)

@@ -135,7 +135,7 @@ class Processor:
                 due = ks.commit_due(time.monotonic() - self._last_commit, catching_up)
                 if committing is None and due:
                     # in the background: the next records are applied while it is in flight
-                    committing = asyncio.create_task(self._commit_in_time())
+                    committing = asyncio.create_task(self._commit_locked())
                     ahead = 0
             if committing is not None:
                 await committing
@@ -172,8 +172,8 @@ class Processor:
 
     # ----------------------------------------------------------------- commit
 
-    async def _commit_in_time(self) -> None:
-        """A background commit, or :class:`CommitStuck` once it takes ``commit_timeout``.
+    async def _commit_locked(self, cells: bool = False) -> None:
+        """Commit under the lock, or :class:`CommitStuck` once it takes ``commit_timeout``.
 
         A transaction that never completes (seen once in CI: no progress and no log line
         for 180 s after produce retries right after a take-over) would leave the worker
@@ -185,16 +185,12 @@ class Processor:
         timeout = self.ks.commit_timeout
         async with self._lock:
             try:
-                await asyncio.wait_for(self._commit_all(), timeout)
+                await asyncio.wait_for(self._commit_all(cells), timeout)
             except TimeoutError:
                 raise CommitStuck(
                     f"a commit did not complete in {timeout:g} s (GAPMON_COMMIT_TIMEOUT); "
                     "stopping the worker so that the group hands its partitions over"
                 ) from None
-
-    async def _commit_locked(self, cells: bool = False) -> None:
-        async with self._lock:
-            await self._commit_all(cells)
 
     async def _commit_all(self, cells: bool = False) -> None:
         """Commit every partition with changes; the cells too if ``cells`` or they are due."""

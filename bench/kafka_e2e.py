@@ -381,30 +381,29 @@ def main() -> None:
         cpu: dict[str, float] = {}  # the least CPU us per event of the runs
         polled: dict[str, float] = {}  # the workers' rates as the bench's polls saw them
 
-        def record(label: str, measured: tuple[float, ...]) -> float:
-            rate, us = measured[0], measured[-1]
+        def record(label: str, rate: float, us: float, polled_rate: float | None = None) -> None:
             best[label] = max(best.get(label, 0.0), rate)
             cpu[label] = min(cpu.get(label, float("inf")), us)
-            if len(measured) == 3:
-                polled[label] = max(polled.get(label, 0.0), measured[1])
-            return rate
+            if polled_rate is not None:
+                polled[label] = max(polled.get(label, 0.0), polled_rate)
 
         for i in range(args.repeat):
             for label, n_workers in (("one worker", 1), ("two workers", 2)):
                 ks = fresh_topics(bootstrap, args.partitions, f"w{n_workers}", lines, targets)
                 if n_workers == 1:
-                    record("raw", asyncio.run(raw_consume(ks)))
+                    record("raw", *asyncio.run(raw_consume(ks)))
                 where = logdir / f"{label.replace(' ', '-')}-{i}"
-                measured = throughput(ks, n_workers, total, where)
-                rate = record(label, measured)
+                rate, polled_rate, us = throughput(ks, n_workers, total, where)
+                record(label, rate, us, polled_rate)
                 print(
                     f"  run {i + 1}: {label:<12} {rate:>10,.0f} events/s "
-                    f"(polled: {measured[1]:,.0f})",
+                    f"(polled: {polled_rate:,.0f})",
                     flush=True,
                 )
             if args.models:
                 ks = fresh_topics(bootstrap, args.partitions, "m", lines, targets)
-                rate = record("models", analyst_throughput(ks, total, logdir / f"models-{i}"))
+                rate, us = analyst_throughput(ks, total, logdir / f"models-{i}")
+                record("models", rate, us)
                 print(f"  run {i + 1}: models on   {rate:>10,.0f} events/s", flush=True)
 
         def line(text: str, label: str) -> None:

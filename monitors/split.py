@@ -223,9 +223,7 @@ class MergedCells:
                 i = _DIM_INDEX[by]
                 per[by] = {}
                 add_cells(per[by], (((k[0], k[1], k[i]), c) for k, c in whole.items()))
-            total = Cell()  # the roll-up: the sum of one dimension's few slices
-            for acc in per[DIMENSIONS[-1]].values():
-                acc.merge_into(total.vals, total.hist)
-            per[None] = {region: total}
+            per[None] = {}  # the roll-up: the sum of one dimension's few slices
+            add_cells(per[None], ((region, acc) for acc in per[DIMENSIONS[-1]].values()))
             self._groups[region] = per
         self._dirty.clear()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from monitors.attribution import (
@@ -130,7 +130,9 @@ class ReportBuilder:
         by_quarter: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
         for (q, r), m in per_region.items():
             by_quarter[q][r] = m
-        report: dict[str, Any] = {"as_of": as_of.isoformat().replace("+00:00", "Z"), "quarters": {}}
+        # as_of may carry an event's own offset (streams.events keeps it): written in UTC
+        stamp = as_of.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        report: dict[str, Any] = {"as_of": stamp, "quarters": {}}
         for quarter in sorted(by_quarter):
             report["quarters"][quarter] = self._quarter(quarter, by_quarter, slices, as_of, models)
         return report

@@ -9,7 +9,8 @@ message names the field and the offending value, so a rejects file explains itse
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -19,7 +20,6 @@ from pydantic import (
     Field,
     TypeAdapter,
     ValidationError,
-    field_validator,
 )
 
 CHANNELS = ("email", "call", "meeting", "qbr", "onsite", "other")
@@ -42,13 +42,12 @@ class _EventBase(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=True)
 
     event_id: Ident
+    # Aware, with the offset it was sent with: every reader uses the instant (timestamp(),
+    # aware comparisons, FiscalCalendar.quarter_of), and every writer converts to UTC
+    # (to_json, the report's as_of). Converting here cost a Python call per event, 23% of
+    # a validation (docs/benchmarks.md).
     occurred_at: AwareDatetime
     assignment_id: Ident
-
-    @field_validator("occurred_at")
-    @classmethod
-    def _to_utc(cls, value: datetime) -> datetime:
-        return value.astimezone(UTC)
 
 
 class Assignment(_EventBase):
@@ -89,12 +88,14 @@ class Deal(_EventBase):
 
 Event = Annotated[Assignment | Touch | Deal, Field(discriminator="type")]
 EVENT_ADAPTER: TypeAdapter[Assignment | Touch | Deal] = TypeAdapter(Event)
+# The hot paths call pydantic-core's validator itself: TypeAdapter.validate_json is a
+# Python wrapper around it (~0.25 us per event, docs/benchmarks.md).
+_VALIDATE_JSON = EVENT_ADAPTER.validator.validate_json
 # One event type each: a reader that knows the type (a CRM topic holds one) skips the
 # union's look-up of the tag, ~3% of a validation's instructions (docs/benchmarks.md).
-_TYPE_ADAPTERS: dict[str, TypeAdapter[Any]] = {
-    "assignment": TypeAdapter(Assignment),
-    "touch": TypeAdapter(Touch),
-    "deal": TypeAdapter(Deal),
+_TYPE_VALIDATE_JSON: dict[str, Callable[[str | bytes], Any]] = {
+    kind: TypeAdapter(model).validator.validate_json
+    for kind, model in (("assignment", Assignment), ("touch", Touch), ("deal", Deal))
 }
 
 
@@ -145,16 +146,17 @@ def describe_validation_error(exc: ValidationError) -> str:
 def parse_event(raw: str | bytes) -> Assignment | Touch | Deal:
     """Validate one JSON document; raise :class:`EventError` with a readable reason."""
     try:
-        return EVENT_ADAPTER.validate_json(raw)
+        event: Assignment | Touch | Deal = _VALIDATE_JSON(raw)
     except ValidationError as exc:
         raise EventError(describe_validation_error(exc)) from None
+    return event
 
 
 def parse_event_of(raw: str | bytes, kind: str) -> Assignment | Touch | Deal | None:
     """Validate one JSON document as an event of type ``kind``; None when it is not a
     valid one (:func:`parse_event` then says what it is, and what is wrong)."""
     try:
-        event: Assignment | Touch | Deal = _TYPE_ADAPTERS[kind].validate_json(raw)
+        event: Assignment | Touch | Deal = _TYPE_VALIDATE_JSON[kind](raw)
     except ValidationError:
         return None
     return event
@@ -173,7 +175,8 @@ def parse_event_obj(obj: Any) -> Assignment | Touch | Deal:
 def to_json(event: Assignment | Touch | Deal) -> str:
     """Serialise an event as the contract's JSON (no nulls, ``Z`` timestamps)."""
     data = event.model_dump(mode="json", exclude_none=True)
-    data["occurred_at"] = event.occurred_at.strftime("%Y-%m-%dT%H:%M:%SZ")
-    if event.occurred_at.microsecond:
-        data["occurred_at"] = event.occurred_at.isoformat().replace("+00:00", "Z")
+    at = event.occurred_at.astimezone(UTC)
+    data["occurred_at"] = at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if at.microsecond:
+        data["occurred_at"] = at.isoformat().replace("+00:00", "Z")
     return json.dumps(data, separators=(",", ":"))

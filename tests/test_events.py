@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -60,12 +60,30 @@ def test_contract_examples_parse_to_their_types() -> None:
     assert isinstance(d, Deal) and d.amount == 48000 and d.stage == "won"
 
 
-def test_defaults_and_zone_normalised_to_utc() -> None:
+def test_defaults_and_zone_kept_as_the_same_instant() -> None:
     raw = {**ASSIGNMENT, "occurred_at": "2026-10-01T11:00:00+02:00"}
     del raw["assignment_type"], raw["opp_score"]
     a = parse_event_obj(raw)
     assert a.assignment_type == "CLI" and a.opp_score is None
     assert a.occurred_at == datetime(2026, 10, 1, 9, 0, tzinfo=UTC)
+    assert a.occurred_at.utcoffset() == timedelta(hours=2)  # as sent, not converted
+    assert a.occurred_at.timestamp() == datetime(2026, 10, 1, 9, 0, tzinfo=UTC).timestamp()
+
+
+@pytest.mark.parametrize(
+    ("sent", "written"),
+    [
+        ("2026-10-01T11:00:00+02:00", "2026-10-01T09:00:00Z"),
+        ("2026-09-30T23:30:00-01:00", "2026-10-01T00:30:00Z"),
+        ("2026-10-01T09:00:00.250000+00:00", "2026-10-01T09:00:00.250000Z"),
+        ("2026-10-01T09:00:00Z", "2026-10-01T09:00:00Z"),
+    ],
+)
+def test_to_json_writes_utc_whatever_the_offset_sent(sent: str, written: str) -> None:
+    event = parse_event(json.dumps({**TOUCH, "occurred_at": sent}))
+    out = json.loads(to_json(event))
+    assert out["occurred_at"] == written
+    assert parse_event(to_json(event)) == event  # the same instant
 
 
 @pytest.mark.parametrize(

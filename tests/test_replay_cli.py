@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -278,3 +279,28 @@ def test_missing_file_and_bad_targets_are_clear(tmp_path: Path, quarter: dict[st
         ],
     )
     assert result.exit_code == 2 and "no time zone" in result.output
+
+
+def test_offsets_other_than_utc_give_the_same_report(quarter: dict[str, Any]) -> None:
+    """Events keep the offset they were sent with (streams.events); every reader uses
+    the instant and the report's as_of is written in UTC, so the same instants sent
+    with other offsets give the same report, byte for byte, also with no --as-of."""
+    offsets = [timedelta(hours=h) for h in (-8, -1, 0, 2, 5.5, 13)]
+    shifted = []
+    for i, line in enumerate(quarter["lines"]):
+        data = json.loads(line)
+        at = datetime.fromisoformat(data["occurred_at"].replace("Z", "+00:00"))
+        data["occurred_at"] = at.astimezone(timezone(offsets[i % len(offsets)])).isoformat()
+        shifted.append(json.dumps(data))
+    assert not any(json.loads(x)["occurred_at"].endswith("Z") for x in shifted[:6])
+    path = quarter["dir"] / "offsets.jsonl"
+    path.write_text("\n".join(shifted) + "\n")
+    reports = []
+    for events in (quarter["ordered"], path):
+        result = runner.invoke(
+            app, ["replay", str(events), "--targets", str(quarter["targets"]), "--json"]
+        )
+        assert result.exit_code == 0, result.stderr
+        reports.append(result.stdout)
+    assert json.loads(reports[0])["as_of"].endswith("Z")
+    assert reports[1] == reports[0]

@@ -395,10 +395,10 @@ class GapmonExporter:
         children = self._event_children
         last_event = self.last_event
 
-        def ingest(event: Any) -> bool:
+        def ingest(event: Any, ts: float | None = None) -> bool:
             dup, sup = engine.duplicates, engine.superseded
             t0 = perf()
-            result = plain(event)
+            result = plain(event, ts)
             elapsed = perf() - t0
             if engine.duplicates > dup:
                 outcome = "duplicate"

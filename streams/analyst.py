@@ -212,7 +212,7 @@ class Analyst:
                 ts = event.occurred_at.timestamp()
                 if learned.clock is None or ts > learned.clock:
                     learned.clock = ts
-                ingest(event)
+                ingest(event, ts)
                 n += 1
         self.stats["events"] += n
 

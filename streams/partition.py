@@ -182,14 +182,14 @@ class PartitionState:
         st = states.get(aid)
         before = None if st is None else st.cell
         self._where = (topic, offset)
-        if self.engine.ingest(event):
+        ts = event.occurred_at.timestamp()  # computed once: the clock's and the engine's
+        if self.engine.ingest(event, ts):
             self._dirty.add(aid)
             if before is not None:
                 self._cells.add(before)
             st = states.get(aid)  # None when the engine just gave up on it (an orphan)
             if st is not None and st.cell is not None:
                 self._cells.add(st.cell)
-        ts = event.occurred_at.timestamp()
         if ts > self.clock:
             self.clock = ts
         return True

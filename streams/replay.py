@@ -8,6 +8,7 @@ never arrived are written there too at the end (``"line": null``), so nothing is
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -87,14 +88,18 @@ def replay_lines(
     stats = ReplayStats()
     ingest = engine.ingest
     before_dup, before_sup = engine.duplicates, engine.superseded
+    # Compared as timestamps: an event keeps the offset it was sent with, and comparing
+    # two datetimes of different tzinfo objects asks each for its offset.
+    limit = math.inf if as_of is None else as_of.timestamp()
+    latest = -math.inf
     for _, event in validated(lines, stats, rejects, progress):
-        when = event.occurred_at
-        if as_of is not None and when > as_of:
+        ts = event.occurred_at.timestamp()
+        if ts > limit:
             stats.after_as_of += 1
             continue
-        if stats.latest is None or when > stats.latest:
-            stats.latest = when
-        ingest(event)
+        if ts > latest:
+            latest, stats.latest = ts, event.occurred_at
+        ingest(event, ts)
     stats.duplicates = engine.duplicates - before_dup
     stats.superseded = engine.superseded - before_sup
     stats.applied = (

@@ -8,6 +8,13 @@ credited for the accounts it happens to be given. ``fit_gap`` is then, over the
 closed assignments of a region, the expected revenue with the better motion of their
 vertical minus the expected revenue with the motion they got - positive means the
 weaker motion is over-used; it feeds the ``product_fit`` driver.
+
+The propensity depends only on the features (vertical, product, tier, AM), so a close
+adds its revenue to plain sums per features and motion, and the weights are applied
+when the means are read (:attr:`MotionFit.value`), with the propensity model as it is
+then: the IPW means a batch computation with today's model gives, at a dictionary
+update per close instead of a prediction (a tenth of the models' instructions before,
+docs/benchmarks.md), and one prediction per distinct set of features per read.
 """
 
 from __future__ import annotations
@@ -25,12 +32,20 @@ MOTIONS = ("CLI", "SLI")
 CLIP = 0.05  # propensities are clipped to [CLIP, 1 - CLIP] before weighting
 
 
-def propensity_features(info: AssignmentInfo) -> dict[str, float]:
+Features = tuple[str, str, str, str]  # vertical, product, spend tier, AM
+
+
+def features_of(info: AssignmentInfo) -> Features:
+    return (info.vertical, info.product, info.tier or "none", info.am)
+
+
+def propensity_features(info: AssignmentInfo | Features) -> dict[str, float]:
+    vertical, product, tier, am = info if isinstance(info, tuple) else features_of(info)
     return {
-        f"vertical={info.vertical}": 1.0,
-        f"product={info.product}": 1.0,
-        f"tier={info.tier or 'none'}": 1.0,
-        f"am={info.am}": 1.0,
+        f"vertical={vertical}": 1.0,
+        f"product={product}": 1.0,
+        f"tier={tier}": 1.0,
+        f"am={am}": 1.0,
     }
 
 
@@ -48,12 +63,13 @@ class _Acc:
     wy2: float = 0.0
     w2: float = 0.0
 
-    def add(self, weight: float, y: float) -> None:
-        self.n += 1
-        self.w += weight
-        self.wy += weight * y
-        self.wy2 += weight * y * y
-        self.w2 += weight * weight
+    def add_many(self, weight: float, n: int, y_sum: float, y2_sum: float) -> None:
+        """``n`` assignments of the same weight, their revenue summed and squared-summed."""
+        self.n += n
+        self.w += weight * n
+        self.wy += weight * y_sum
+        self.wy2 += weight * y2_sum
+        self.w2 += weight * weight * n
 
     @property
     def mean(self) -> float | None:
@@ -71,6 +87,15 @@ class _Acc:
 
 
 @dataclass
+class _Sums:
+    """Revenue of the closed assignments of one set of features and motion, unweighted."""
+
+    n: int = 0
+    y: float = 0.0
+    y2: float = 0.0
+
+
+@dataclass
 class FitGap:
     """fit_gap of one quarter x region and where it comes from."""
 
@@ -85,23 +110,70 @@ class MotionFit:
 
     def __init__(self, lr: float = 0.05) -> None:
         self.propensity = linear_model.LogisticRegression(optimizer=optim.SGD(lr))
-        self.value: dict[tuple[str, str], _Acc] = defaultdict(_Acc)  # (vertical, motion)
+        # (features, motion) -> revenue of the closed assignments, weighted when read
+        self.outcomes: dict[tuple[Features, str], _Sums] = defaultdict(_Sums)
         # closed assignments per (quarter, region) -> (vertical, motion, account) -> count
         self.closed: dict[tuple[str, str], dict[tuple[str, str, str], int]] = defaultdict(_counts)
+        self.learned = 0  # assignments the propensity has learned
+        self.n_closed = 0
+        self._legacy: dict[tuple[str, str], _Acc] = {}  # weighted sums of an old checkpoint
+        self._value: tuple[tuple[int, int], dict[tuple[str, str], _Acc]] | None = None
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # a checkpoint from before the sums per features: its means were weighted at close
+        if "outcomes" not in state:
+            state["_legacy"] = dict(state.pop("value", {}))
+            state["outcomes"] = defaultdict(_Sums)
+            state["learned"] = state["n_closed"] = 0
+        state["_value"] = None
+        self.__dict__.update(state)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_value"] = None  # a cache
+        return state
 
     def learn_assignment(self, info: AssignmentInfo) -> None:
         self.propensity.learn_one(propensity_features(info), info.kind == "SLI")
+        self.learned += 1
 
-    def p_sli(self, info: AssignmentInfo) -> float:
+    def p_sli(self, info: AssignmentInfo | Features) -> float:
         """P(SLI) of an assignment like this one, clipped to [CLIP, 1 - CLIP]."""
         p = self.propensity.predict_proba_one(propensity_features(info))[True]
         return min(max(p, CLIP), 1 - CLIP)
 
     def learn_close(self, info: AssignmentInfo, revenue: float) -> None:
-        p = self.p_sli(info)
-        weight = 1 / p if info.kind == "SLI" else 1 / (1 - p)
-        self.value[(info.vertical, info.kind)].add(weight, revenue)
+        sums = self.outcomes[(features_of(info), info.kind)]
+        sums.n += 1
+        sums.y += revenue
+        sums.y2 += revenue * revenue
+        self.n_closed += 1
         self.closed[(info.quarter, info.region)][(info.vertical, info.kind, info.account)] += 1
+
+    @property
+    def value(self) -> dict[tuple[str, str], _Acc]:
+        """Hajek IPW sums per (vertical, motion), weighted by the current propensity.
+
+        Each closed assignment weighs ``1 / P(SLI)`` (SLI) or ``1 / (1 - P(SLI))`` (CLI)
+        at its features; the weight is the same for every assignment of one set of
+        features, so the sums per features are weighted as wholes. Cached until the
+        propensity learns or another assignment closes.
+        """
+        version = (self.learned, self.n_closed)
+        if self._value is not None and self._value[0] == version:
+            return self._value[1]
+        value: dict[tuple[str, str], _Acc] = defaultdict(_Acc)
+        for key, acc in self._legacy.items():
+            value[key] = _Acc(acc.n, acc.w, acc.wy, acc.wy2, acc.w2)
+        p_of: dict[Features, float] = {}
+        for (features, motion), sums in self.outcomes.items():
+            p = p_of.get(features)
+            if p is None:
+                p = p_of[features] = self.p_sli(features)
+            acc = value[(features[0], motion)]
+            acc.add_many(1 / p if motion == "SLI" else 1 / (1 - p), sums.n, sums.y, sums.y2)
+        self._value = (version, dict(value))
+        return self._value[1]
 
     def uplift(self, vertical: str) -> tuple[float, float] | None:
         """IPW revenue per assignment of SLI minus CLI in a vertical, and its SE."""

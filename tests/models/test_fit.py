@@ -7,9 +7,13 @@ P(SLI | tier, ...) must say CLI is the better motion, and fit_gap must be positi
 
 from __future__ import annotations
 
+import math
+import pickle
 import random
 
 from monitors.engine import Engine
+from monitors.models.features import AssignmentInfo
+from monitors.models.fit import MotionFit, _Acc
 from monitors.models.modelset import ModelSet
 
 from .synth import Stream
@@ -87,3 +91,56 @@ def test_no_fit_gap_when_motions_earn_the_same() -> None:
         engine.ingest(e)
     gap = models.fit.fit_gap("2026Q4", "R1")
     assert gap is not None and gap.usd == 0.0
+
+
+def test_ipw_sums_equal_weighting_each_closed_assignment_with_the_current_propensity() -> None:
+    """The sums per features, weighted when read, are the row-by-row Hajek sums."""
+    s = planted_stream(n=1200, seed=6)
+    events = list(s.events)
+    random.Random(7).shuffle(events)  # closes interleaved with assignments still learned
+    engine = Engine()
+    models = ModelSet().attach(engine)
+    for e in events:
+        engine.ingest(e)
+    fit = models.fit
+    reference: dict[tuple[str, str], list[float]] = {}
+    for aid, info in models.info.items():
+        if not info.closed:
+            continue
+        st = engine.states[aid]
+        y = st.amount_c / 100 if st.stage == "won" else 0.0
+        p = fit.p_sli(info)
+        w = 1 / p if info.kind == "SLI" else 1 / (1 - p)
+        acc = reference.setdefault((info.vertical, info.kind), [0, 0.0, 0.0, 0.0, 0.0])
+        for i, v in enumerate((1, w, w * y, w * y * y, w * w)):
+            acc[i] += v
+    value = fit.value
+    assert set(value) == set(reference) == {("finance", "CLI"), ("finance", "SLI")}
+    for key, (n, w, wy, wy2, w2) in reference.items():
+        got = value[key]
+        assert got.n == n
+        for a, b in ((got.w, w), (got.wy, wy), (got.wy2, wy2), (got.w2, w2)):
+            assert math.isclose(a, b, rel_tol=1e-9), (key, a, b)
+    before = fit.uplift("finance")
+    engine.ingest(s.events[0])  # a duplicate: nothing learned, the cached sums stand
+    assert fit.uplift("finance") == before
+
+
+def test_a_checkpoint_from_before_the_sums_per_features_keeps_its_means() -> None:
+    """An old MotionFit pickled its IPW sums weighted at close (``value``): kept as they
+    are, and what closes after the restore is added to them."""
+    old = MotionFit()
+    acc = _Acc(n=10, w=20.0, wy=2_000.0, wy2=500_000.0, w2=45.0)
+    state = {k: v for k, v in old.__dict__.items() if k in ("propensity", "closed")}
+    state["value"] = {("finance", "CLI"): acc}
+    restored = MotionFit.__new__(MotionFit)
+    restored.__setstate__(pickle.loads(pickle.dumps(state)))
+    assert restored.value[("finance", "CLI")] == acc
+    info = AssignmentInfo()
+    info.quarter, info.region, info.vertical, info.product = "2026Q4", "R1", "finance", "p"
+    info.am, info.kind, info.account = "AM1", "CLI", "ACC1"
+    restored.learn_assignment(info)
+    restored.learn_close(info, 100.0)
+    got = restored.value[("finance", "CLI")]
+    w = 1 / (1 - restored.p_sli(info))
+    assert got.n == 11 and math.isclose(got.wy, 2_000.0 + w * 100.0)

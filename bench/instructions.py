@@ -43,7 +43,7 @@ PARTS = {
     "drift summary of trust_beta": ("trust", "TrustModel", "summary"),
     "reason classifier": ("reasons", "ReasonModel", "learn_close"),
     "SLI propensity (learn)": ("fit", "MotionFit", "learn_assignment"),
-    "motion fit at close (propensity, IPW)": ("fit", "MotionFit", "learn_close"),
+    "motion fit at close (IPW sums)": ("fit", "MotionFit", "learn_close"),
     "score calibration": ("scores", "ScoreMonitor", "learn_close"),
     "every part (the observer hook remains)": ("*", "", ""),
 }

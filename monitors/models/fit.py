@@ -13,7 +13,7 @@ The propensity depends only on the features (vertical, product, tier, AM), so a 
 adds its revenue to plain sums per features and motion, and the weights are applied
 when the means are read (:attr:`MotionFit.value`), with the propensity model as it is
 then: the IPW means a batch computation with today's model gives, at a dictionary
-update per close instead of a prediction (a tenth of the models' instructions before,
+update per close instead of a river prediction (11% of the models' instructions before,
 docs/benchmarks.md), and one prediction per distinct set of features per read.
 """
 

@@ -597,8 +597,8 @@ class Engine:
 
 
 def _touch_id_list(ids: str | set[str]) -> list[str]:
-    if isinstance(ids, str):
-        return [x for x in ids.split(_SEP) if x]
+    if isinstance(ids, str):  # "\x1fe1\x1fe2\x1f", or "\x1f" for none
+        return ids[1:-1].split(_SEP) if len(ids) > 1 else []
     return list(ids)
 
 

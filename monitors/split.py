@@ -54,9 +54,13 @@ def state_to_json(st: AssignmentState) -> bytes:
     quarter by its label, touch ids as a sorted list, no time as null)."""
     v = list(_GET(st))
     q = v[_QUARTER]
-    v[_QUARTER] = None if q is None else q.label
+    if q is not None:
+        v[_QUARTER] = q.label
     v[_TOUCHES] = sorted(_touch_id_list(v[_TOUCHES]))
-    v[_A_TS], v[_D_TS] = _num(v[_A_TS]), _num(v[_D_TS])
+    if v[_A_TS] == -math.inf:  # (inline: this runs for every changed assignment)
+        v[_A_TS] = None
+    if v[_D_TS] == -math.inf:
+        v[_D_TS] = None
     return orjson.dumps(v)
 
 

@@ -4,6 +4,7 @@
     .venv/bin/python bench/instructions.py --per-region 8000  # the size bench/models.py uses
     .venv/bin/python bench/instructions.py --base /tmp/old    # also an older checkout
     .venv/bin/python bench/instructions.py --ablate           # where the models' cost goes
+    .venv/bin/python bench/instructions.py --pipeline         # also JSON in: replay, a worker
 
 Wall-clock figures on this shared machine move by 30% from one minute to the next
 (docs/benchmarks.md), more than most changes are worth. An instruction count does not:
@@ -15,6 +16,13 @@ model set attached); the differences are the engine's and the models' instructio
 Prints instructions per event for each. With ``--ablate``, one more process per part of
 the model set (of this checkout) with that part's method replaced by a no-op: the
 instructions it saves are what the part costs, itself and what only it calls.
+With ``--pipeline``, two more processes per checkout, from the JSON text of the same
+events: ``pipeline`` (``parse_event`` of each line, then the engine with the model set:
+what ``gapmon replay`` does per line) and ``partition`` (what a worker does per record
+of its partitions, fetching aside: partition 0 of 2 of the CRM topics' records, by a
+crc32 of the key, through :meth:`streams.partition.PartitionState.apply`, with a
+:meth:`~streams.partition.PartitionState.flush` every 900 records and the cells in every
+5th, as the worker's defaults do at ~50,000 events/s); both are counted against ``load``.
 
 Needs valgrind (``apt-get install valgrind``). A process takes about 1.5 minutes at
 2,000 assignments per region and five at 8,000; two run at a time.
@@ -32,11 +40,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MODES = ("load", "engine", "models")
+PIPELINE_MODES = ("pipeline", "partition")
+WINDOW, CELLS_EVERY = 900, 5  # the partition mode's flushes (see the docstring)
 # --ablate: a part of the model set -> (module, class, method) made a no-op
 PARTS = {
     "trust (incl. its drift summary)": ("trust", "TrustModel", "learn"),
@@ -64,13 +75,28 @@ def child(root: str, events_file: str, mode: str) -> None:
                 owner = getattr(importlib.import_module(f"monitors.models.{module}"), cls)
                 setattr(owner, method, lambda *args, **kwargs: None)
     with open(events_file, "rb") as f:
-        events = pickle.load(f)
+        events, lines, records = pickle.load(f)
     gc.collect()
     gc.freeze()
     engine = Engine(settings.engine)
-    if mode == "models" or mode.startswith("without:"):
+    if mode in ("models", "pipeline") or mode.startswith("without:"):
         ModelSet().attach(engine)
-    if mode != "load":
+    if mode == "pipeline":
+        from streams.events import parse_event
+
+        for line in lines:
+            engine.ingest(parse_event(line))
+    elif mode == "partition":
+        from streams.kafka_settings import KafkaSettings
+        from streams.partition import PartitionState
+
+        ps = PartitionState(0, KafkaSettings().crm_topics, settings.engine)
+        for i, record in enumerate(records, 1):
+            ps.apply(*record)
+            if i % WINDOW == 0:
+                ps.flush(cells=i % (WINDOW * CELLS_EVERY) == 0)
+        ps.flush()
+    elif mode != "load":
         for event in events:
             engine.ingest(event)
 
@@ -111,20 +137,35 @@ def main() -> None:
     ap.add_argument(
         "--ablate", action="store_true", help="also the cost of each part of the model set"
     )
+    ap.add_argument(
+        "--pipeline", action="store_true", help="also from JSON: replay's and a worker's"
+    )
     args = ap.parse_args()
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind not found: apt-get install valgrind")
 
     sys.path.insert(0, str(ROOT))
+    from streams.events import to_json
+    from streams.kafka_settings import KafkaSettings
     from streams.sources import generate_quarter
 
     events = generate_quarter(seed=args.seed, assignments_per_region=args.per_region).events
+    lines = [to_json(e) for e in events]
+    topics = KafkaSettings().crm_topics
+    offsets = dict.fromkeys(topics, 0)
+    records = []  # partition 0 of 2: (topic, offset, key, value) as a worker gets them
+    for e, line in zip(events, lines, strict=True):
+        if zlib.crc32(e.assignment_id.encode()) % 2 == 0:
+            key = e.assignment_id.encode()
+            records.append((topics[e.type], offsets[e.type], key, line.encode()))
+            offsets[e.type] += 1
     work = Path(tempfile.mkdtemp(prefix="gapmon-instructions-"))
     events_file = work / "events.pkl"
     with open(events_file, "wb") as f:
-        pickle.dump(events, f)
+        pickle.dump((events, lines, records), f)
     roots = [ROOT, *(b.resolve() for b in args.base)]
-    jobs = [(root, mode) for root in roots for mode in MODES]
+    modes = MODES + PIPELINE_MODES if args.pipeline else MODES
+    jobs = [(root, mode) for root in roots for mode in modes]
     ablations = {
         label: "without:*" if module == "*" else f"without:{module}.{cls}.{method}"
         for label, (module, cls, method) in PARTS.items()
@@ -147,6 +188,14 @@ def main() -> None:
         print(f"  engine:          {(engine - load) / n:>9,.0f} instructions per event")
         print(f"  models:          {(models - engine) / n:>9,.0f} instructions per event")
         print(f"  engine + models: {(models - load) / n:>9,.0f} instructions per event")
+        if args.pipeline:
+            pipeline = counts[(root, "pipeline")] - load
+            partition = counts[(root, "partition")] - load
+            print(f"  JSON line -> validation -> engine + models: {pipeline / n:>9,.0f} per event")
+            print(
+                f"  worker, partition 0 of 2 (apply + flush): {partition / len(records):>9,.0f}"
+                f" per record ({len(records):,} records)"
+            )
     if args.ablate:
         models = counts[(ROOT, "models")] - counts[(ROOT, "engine")]
         print(f"{ROOT}, what each part of the models costs (instructions per event):")

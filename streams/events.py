@@ -93,8 +93,7 @@ EVENT_ADAPTER: TypeAdapter[Assignment | Touch | Deal] = TypeAdapter(Event)
 _VALIDATE_JSON = EVENT_ADAPTER.validator.validate_json
 # One event type each: a reader that knows the type (a CRM topic holds one) skips the
 # union's look-up of the tag, ~3% of a validation's instructions (docs/benchmarks.md).
-# Each raises pydantic's ValidationError; parse_event_of is the plain way to call them.
-TYPE_VALIDATE_JSON: dict[str, Callable[[str | bytes], Any]] = {
+_TYPE_VALIDATE_JSON: dict[str, Callable[[str | bytes], Any]] = {
     kind: TypeAdapter(model).validator.validate_json
     for kind, model in (("assignment", Assignment), ("touch", Touch), ("deal", Deal))
 }
@@ -157,7 +156,7 @@ def parse_event_of(raw: str | bytes, kind: str) -> Assignment | Touch | Deal | N
     """Validate one JSON document as an event of type ``kind``; None when it is not a
     valid one (:func:`parse_event` then says what it is, and what is wrong)."""
     try:
-        event: Assignment | Touch | Deal = TYPE_VALIDATE_JSON[kind](raw)
+        event: Assignment | Touch | Deal = _TYPE_VALIDATE_JSON[kind](raw)
     except ValidationError:
         return None
     return event

@@ -43,11 +43,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from pydantic import ValidationError
 
 from monitors.engine import Engine, EngineConfig
 from monitors.split import part_json, state_from_json, state_to_json
-from streams.events import TYPE_VALIDATE_JSON, Assignment, Deal, EventError, Touch, parse_event
+from streams.events import Assignment, Deal, EventError, Touch, parse_event, parse_event_of
 
 POSITION_KEY = b"~position"  # in the state changelog: input offsets and the clock
 CLOCK_KEY = "~clock|{}"  # in gapmon.aggregates: partition p's clock, without cells
@@ -99,12 +98,7 @@ def check_message(
     """
     if not raw or not isinstance(raw, (bytes, str)):  # a tuple: faster than bytes | str
         raise BadMessage("json", "value: empty message")
-    event = None
-    if kind is not None:  # parse_event_of, inlined: this runs for every message
-        try:
-            event = TYPE_VALIDATE_JSON[kind](raw)
-        except ValidationError:
-            pass
+    event = None if kind is None else parse_event_of(raw, kind)
     if event is None:
         try:
             event = parse_event(raw)

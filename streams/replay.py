@@ -11,7 +11,7 @@ import json
 import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import IO, Any, Protocol
 
 from monitors.engine import Engine
@@ -98,8 +98,10 @@ def replay_lines(
             stats.after_as_of += 1
             continue
         if ts > latest:
-            latest, stats.latest = ts, event.occurred_at
+            latest = ts
         ingest(event, ts)
+    if latest > -math.inf:
+        stats.latest = datetime.fromtimestamp(latest, UTC)
     stats.duplicates = engine.duplicates - before_dup
     stats.superseded = engine.superseded - before_sup
     stats.applied = (

@@ -75,7 +75,10 @@ def test_kill_9_mid_stream_and_restart(cluster: Cluster, tmp_path: Path) -> None
     """Killed three times at different points, restarted each time: the same report.
 
     The killed workers write their cells only every 2 s (GAPMON_CELLS_INTERVAL), so the
-    kills come while cells are waiting and the next owner has to write them."""
+    kills come while cells are waiting and the next owner has to write them. They commit
+    every 0.1 s while catching up too (GAPMON_CATCHUP_COMMIT_INTERVAL): a fast worker
+    applies all ~96,000 events within the default 0.5 s before its first commit, and a
+    kill needs a commit to come after."""
     q = make_quarter(tmp_path, per_region=3000, seed=12)  # ~96,000 events
     total = len(q.lines)
     expected = replay_report(q)
@@ -84,7 +87,8 @@ def test_kill_9_mid_stream_and_restart(cluster: Cluster, tmp_path: Path) -> None
     for i in range(3):
         # a restart continues from the last commit: that it applies another fifth before
         # the kill shows the kill came mid-stream (kill_after fails otherwise)
-        status = cluster.worker(GAPMON_CELLS_INTERVAL="2").kill_after(total // 5)
+        killed = cluster.worker(GAPMON_CELLS_INTERVAL="2", GAPMON_CATCHUP_COMMIT_INTERVAL="0.1")
+        status = killed.kill_after(total // 5)
         assert status["processor"]["events"] < total, "the kill came after the end"
         if i:  # the restarts rebuilt their state from what the killed one had committed
             assert status["processor"]["restored_records"] > 0

@@ -50,6 +50,7 @@ from streams.publisher import Publisher, paced, targets_table
 log = logging.getLogger("gapmon.analyst")
 
 CHECKPOINT_TTL_S = 120 * 86_400  # a quarter and then some
+FETCH_RECORDS = 1000  # records per fetch; a turn of the event loop after each
 
 
 class OneOwnerAssignor:
@@ -147,6 +148,7 @@ class Analyst:
         self._built = (-1, -1)  # (version, targets view version) of the last report
         self._saved = -1  # the version of the last checkpoint
         self._consumer: AIOKafkaConsumer | None = None
+        self.catching_up = False  # its last fetch came back full: a backlog
         self.stats = {"events": 0, "checkpoints": 0, "restored_from_checkpoint": 0}
 
     @property
@@ -170,7 +172,7 @@ class Analyst:
             await asyncio.gather(
                 self.view.run(stop),
                 self._consume(stop),
-                paced(stop, ks.snapshot_interval, self.tick),
+                paced(stop, self.tick, ks.snapshot_interval_for, lambda: self.catching_up),
                 self._checkpoint_every(stop),
             )
             await self.save()
@@ -183,7 +185,9 @@ class Analyst:
         topics = self.ks.crm_topics
         kinds = topic_kinds(topics)
         while not stop.is_set():
-            batch = await self._consumer.getmany(timeout_ms=100, max_records=1000)
+            batch = await self._consumer.getmany(timeout_ms=100, max_records=FETCH_RECORDS)
+            # a full batch: more records were waiting (its reports wait longer, see paced)
+            self.catching_up = sum(map(len, batch.values())) >= FETCH_RECORDS
             learned = self.learned
             if learned is not None:
                 self._apply(learned, batch, topics, kinds)

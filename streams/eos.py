@@ -9,7 +9,8 @@ partition's changes in one Kafka transaction of that partition's own transaction
 producer (``transactional.id = <group>-<p>``): the state changelog records, the region
 cells, the dead letters, and the consumer offsets (``send_offsets_to_transaction``).
 Either all of it is visible to read_committed readers, or none of it is. The cells go
-in only every ``KafkaSettings.cells_every`` seconds (and on a rebalance or shutdown);
+in only every ``KafkaSettings.cells_every`` seconds (``cells_interval_for`` while
+catching up; and always on a rebalance or shutdown);
 in between, the state's position record lists the cells still to be written, so the
 next owner writes them if this worker dies first.
 
@@ -102,6 +103,8 @@ class Processor:
         self._reader: AIOKafkaConsumer | None = None
         self._last_commit = time.monotonic()
         self._last_cells = time.monotonic()
+        # the last fetch came back full: a backlog (commits, cells and snapshots wait longer)
+        self.catching_up = False
 
     # -------------------------------------------------------------------- run
 
@@ -122,7 +125,7 @@ class Processor:
             while not stop.is_set():
                 batch = await consumer.getmany(timeout_ms=100, max_records=self.max_records)
                 # a full batch: more records were waiting, the worker is catching up
-                catching_up = sum(map(len, batch.values())) >= self.max_records
+                self.catching_up = catching_up = sum(map(len, batch.values())) >= self.max_records
                 ahead += self._apply(batch)
                 # getmany does not suspend while records are buffered: let the commit in
                 # flight, the snapshot publisher and the status server have their turn
@@ -196,7 +199,7 @@ class Processor:
         """Commit every partition with changes; the cells too if ``cells`` or they are due."""
         now = time.monotonic()
         self._last_commit = now
-        if cells or now - self._last_cells >= self.ks.cells_every:
+        if cells or now - self._last_cells >= self.ks.cells_interval_for(self.catching_up):
             cells = True
             self._last_cells = now
         due = [

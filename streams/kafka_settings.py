@@ -37,6 +37,14 @@ class KafkaSettings(BaseSettings):
     metrics_addr: str = Field("127.0.0.1", description="0.0.0.0 to be scraped from elsewhere")
     targets_file: Path | None = None
     snapshot_interval: float = Field(1.0, gt=0, le=3600, description="seconds between snapshots")
+    catchup_snapshot_interval: float = Field(
+        5.0,
+        gt=0,
+        le=3600,
+        description="seconds between snapshots while the worker is catching up (its fetches "
+        "come back full): a snapshot of a backlog is stale by the backlog, and building one "
+        "takes the core the backlog needs; never under the snapshot interval",
+    )
     commit_interval: float = Field(
         0.1, gt=0, le=60, description="seconds between transaction commits (latency vs cost)"
     )
@@ -126,8 +134,23 @@ class KafkaSettings(BaseSettings):
         snapshot interval (cells written more often than snapshots read them are
         mostly overwritten before anyone reads them), and never under the commit
         interval."""
-        every = self.snapshot_interval / 2 if self.cells_interval is None else self.cells_interval
+        return self.cells_interval_for(catching_up=False)
+
+    def cells_interval_for(self, catching_up: bool) -> float:
+        """:attr:`cells_every`; while catching up, by default half the catch-up snapshot
+        interval instead (an explicit ``cells_interval`` holds either way)."""
+        if self.cells_interval is not None:
+            every = self.cells_interval
+        else:
+            every = self.snapshot_interval_for(catching_up) / 2
         return max(every, self.commit_interval)
+
+    def snapshot_interval_for(self, catching_up: bool) -> float:
+        """Seconds between snapshots: ``snapshot_interval``, or while catching up
+        ``catchup_snapshot_interval`` (never under ``snapshot_interval``)."""
+        if catching_up:
+            return max(self.catchup_snapshot_interval, self.snapshot_interval)
+        return self.snapshot_interval
 
     def commit_due(self, since_last: float, catching_up: bool) -> bool:
         """Whether a worker commits now, ``since_last`` seconds after its last commit.

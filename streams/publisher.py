@@ -13,6 +13,8 @@
   (:func:`monitors.snapshots.report_of`: the report ``gapmon replay --no-models``
   builds) and hands it to the publisher. Several workers publishing the same snapshot
   is harmless (same key, same value); alerts are deduplicated in Redis.
+* :func:`paced` calls a report source's tick every snapshot interval, and every
+  catch-up snapshot interval while the worker works through a backlog.
 * :func:`targets_table` is the targets in force: the base file, row by row overridden
   by ``gapmon.targets``.
 
@@ -39,6 +41,7 @@ from streams.kafka_settings import KafkaSettings
 log = logging.getLogger("gapmon.worker")
 
 BUSY_FACTOR = 3.0  # wait at least 3x the last build: snapshots take <= 25% of the loop
+CATCHUP_RECHECK = 0.1  # seconds between looks at whether a worker's backlog is gone
 
 
 def targets_table(base: TargetsTable, records: Mapping[bytes, bytes]) -> TargetsTable:
@@ -119,23 +122,41 @@ class Publisher:
             self.producer = None
 
 
-async def paced(stop: asyncio.Event, interval: float, tick: Callable[[], Awaitable[int]]) -> None:
-    """Call ``tick`` every ``interval`` seconds until ``stop``, or less often when ticks
-    take long: at most about a quarter of the time goes to them (the processor shares
-    this event loop and this core). The pace follows a moving average of the tick time,
-    so one slow tick (a garbage collection) does not hold the next one back."""
+async def paced(
+    stop: asyncio.Event,
+    tick: Callable[[], Awaitable[int]],
+    interval_for: Callable[[bool], float],
+    catching_up: Callable[[], bool] | None = None,
+) -> None:
+    """Call ``tick`` every ``interval_for(False)`` seconds until ``stop``, or less often
+    when ticks take long: at most about a quarter of the time goes to them (the processor
+    shares this event loop and this core). The pace follows a moving average of the tick
+    time, so one slow tick (a garbage collection) does not hold the next one back.
+
+    While ``catching_up()`` (the worker is working through a backlog), a tick waits
+    until ``interval_for(True)`` seconds after the previous one began; whether the
+    backlog is gone is looked at again every ``CATCHUP_RECHECK`` seconds, so the
+    snapshot that follows a caught-up worker is not late by more than that.
+    """
     loop = asyncio.get_running_loop()
-    wait, usual = interval, 0.0
+    behind = catching_up or (lambda: False)
+    wait, usual, last = interval_for(False), 0.0, loop.time()
     while not stop.is_set():
         try:
             await asyncio.wait_for(stop.wait(), wait)
         except TimeoutError:
             pass
         t = loop.time()
+        if not stop.is_set() and behind():
+            due = last + max(interval_for(True), BUSY_FACTOR * usual)
+            if t < due:
+                wait = min(due - t, CATCHUP_RECHECK)
+                continue
         n = await tick()
         took = loop.time() - t
+        last = t
         usual = took if usual == 0.0 else 0.7 * usual + 0.3 * took
-        wait = max(interval, BUSY_FACTOR * usual)
+        wait = max(interval_for(False), BUSY_FACTOR * usual)
         if n:
             log.info("published %d snapshot(s) in %.3f s", n, took)
 
@@ -150,8 +171,11 @@ class Snapshots:
         base: TargetsTable,
         exporter: Any = None,
         alerts: tuple[Any, Any, Any] | None = None,
+        catching_up: Callable[[], bool] | None = None,
     ) -> None:
         self.ks, self.settings, self.base = ks, settings, base
+        # whether this worker's processor is working through a backlog (snapshots wait)
+        self.catching_up = catching_up
         self.view = CompactedView(ks, [ks.aggregates_topic, ks.targets_topic])
         self.merged = MergedCells(settings.engine)  # every part of gapmon.aggregates, summed
         self.publisher = Publisher(ks, exporter, alerts)
@@ -192,7 +216,8 @@ class Snapshots:
         """The view and the paced ticks, until ``stop``."""
         try:
             await asyncio.gather(
-                self.view.run(stop), paced(stop, self.ks.snapshot_interval, self.tick)
+                self.view.run(stop),
+                paced(stop, self.tick, self.ks.snapshot_interval_for, self.catching_up),
             )
         finally:
             await self.publisher.close()

@@ -93,7 +93,9 @@ async def run_worker(
     if ks.models:
         snapshots = Analyst(ks, settings, base, exporter, alerts, checkpoints)
     else:
-        snapshots = Snapshots(ks, settings, base, exporter, alerts)
+        snapshots = Snapshots(
+            ks, settings, base, exporter, alerts, catching_up=lambda: processor.catching_up
+        )
     runner = await _serve_status(ks.web_port, processor, snapshots)
     tasks = [
         asyncio.create_task(processor.run(stop), name="processor"),

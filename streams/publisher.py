@@ -175,7 +175,7 @@ class Snapshots:
     ) -> None:
         self.ks, self.settings, self.base = ks, settings, base
         # whether this worker's processor is working through a backlog (snapshots wait)
-        self.catching_up = catching_up
+        self._catching_up = catching_up
         self.view = CompactedView(ks, [ks.aggregates_topic, ks.targets_topic])
         self.merged = MergedCells(settings.engine)  # every part of gapmon.aggregates, summed
         self.publisher = Publisher(ks, exporter, alerts)
@@ -217,7 +217,7 @@ class Snapshots:
         try:
             await asyncio.gather(
                 self.view.run(stop),
-                paced(stop, self.tick, self.ks.snapshot_interval_for, self.catching_up),
+                paced(stop, self.tick, self.ks.snapshot_interval_for, self._catching_up),
             )
         finally:
             await self.publisher.close()

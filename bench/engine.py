@@ -8,7 +8,8 @@ shared 2-core machine's speed varies by 30% and more from minute to minute):
   * engine ingest of already-validated events (time order and shuffled), events/s;
   * the replay path (JSON line -> pydantic validation -> engine), events/s;
   * the same two with every online model attached (issue #5: the full pipeline with
-    models), and what the models cost per event (bench/models.py has the model details);
+    models), the garbage collector's part of the full pipeline, and what the models
+    cost per event (bench/models.py has the model details);
   * the report (roll-up, pacing, attribution) time;
   * memory the engine keeps per open assignment (tracemalloc, events streamed from JSON
     so only what the engine retains is counted), and peak RSS of the process;
@@ -39,7 +40,27 @@ from monitors.report import ReportBuilder  # noqa: E402
 from monitors.settings import load_settings  # noqa: E402
 from pacing.targets import TargetsTable  # noqa: E402
 from streams.events import parse_event, to_json  # noqa: E402
+from streams.runtime import tune_gc  # noqa: E402
 from streams.sources import generate_quarter  # noqa: E402
+
+
+class GcClock:
+    """Time spent in the garbage collector (a ``gc.callbacks`` entry), and its full
+    collections, since the last :meth:`reset`."""
+
+    def __init__(self) -> None:
+        self.seconds, self.full, self._start = 0.0, 0, 0.0
+        self.best: tuple[float, int] = (0.0, 0)
+
+    def reset(self) -> None:
+        self.seconds, self.full = 0.0, 0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._start
+            self.full += info["generation"] == 2
 
 
 def rate(n: int, seconds: float) -> str:
@@ -63,6 +84,12 @@ def main() -> None:
     ap.add_argument(
         "--skip-models", action="store_true", help="do not time the engine with the online models"
     )
+    ap.add_argument(
+        "--default-gc",
+        action="store_true",
+        help="keep Python's default collector thresholds instead of what every gapmon "
+        "command sets (streams.runtime.tune_gc), to compare",
+    )
     args = ap.parse_args()
 
     settings = load_settings()
@@ -79,11 +106,16 @@ def main() -> None:
     # the garbage collector's view so its full passes over them are not billed to the engine.
     gc.collect()
     gc.freeze()
+    if not args.default_gc:
+        tune_gc()  # as every gapmon command does (streams.runtime)
+    collector = GcClock()
+    gc.callbacks.append(collector)
 
     def timed(
         feed: list, make_event: Callable[[Any], Any], models: bool = False
     ) -> tuple[float, Engine]:
-        """Best (shortest) of --repeat runs into a fresh engine, and the last engine."""
+        """Best (shortest) of --repeat runs into a fresh engine, and the last engine;
+        ``collector.best`` is the garbage collector's time in the best run."""
         best, engine = math.inf, Engine(settings.engine)
         for _ in range(args.repeat):
             gc.collect()
@@ -91,10 +123,13 @@ def main() -> None:
             if models:
                 ModelSet().attach(engine)
             ingest = engine.ingest
+            collector.reset()
             t = time.perf_counter()
             for item in feed:
                 ingest(make_event(item))
-            best = min(best, time.perf_counter() - t)
+            took = time.perf_counter() - t
+            if took < best:
+                best, collector.best = took, (collector.seconds, collector.full)
         return best, engine
 
     def same(e: Any) -> Any:
@@ -107,7 +142,10 @@ def main() -> None:
     seconds, engine2 = timed(shuffled, same)
     print("engine, shuffled:                   " + rate(n, seconds))
     assert engine.metrics(gq.end) == engine2.metrics(gq.end), "order changed the result"
-    seconds, engine3 = timed(lines, parse_event)
+    # only the first engine is kept (for the report below): the collector's full passes
+    # in the runs that follow would walk every object of the others too
+    del engine2
+    seconds = timed(lines, parse_event)[0]
     print("parse + validate + engine:          " + rate(n, seconds))
     if not args.skip_models:
         plain = timed(events, same)[0]  # again, next to the run with models
@@ -115,6 +153,11 @@ def main() -> None:
         print("engine + models:                    " + rate(n, with_models))
         full = timed(lines, parse_event, models=True)[0]
         print("parse + validate + engine + models: " + rate(n, full))
+        seconds, full_collections = collector.best
+        print(
+            f"  of which the garbage collector:    {seconds:.2f} s "
+            f"({full_collections} full collections)"
+        )
         print(f"models cost {(with_models - plain) / n * 1e6:.2f} us per event")
 
     targets = TargetsTable.from_rows(gq.targets_rows())
@@ -122,7 +165,6 @@ def main() -> None:
     ReportBuilder(settings, targets).build(engine, gq.end)
     print(f"report (roll-up, pacing, drivers): {time.perf_counter() - t:.3f} s")
 
-    del engine2, engine3
     gc.collect()
     tracemalloc.start()
     base = tracemalloc.take_snapshot()

@@ -78,6 +78,12 @@ def child(root: str, events_file: str, mode: str) -> None:
         events, lines, records = pickle.load(f)
     gc.collect()
     gc.freeze()
+    try:  # what every gapmon command of that checkout does, if it has it
+        from streams.runtime import tune_gc
+    except ImportError:
+        pass
+    else:
+        tune_gc()
     engine = Engine(settings.engine)
     if mode in ("models", "pipeline") or mode.startswith("without:"):
         ModelSet().attach(engine)

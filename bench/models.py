@@ -33,6 +33,7 @@ from monitors.report import ReportBuilder  # noqa: E402
 from monitors.settings import load_settings  # noqa: E402
 from pacing.targets import TargetsTable  # noqa: E402
 from streams.events import parse_event, to_json  # noqa: E402
+from streams.runtime import tune_gc  # noqa: E402
 from streams.sources import generate_quarter  # noqa: E402
 
 
@@ -50,6 +51,7 @@ def main() -> None:
     n = len(events)
     gc.collect()
     gc.freeze()  # the harness's events are not the engine's garbage
+    tune_gc()  # as every gapmon command does (streams.runtime)
 
     def timed(feed: list, make: Callable[[Any], Any], models: bool) -> tuple[float, Engine, Any]:
         best, engine, ms = math.inf, Engine(settings.engine), None

@@ -43,6 +43,7 @@ from monitors.split import DIMENSIONS, CellPart, MergedCells  # noqa: E402
 from streams.events import to_json  # noqa: E402
 from streams.kafka_settings import KafkaSettings  # noqa: E402
 from streams.partition import PartitionState, check_message, topic_kinds  # noqa: E402
+from streams.runtime import tune_gc  # noqa: E402
 from streams.sources import generate_quarter  # noqa: E402
 
 
@@ -74,6 +75,7 @@ def main() -> None:
     print(f"{n:,} records (partition 0 of {args.partitions}, {len(gq.events):,} events in all)")
     gc.collect()
     gc.freeze()  # the harness's records are not the worker's garbage
+    tune_gc()  # as every gapmon command does (streams.runtime)
     best_check = math.inf
     kinds = topic_kinds(topics)  # as a worker validates: by its topic's type
     for _ in range(args.repeat):

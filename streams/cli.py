@@ -25,6 +25,7 @@ from streams.cli_alerts import alerts_app, drivers_app
 from streams.cli_models import taxonomy_app
 from streams.cli_options import parse_timestamp
 from streams.replay import replay_lines
+from streams.runtime import tune_gc
 from streams.sources import generate_quarter, read_lines
 
 app = typer.Typer(
@@ -39,6 +40,13 @@ app = typer.Typer(
 )
 # soft_wrap: messages are single lines that tests and log scrapers can grep
 err = Console(stderr=True, soft_wrap=True)
+
+
+@app.callback()
+def _process() -> None:
+    """Before any command: the process-wide settings (streams.runtime)."""
+    tune_gc()
+
 
 ConfigDir = Annotated[
     Path | None,

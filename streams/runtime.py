@@ -4,7 +4,8 @@ The engine and the models keep a few long-lived objects per assignment (hundreds
 thousands on a large quarter) and make short-lived ones per event. With Python's
 default thresholds the collector walks all the long-lived ones in a full collection
 each time they have grown by a quarter, and finds nothing to free: on `bench/engine.py`'s
-1.33M-event quarter that was 0.75 s of ~12 s of the full pipeline (docs/benchmarks.md).
+1.33M-event quarter that was 0.73-0.79 s of 12-14 s of the full pipeline
+(docs/benchmarks.md).
 :func:`tune_gc` lets a full collection wait for ten times as many younger collections
 as the default; the young generations, where the per-event garbage dies, are collected
 as before. Every `gapmon` command calls it (``streams.cli``), and so do the benches that

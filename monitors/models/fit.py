@@ -39,8 +39,8 @@ def features_of(info: AssignmentInfo) -> Features:
     return (info.vertical, info.product, info.tier or "none", info.am)
 
 
-def propensity_features(info: AssignmentInfo | Features) -> dict[str, float]:
-    vertical, product, tier, am = info if isinstance(info, tuple) else features_of(info)
+def propensity_features(features: Features) -> dict[str, float]:
+    vertical, product, tier, am = features
     return {
         f"vertical={vertical}": 1.0,
         f"product={product}": 1.0,
@@ -134,12 +134,15 @@ class MotionFit:
         return state
 
     def learn_assignment(self, info: AssignmentInfo) -> None:
-        self.propensity.learn_one(propensity_features(info), info.kind == "SLI")
+        self.propensity.learn_one(propensity_features(features_of(info)), info.kind == "SLI")
         self.learned += 1
 
-    def p_sli(self, info: AssignmentInfo | Features) -> float:
+    def p_sli(self, info: AssignmentInfo) -> float:
         """P(SLI) of an assignment like this one, clipped to [CLIP, 1 - CLIP]."""
-        p = self.propensity.predict_proba_one(propensity_features(info))[True]
+        return self._p_sli_of(features_of(info))
+
+    def _p_sli_of(self, features: Features) -> float:
+        p = self.propensity.predict_proba_one(propensity_features(features))[True]
         return min(max(p, CLIP), 1 - CLIP)
 
     def learn_close(self, info: AssignmentInfo, revenue: float) -> None:
@@ -169,7 +172,7 @@ class MotionFit:
         for (features, motion), sums in self.outcomes.items():
             p = p_of.get(features)
             if p is None:
-                p = p_of[features] = self.p_sli(features)
+                p = p_of[features] = self._p_sli_of(features)
             acc = value[(features[0], motion)]
             acc.add_many(1 / p if motion == "SLI" else 1 / (1 - p), sums.n, sums.y, sums.y2)
         self._value = (version, dict(value))

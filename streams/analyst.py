@@ -42,7 +42,7 @@ from monitors.models.settings import load_model_settings
 from monitors.report import ReportBuilder
 from monitors.settings import Settings
 from pacing.targets import TargetsTable
-from streams.kafka_io import CompactedView, group_consumer
+from streams.kafka_io import CompactedView, fetch_was_full, group_consumer
 from streams.kafka_settings import KafkaSettings
 from streams.partition import BadMessage, check_message, topic_kinds
 from streams.publisher import Publisher, paced, targets_table
@@ -186,8 +186,7 @@ class Analyst:
         kinds = topic_kinds(topics)
         while not stop.is_set():
             batch = await self._consumer.getmany(timeout_ms=100, max_records=FETCH_RECORDS)
-            # a full batch: more records were waiting (its reports wait longer, see paced)
-            self.catching_up = sum(map(len, batch.values())) >= FETCH_RECORDS
+            self.catching_up = fetch_was_full(batch, FETCH_RECORDS)  # reports wait (paced)
             learned = self.learned
             if learned is not None:
                 self._apply(learned, batch, topics, kinds)

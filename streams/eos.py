@@ -42,7 +42,7 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError, ProducerFenced
 
 from monitors.engine import EngineConfig
-from streams.kafka_io import group_consumer, read_to_end, reader
+from streams.kafka_io import fetch_was_full, group_consumer, read_to_end, reader
 from streams.kafka_settings import KafkaSettings
 from streams.partition import PartitionState
 
@@ -124,8 +124,7 @@ class Processor:
         try:
             while not stop.is_set():
                 batch = await consumer.getmany(timeout_ms=100, max_records=self.max_records)
-                # a full batch: more records were waiting, the worker is catching up
-                self.catching_up = catching_up = sum(map(len, batch.values())) >= self.max_records
+                self.catching_up = catching_up = fetch_was_full(batch, self.max_records)
                 ahead += self._apply(batch)
                 # getmany does not suspend while records are buffered: let the commit in
                 # flight, the snapshot publisher and the status server have their turn

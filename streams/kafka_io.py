@@ -57,6 +57,12 @@ def reader(settings: KafkaSettings) -> AIOKafkaConsumer:
     )
 
 
+def fetch_was_full(batch: dict[TopicPartition, list[Any]], max_records: int) -> bool:
+    """Whether a ``getmany(max_records=...)`` came back full: more records were waiting,
+    so the reader is catching up on a backlog (commits, cells and snapshots wait longer)."""
+    return sum(map(len, batch.values())) >= max_records
+
+
 def group_consumer(
     settings: KafkaSettings, group_id: str, assignor: Any, **kw: Any
 ) -> AIOKafkaConsumer:

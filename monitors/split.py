@@ -57,10 +57,7 @@ def state_to_json(st: AssignmentState) -> bytes:
     if q is not None:
         v[_QUARTER] = q.label
     v[_TOUCHES] = sorted(_touch_id_list(v[_TOUCHES]))
-    if v[_A_TS] == -math.inf:  # (inline: this runs for every changed assignment)
-        v[_A_TS] = None
-    if v[_D_TS] == -math.inf:
-        v[_D_TS] = None
+    v[_A_TS], v[_D_TS] = _num(v[_A_TS]), _num(v[_D_TS])
     return orjson.dumps(v)
 
 

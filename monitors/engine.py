@@ -35,7 +35,12 @@ QT_CAP = 8  # won/lost by qualified touches: counts for 0..8, 8 meaning "8 or mo
 DIMENSIONS = ("vertical", "product", "am", "type")
 _DIM_INDEX = {"vertical": 2, "product": 3, "am": 4, "type": 5}
 STAGES = ("none", "open", "qualified", "won", "lost", "self_closed")
+FINAL_STAGES = frozenset({"won", "lost", "self_closed"})
 DEFAULT_STAGE_WEIGHTS = {"none": 0.1, "open": 0.25, "qualified": 0.5}
+BASES = ("cohort", "close")
+# A bookings cell's key carries its close quarter with this prefix ("@2026Q4", region, ...),
+# so the two families of cells share one dict, one Kafka topic and one merge.
+BOOKED = "@"
 
 # Flat counters of a cell, by index.
 (
@@ -59,8 +64,9 @@ DEFAULT_STAGE_WEIGHTS = {"none": 0.1, "open": 0.25, "qualified": 0.5}
     PIPE_NONE_C,
     PIPE_OPEN_C,
     PIPE_QUALIFIED_C,
-) = range(20)
-N_FLAT = 20
+    PIPE_TOUCHED_C,
+) = range(21)
+N_FLAT = 21
 _STAGE_INDEX = {
     "none": ST_NONE,
     "open": ST_OPEN,
@@ -82,8 +88,12 @@ _ENGAGED = frozenset({"qualified", "won", "lost"})
     H_LOST_REASON,
     H_CLOSED_DAY,
     H_ASSIGNED_DAY,
-) = range(8)
-N_HIST = 8
+    H_ACTIONED_EXP_DAY,
+    H_EXIT_EXP_DAY,
+    H_DUE_SCORE,
+    H_DUE_SCORE_TOUCHED,
+) = range(12)
+N_HIST = 12
 
 
 def cents(value: float) -> int:
@@ -104,7 +114,12 @@ class EngineConfig:
 
 
 class Cell:
-    """Additive sums over the assignments of one (quarter, region, vertical, product, AM, type)."""
+    """Additive sums over the assignments of one (quarter, region, vertical, product, AM, type).
+
+    A *cohort* cell sums the assignments made in the quarter; a *bookings* cell (key
+    ``("@" + quarter, region, ...)``) sums the assignments whose deal was decided (won,
+    lost, self-closed) in the quarter, whenever they were assigned.
+    """
 
     __slots__ = ("vals", "hist")
 
@@ -147,7 +162,9 @@ class AssignmentState:
         "stage",
         "amount_c",
         "reason",
-        "close_day",
+        "close_day",  # day of the deal relative to the assignment's quarter start
+        "close_q",  # the quarter the deal event falls in (its label), "" before any deal
+        "booked_day",  # day of the deal relative to that quarter's start
     )
 
     def __init__(self) -> None:
@@ -168,6 +185,8 @@ class AssignmentState:
         self.amount_c = 0
         self.reason = ""
         self.close_day = 0
+        self.close_q = ""
+        self.booked_day = 0
 
 
 # Touch ids of an assignment are kept as one string "\x1fe1\x1fe2\x1f" while there are
@@ -176,8 +195,12 @@ class AssignmentState:
 _SEP = "\x1f"
 _SMALL = 32
 
-# A signature is everything an assignment adds to its cell.
+# A signature is everything an assignment adds to its cells: its cohort cell's key, the
+# attributes (assign day, due day, score, expected revenue), then what touches and deals
+# change (touch counts, actioned, stage, won amount, reason, close day) and the key and
+# day of its bookings cell (None while the deal is not decided).
 Signature = tuple[Any, ...]
+_ATTRS = 5  # the first five fields: a change there moves the whole signature
 
 
 class Engine:
@@ -236,16 +259,25 @@ class Engine:
                     self.duplicates += 1
                     return False
                 ids.add(eid)  # type: ignore[union-attr]
-            first = n == 0
-            st.n_touch = n + 1
             qualified = event.channel in self._qualified
-            if qualified:
-                st.n_qualified += 1
             self.events_applied += 1
             if st.cell is None:
+                st.n_touch = n + 1
+                st.n_qualified += qualified
                 self._park(aid)
+            elif n and st.stage not in FINAL_STAGES:
+                # the common case: one more touch on a worked, undecided assignment
+                st.n_touch = n + 1
+                v = self.cells[st.cell].vals
+                v[TOUCHES] += 1
+                if qualified:
+                    st.n_qualified += 1
+                    v[QTOUCHES] += 1
             else:
-                self._apply_touch(st, first, qualified)
+                before = self._signature(st)
+                st.n_touch = n + 1
+                st.n_qualified += qualified
+                self._apply_change(before, self._signature(st))
             return True
         if kind == "deal":
             if ts is None:
@@ -256,22 +288,20 @@ class Engine:
                 self.duplicates += same
                 self.superseded += not same
                 return not same
-            old_stage, old_amount, old_reason, old_close = (
-                st.stage,
-                st.amount_c,
-                st.reason,
-                st.close_day,
-            )
+            before = None if st.cell is None else self._signature(st)
             st.d_ts, st.d_eid = ts, eid
             stage = st.stage = event.stage
             st.amount_c = cents(event.amount)
             st.reason = self._bucket(event.reason_code) if stage in ("won", "lost") else ""
+            close_q = self.calendar.quarter_of(event.occurred_at)
+            st.close_q = close_q.label
+            st.booked_day = self._day_index(close_q, ts)
             self.events_applied += 1
-            if st.cell is None:
+            if before is None:
                 self._park(aid)
                 return True
             st.close_day = self._day_index(st.quarter, ts)
-            self._apply_deal(st, old_stage, old_amount, old_reason, old_close)
+            self._apply_change(before, self._signature(st))
             return True
         if ts is None:
             ts = event.occurred_at.timestamp()
@@ -297,49 +327,6 @@ class Engine:
         for event in events:
             self.ingest(event)
 
-    def _apply_touch(self, st: AssignmentState, first: bool, qualified: bool) -> None:
-        """One new touch on an assignment already in a cell: the common event, kept short.
-
-        Equivalent to ``_apply_change(signature before, signature after)``.
-        """
-        cell = self.cells[st.cell]  # type: ignore[index]
-        v = cell.vals
-        v[TOUCHES] += 1
-        if first:
-            if st.score_c is not None:
-                v[SCORE_TOUCHED_C] += st.score_c
-            if st.stage not in _ENGAGED:
-                v[ACTIONED] += 1
-                _bump(cell.hist[H_DUE_ACTIONED], st.due_day, 1)
-        if qualified:
-            v[QTOUCHES] += 1
-            stage = st.stage
-            if stage == "won" or stage == "lost":
-                old, new = min(st.n_qualified - 1, QT_CAP), min(st.n_qualified, QT_CAP)
-                if old != new:
-                    hist = cell.hist[H_WON_QT if stage == "won" else H_LOST_QT]
-                    _bump(hist, old, -1)
-                    _bump(hist, new, 1)
-
-    def _apply_deal(
-        self, st: AssignmentState, stage0: str, amount0: int, reason0: str, close0: int
-    ) -> None:
-        """A new latest deal on an assignment already in a cell (stage, amount, reason).
-
-        Equivalent to ``_apply_change(signature before, signature after)``.
-        """
-        cell = self.cells[st.cell]  # type: ignore[index]
-        v, h = cell.vals, cell.hist
-        nq, expected = st.n_qualified, st.expected_c
-        self._apply_stage(v, h, stage0, nq, amount0, reason0, close0, expected, -1)
-        self._apply_stage(v, h, st.stage, nq, st.amount_c, st.reason, st.close_day, expected, 1)
-        if not st.n_touch:
-            was, now = stage0 in _ENGAGED, st.stage in _ENGAGED
-            if was != now:
-                d = 1 if now else -1
-                v[ACTIONED] += d
-                _bump(h[H_DUE_ACTIONED], st.due_day, d)
-
     def _apply_fresh(self, st: AssignmentState) -> None:
         """A first assignment event with no touches or deals yet: an unworked assignment.
 
@@ -356,12 +343,15 @@ class Engine:
         v[EXPECTED_C] += expected
         v[ST_NONE] += 1
         v[PIPE_NONE_C] += expected
-        if st.score_c is not None:
-            v[SCORED] += 1
-            v[SCORE_C] += st.score_c
         due, day = h[H_DUE_ASSIGNED], h[H_ASSIGNED_DAY]
         due[st.due_day] = due.get(st.due_day, 0) + 1
         day[st.assign_day] = day.get(st.assign_day, 0) + 1
+        score = st.score_c
+        if score is not None:
+            v[SCORED] += 1
+            v[SCORE_C] += score
+            if score:
+                _bump(h[H_DUE_SCORE], st.due_day, score)
 
     def _set_attributes(self, st: AssignmentState, ev: Assignment, ts: float, eid: str) -> None:
         if st.cell is None:
@@ -387,7 +377,12 @@ class Engine:
     def _signature(self, st: AssignmentState) -> Signature:
         n_touch = st.n_touch
         stage = st.stage
-        actioned = n_touch > 0 or stage in _ENGAGED
+        final = stage in FINAL_STAGES
+        booked = None
+        if final:
+            c = st.cell
+            key = (BOOKED + st.close_q, c[1], c[2], c[3], c[4], c[5])  # type: ignore[index]
+            booked = (self._cell_keys.setdefault(key, key), st.booked_day)
         return (
             st.cell,
             st.assign_day,
@@ -396,22 +391,27 @@ class Engine:
             st.expected_c,
             n_touch,
             st.n_qualified,
-            actioned,
+            n_touch > 0 or stage in _ENGAGED,
             stage,
             st.amount_c if stage == "won" else 0,
             st.reason,
-            st.close_day if stage == "won" else 0,
+            st.close_day if final else 0,
+            booked,
         )
 
-    def _apply(self, sig: Signature, sign: int) -> None:
-        """Add (sign=1) or remove (sign=-1) a whole signature from its cell."""
-        cell_key = sig[0]
-        cell = self.cells.get(cell_key)
+    def _cell(self, key: tuple[str, ...]) -> Cell:
+        cell = self.cells.get(key)
         if cell is None:
-            cell = self.cells[cell_key] = Cell()
+            cell = self.cells[key] = Cell()
+        return cell
+
+    def _apply(self, sig: Signature, sign: int) -> None:
+        """Add (sign=1) or remove (sign=-1) a whole signature from its cells."""
+        cell_key = sig[0]
+        cell = self._cell(cell_key)
         v = cell.vals
         h = cell.hist
-        _, assign_day, due_day, score_c, expected_c = sig[:5]
+        _, assign_day, due_day, score_c, expected_c = sig[:_ATTRS]
         v[ASSIGNED] += sign
         if cell_key[5] == "SLI":
             v[SLI] += sign
@@ -419,18 +419,18 @@ class Engine:
         if score_c is not None:
             v[SCORED] += sign
             v[SCORE_C] += sign * score_c
+            _bump(h[H_DUE_SCORE], due_day, sign * score_c)
         _bump(h[H_DUE_ASSIGNED], due_day, sign)
         _bump(h[H_ASSIGNED_DAY], assign_day, sign)
-        self._apply_dynamic(v, h, sig, sign)
+        self._apply_dynamic(sig, sign)
         if sign < 0 and v[ASSIGNED] == 0:
             del self.cells[cell_key]
 
-    @staticmethod
-    def _apply_dynamic(v: list[int], h: list[dict[Any, int]], sig: Signature, sign: int) -> None:
-        """The part of a signature that touches and deals change."""
+    def _apply_dynamic(self, sig: Signature, sign: int) -> None:
+        """The part of a signature that touches and deals change, in both its cells."""
         (
-            _,
-            _,
+            cell_key,
+            assign_day,
             due_day,
             score_c,
             expected_c,
@@ -441,33 +441,29 @@ class Engine:
             won_c,
             reason,
             close_day,
+            booked,
         ) = sig
+        cell = self._cell(cell_key)
+        v, h = cell.vals, cell.hist
         v[TOUCHES] += sign * n_touch
         v[QTOUCHES] += sign * n_q
         if score_c is not None and n_touch:
             v[SCORE_TOUCHED_C] += sign * score_c
+            _bump(h[H_DUE_SCORE_TOUCHED], due_day, sign * score_c)
         if actioned:
             v[ACTIONED] += sign
             _bump(h[H_DUE_ACTIONED], due_day, sign)
-        Engine._apply_stage(v, h, stage, n_q, won_c, reason, close_day, expected_c, sign)
-
-    @staticmethod
-    def _apply_stage(
-        v: list[int],
-        h: list[dict[Any, int]],
-        stage: str,
-        n_q: int,
-        won_c: int,
-        reason: str,
-        close_day: int,
-        expected_c: int,
-        sign: int,
-    ) -> None:
+            _bump(h[H_ACTIONED_EXP_DAY], assign_day, sign * expected_c)
         v[_STAGE_INDEX[stage]] += sign
         pipe = _PIPE_INDEX.get(stage)
         if pipe is not None:
             v[pipe] += sign * expected_c
-        elif stage == "won":
+            if stage == "none" and n_touch:
+                v[PIPE_TOUCHED_C] += sign * expected_c
+            return
+        if actioned:
+            _bump(h[H_EXIT_EXP_DAY], close_day, sign * expected_c)
+        if stage == "won":
             v[WON_C] += sign * won_c
             v[WON_C2] += sign * won_c * won_c
             _bump(h[H_WON_QT], min(n_q, QT_CAP), sign)
@@ -476,36 +472,49 @@ class Engine:
         elif stage == "lost":
             _bump(h[H_LOST_QT], min(n_q, QT_CAP), sign)
             _bump(h[H_LOST_REASON], reason, sign)
+        # the bookings cell of the quarter the deal was decided in
+        bkey, booked_day = booked
+        cell = self._cell(bkey)
+        v, h = cell.vals, cell.hist
+        v[ASSIGNED] += sign
+        if bkey[5] == "SLI":
+            v[SLI] += sign
+        v[_STAGE_INDEX[stage]] += sign
+        if actioned:
+            v[ACTIONED] += sign
+        if stage == "won":
+            v[EXPECTED_C] += sign * expected_c
+            v[TOUCHES] += sign * n_touch
+            v[QTOUCHES] += sign * n_q
+            v[WON_C] += sign * won_c
+            v[WON_C2] += sign * won_c * won_c
+            _bump(h[H_WON_QT], min(n_q, QT_CAP), sign)
+            _bump(h[H_WON_REASON], reason, sign)
+            _bump(h[H_CLOSED_DAY], booked_day, sign * won_c)
+        elif stage == "lost":
+            v[EXPECTED_C] += sign * expected_c
+            v[TOUCHES] += sign * n_touch
+            v[QTOUCHES] += sign * n_q
+            _bump(h[H_LOST_QT], min(n_q, QT_CAP), sign)
+            _bump(h[H_LOST_REASON], reason, sign)
+        if sign < 0 and v[ASSIGNED] == 0:
+            del self.cells[bkey]
 
     def _apply_change(self, before: Signature | None, after: Signature) -> None:
         """Move the difference between two signatures of one assignment into the cells.
 
-        The hot path: a touch or deal leaves the assignment's attributes (the first five
-        fields) alone, so only the fields that changed are updated.
+        A touch or deal leaves the assignment's attributes (the first five fields) alone,
+        so only the dynamic part is taken out and put back; a changed assignment (another
+        region, quarter, score...) moves the whole signature.
         """
-        if before is None or before[:5] != after[:5]:
+        if before is None or before[:_ATTRS] != after[:_ATTRS]:
             if before is not None:
                 self._apply(before, -1)
             self._apply(after, 1)
             return
-        cell = self.cells[after[0]]
-        v = cell.vals
-        h = cell.hist
-        (_, _, due_day, score_c, expected_c, t0, q0, a0, s0, w0, r0, c0) = before
-        (_, _, _, _, _, t1, q1, a1, s1, w1, r1, c1) = after
-        if t0 != t1:
-            v[TOUCHES] += t1 - t0
-            if score_c is not None and (t0 > 0) != (t1 > 0):
-                v[SCORE_TOUCHED_C] += score_c if t1 else -score_c
-        if q0 != q1:
-            v[QTOUCHES] += q1 - q0
-        if a0 != a1:
-            d = 1 if a1 else -1
-            v[ACTIONED] += d
-            _bump(h[H_DUE_ACTIONED], due_day, d)
-        if s0 != s1 or w0 != w1 or r0 != r1 or c0 != c1 or (q0 != q1 and s1 in ("won", "lost")):
-            self._apply_stage(v, h, s0, q0, w0, r0, c0, expected_c, -1)
-            self._apply_stage(v, h, s1, q1, w1, r1, c1, expected_c, 1)
+        if before != after:
+            self._apply_dynamic(before, -1)
+            self._apply_dynamic(after, 1)
 
     # ----------------------------------------------------------------- parking
 
@@ -539,25 +548,30 @@ class Engine:
     # ----------------------------------------------------------------- queries
 
     def metrics(
-        self, as_of: datetime, by: str | None = None
+        self, as_of: datetime, by: str | None = None, basis: str = "cohort"
     ) -> dict[tuple[str, ...], dict[str, Any]]:
-        """Metrics of docs/metrics.md per (quarter, region) or (quarter, region, slice)."""
+        """Metrics of docs/metrics.md per (quarter, region) or (quarter, region, slice).
+
+        ``basis="cohort"``: the assignments made in each quarter (:func:`derive_metrics`);
+        ``basis="close"``: the deals decided in each quarter, whenever assigned
+        (:func:`derive_booked`).
+        """
         if by is not None and by not in _DIM_INDEX:
             raise ValueError(f"by={by!r}: must be one of {', '.join(DIMENSIONS)}")
+        if basis not in BASES:
+            raise ValueError(f"basis={basis!r}: must be one of {', '.join(BASES)}")
+        booked = basis == "close"
         groups: dict[tuple[str, ...], tuple[list[int], list[dict[Any, int]]]] = {}
         for key, cell in self.cells.items():
+            if key[0].startswith(BOOKED) is not booked:
+                continue
             gkey = key[:2] if by is None else (key[0], key[1], key[_DIM_INDEX[by]])
             acc = groups.get(gkey)
             if acc is None:
                 acc = groups[gkey] = ([0] * N_FLAT, [{} for _ in range(N_HIST)])
             cell.merge_into(*acc)
         due_limit = math.floor(as_of.timestamp() / DAY)
-        weights = self.config.stage_weights
-        return {
-            g: derive_metrics(vals, hist, due_limit, weights)
-            for g, (vals, hist) in sorted(groups.items())
-            if vals[ASSIGNED] > 0
-        }
+        return derive_groups(groups, due_limit, self.config.stage_weights)
 
     @property
     def open_assignments(self) -> int:
@@ -614,18 +628,36 @@ def _ratio(num: float, den: float) -> float | None:
     return num / den if den else None
 
 
+def derive_groups(
+    groups: Mapping[tuple[str, ...], tuple[list[int], list[dict[Any, int]]]],
+    due_limit_day: int,
+    stage_weights: Mapping[str, float],
+) -> dict[tuple[str, ...], dict[str, Any]]:
+    """Summed counters per group key -> metrics, sorted by key; bookings groups (quarter
+    ``"@2026Q4"``) are derived with :func:`derive_booked` and keyed by the bare quarter."""
+    out = {}
+    for g, (vals, hist) in sorted(groups.items()):
+        if vals[ASSIGNED] <= 0:
+            continue
+        if g[0].startswith(BOOKED):
+            out[(g[0][1:], *g[1:])] = derive_booked(vals, hist)
+        else:
+            out[g] = derive_metrics(vals, hist, due_limit_day, stage_weights)
+    return out
+
+
 def derive_metrics(
     vals: list[int],
     hist: list[dict[Any, int]],
     due_limit_day: int,
     stage_weights: Mapping[str, float],
 ) -> dict[str, Any]:
-    """Turn summed counters into the named metrics of docs/metrics.md."""
+    """Turn summed counters of cohort cells into the named metrics of docs/metrics.md."""
     due = sum(n for d, n in hist[H_DUE_ASSIGNED].items() if d <= due_limit_day)
     due_actioned = sum(n for d, n in hist[H_DUE_ACTIONED].items() if d <= due_limit_day)
     won, lost = vals[ST_WON], vals[ST_LOST]
     weighted_c = (
-        stage_weights.get("none", 0.0) * vals[PIPE_NONE_C]
+        stage_weights.get("none", 0.0) * vals[PIPE_TOUCHED_C]
         + stage_weights.get("open", 0.0) * vals[PIPE_OPEN_C]
         + stage_weights.get("qualified", 0.0) * vals[PIPE_QUALIFIED_C]
     )
@@ -649,6 +681,11 @@ def derive_metrics(
         "won_amount_sq_sum": vals[WON_C2] / 10_000,
         "expected_rev": vals[EXPECTED_C] / 100,
         "open_pipeline": (vals[PIPE_NONE_C] + vals[PIPE_OPEN_C] + vals[PIPE_QUALIFIED_C]) / 100,
+        "pipeline_touched": vals[PIPE_TOUCHED_C] / 100,
+        "pipeline_open": vals[PIPE_OPEN_C] / 100,
+        "pipeline_qualified": vals[PIPE_QUALIFIED_C] / 100,
+        "worked_pipeline": (vals[PIPE_TOUCHED_C] + vals[PIPE_OPEN_C] + vals[PIPE_QUALIFIED_C])
+        / 100,
         "weighted_pipeline": weighted_c / 100,
         "touches": vals[TOUCHES],
         "qualified_touches": vals[QTOUCHES],
@@ -656,10 +693,45 @@ def derive_metrics(
         "scored": vals[SCORED],
         "score_assigned": vals[SCORE_C] / 100,
         "score_touched": vals[SCORE_TOUCHED_C] / 100,
+        "score_due": sum(c for d, c in hist[H_DUE_SCORE].items() if d <= due_limit_day) / 100,
+        "score_due_touched": sum(
+            c for d, c in hist[H_DUE_SCORE_TOUCHED].items() if d <= due_limit_day
+        )
+        / 100,
         "won_by_qt": dict(sorted(hist[H_WON_QT].items())),
         "lost_by_qt": dict(sorted(hist[H_LOST_QT].items())),
         "won_by_reason": dict(sorted(hist[H_WON_REASON].items())),
         "lost_by_reason": dict(sorted(hist[H_LOST_REASON].items())),
         "closed_rev_by_day": {d: c / 100 for d, c in sorted(hist[H_CLOSED_DAY].items())},
         "assigned_by_day": dict(sorted(hist[H_ASSIGNED_DAY].items())),
+        "actioned_expected_by_day": {
+            d: c / 100 for d, c in sorted(hist[H_ACTIONED_EXP_DAY].items())
+        },
+        "exited_expected_by_day": {d: c / 100 for d, c in sorted(hist[H_EXIT_EXP_DAY].items())},
+    }
+
+
+def derive_booked(vals: list[int], hist: list[dict[Any, int]]) -> dict[str, Any]:
+    """Turn summed counters of bookings cells into the metrics of the deals decided in a
+    quarter (docs/metrics.md, "Bookings")."""
+    won, lost = vals[ST_WON], vals[ST_LOST]
+    booked = vals[WON_C] / 100
+    return {
+        "decided": won + lost,
+        "won": won,
+        "lost": lost,
+        "self_closed": vals[ST_SELF_CLOSED],
+        "win_rate": _ratio(won, won + lost),
+        "booked_rev": booked,
+        "deal_size": _ratio(booked, won),
+        "won_amount_sq_sum": vals[WON_C2] / 10_000,
+        "decided_expected": vals[EXPECTED_C] / 100,
+        "touches": vals[TOUCHES],
+        "qualified_touches": vals[QTOUCHES],
+        "touches_per_decided": _ratio(vals[QTOUCHES], won + lost),
+        "won_by_qt": dict(sorted(hist[H_WON_QT].items())),
+        "lost_by_qt": dict(sorted(hist[H_LOST_QT].items())),
+        "won_by_reason": dict(sorted(hist[H_WON_REASON].items())),
+        "lost_by_reason": dict(sorted(hist[H_LOST_REASON].items())),
+        "booked_by_day": {d: c / 100 for d, c in sorted(hist[H_CLOSED_DAY].items())},
     }

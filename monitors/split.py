@@ -26,7 +26,8 @@ from monitors.engine import (
     _DIM_INDEX,
     _SEP,
     _SMALL,
-    ASSIGNED,
+    BASES,
+    BOOKED,
     DAY,
     DIMENSIONS,
     N_HIST,
@@ -35,7 +36,7 @@ from monitors.engine import (
     Engine,
     EngineConfig,
     _touch_id_list,
-    derive_metrics,
+    derive_groups,
 )
 
 _FIELDS = AssignmentState.__slots__
@@ -187,20 +188,23 @@ class MergedCells:
         return max((p.latest_ts for p in self.parts.values()), default=-math.inf)
 
     def metrics(
-        self, as_of: datetime, by: str | None = None
+        self, as_of: datetime, by: str | None = None, basis: str = "cohort"
     ) -> dict[tuple[str, ...], dict[str, Any]]:
         """As :meth:`monitors.engine.Engine.metrics` on the merged parts."""
         if by not in self.GROUPINGS:
             raise ValueError(f"by={by!r}: must be one of {', '.join(DIMENSIONS)}")
+        if basis not in BASES:
+            raise ValueError(f"basis={basis!r}: must be one of {', '.join(BASES)}")
         self._refresh()
+        booked = basis == "close"
         due_limit = math.floor(as_of.timestamp() / DAY)
-        weights = self.config.stage_weights
-        groups = [(g, acc) for per in self._groups.values() for g, acc in per[by].items()]
-        return {
-            g: derive_metrics(acc.vals, acc.hist, due_limit, weights)
-            for g, acc in sorted(groups)
-            if acc.vals[ASSIGNED] > 0
+        groups = {
+            g: (acc.vals, acc.hist)
+            for region, per in self._groups.items()
+            if region[0].startswith(BOOKED) is booked
+            for g, acc in per[by].items()
         }
+        return derive_groups(groups, due_limit, self.config.stage_weights)
 
     def _refresh(self) -> None:
         """Re-sum the groups of every region whose parts changed."""

@@ -136,6 +136,16 @@ def assignment_table(
     starts = periods.dt.start_time.dt.as_unit("us").astype("int64")
     a["assign_day"] = (a["us"] - starts) // DAY_US
     a["close_day"] = (a["deal_us"] - starts) // DAY_US
+    # the quarter the deciding deal falls in, and its day there (bookings basis)
+    decided = a["deal_us"].notna()
+    close_periods = pd.to_datetime(
+        a.loc[decided, "deal_us"].astype("int64"), unit="us"
+    ).dt.to_period(f"Q-{end_month}")
+    a["close_quarter"] = None
+    a.loc[decided, "close_quarter"] = [f"{p.qyear}Q{p.quarter}" for p in close_periods]
+    close_starts = close_periods.dt.start_time.dt.as_unit("us").astype("int64")
+    a["booked_day"] = pd.Series(dtype="float64")
+    a.loc[decided, "booked_day"] = (a.loc[decided, "deal_us"] - close_starts) // DAY_US
     grace_us = round(grace_days * DAY_US)
     a["due_day"] = -((-(a["us"] + grace_us)) // DAY_US)  # ceil division
     a["expected_c"] = _cents(a["expected_rev"])
@@ -157,7 +167,11 @@ def group_metrics(
     won_c = g.loc[won, "amount_c"]
     closed_rev = int(won_c.sum()) / 100
     pipe = {s: int(g.loc[stage == s, "expected_c"].sum()) for s in ("none", "open", "qualified")}
-    weighted_c = sum(stage_weights.get(s, 0.0) * c for s, c in pipe.items())
+    touched_none = int(g.loc[(stage == "none") & (g["n_touch"] > 0), "expected_c"].sum())
+    worked = {"none": touched_none, "open": pipe["open"], "qualified": pipe["qualified"]}
+    weighted_c = sum(stage_weights.get(s, 0.0) * c for s, c in worked.items())
+    final = stage.isin(("won", "lost", "self_closed"))
+    exited = g["actioned"] & final
     actioned = int(g["actioned"].sum())
     scored = g["score_c"].notna()
     q_capped = g["n_q"].clip(upper=QT_CAP)
@@ -180,6 +194,10 @@ def group_metrics(
         "won_amount_sq_sum": sum(int(c) * int(c) for c in won_c) / 10_000,
         "expected_rev": int(g["expected_c"].sum()) / 100,
         "open_pipeline": sum(pipe.values()) / 100,
+        "pipeline_touched": touched_none / 100,
+        "pipeline_open": pipe["open"] / 100,
+        "pipeline_qualified": pipe["qualified"] / 100,
+        "worked_pipeline": sum(worked.values()) / 100,
         "weighted_pipeline": weighted_c / 100,
         "touches": int(g["n_touch"].sum()),
         "qualified_touches": int(g["n_q"].sum()),
@@ -187,6 +205,8 @@ def group_metrics(
         "scored": int(scored.sum()),
         "score_assigned": int(g.loc[scored, "score_c"].sum()) / 100,
         "score_touched": int(g.loc[scored & (g["n_touch"] > 0), "score_c"].sum()) / 100,
+        "score_due": int(g.loc[scored & due, "score_c"].sum()) / 100,
+        "score_due_touched": int(g.loc[scored & due & (g["n_touch"] > 0), "score_c"].sum()) / 100,
         "won_by_qt": _hist(q_capped[won]),
         "lost_by_qt": _hist(q_capped[lost]),
         "won_by_reason": _hist(g.loc[won, "reason"]),
@@ -195,6 +215,46 @@ def group_metrics(
             d: c / 100 for d, c in _hist(g.loc[won, "close_day"].astype("int64"), won_c).items()
         },
         "assigned_by_day": _hist(g["assign_day"]),
+        "actioned_expected_by_day": {
+            d: c / 100
+            for d, c in _hist(g.loc[g["actioned"], "assign_day"], g["expected_c"]).items()
+        },
+        "exited_expected_by_day": {
+            d: c / 100
+            for d, c in _hist(g.loc[exited, "close_day"].astype("int64"), g["expected_c"]).items()
+        },
+    }
+
+
+def booked_metrics(g: pd.DataFrame) -> dict[str, Any]:
+    """The bookings metrics of the deals decided in one quarter x region (or slice)."""
+    stage = g["stage"]
+    won, lost = stage == "won", stage == "lost"
+    decided = won | lost
+    n_won, n_lost = int(won.sum()), int(lost.sum())
+    won_c = g.loc[won, "amount_c"]
+    booked = int(won_c.sum()) / 100
+    q_capped = g["n_q"].clip(upper=QT_CAP)
+    return {
+        "decided": n_won + n_lost,
+        "won": n_won,
+        "lost": n_lost,
+        "self_closed": int((stage == "self_closed").sum()),
+        "win_rate": _ratio(n_won, n_won + n_lost),
+        "booked_rev": booked,
+        "deal_size": _ratio(booked, n_won),
+        "won_amount_sq_sum": sum(int(c) * int(c) for c in won_c) / 10_000,
+        "decided_expected": int(g.loc[decided, "expected_c"].sum()) / 100,
+        "touches": int(g.loc[decided, "n_touch"].sum()),
+        "qualified_touches": int(g.loc[decided, "n_q"].sum()),
+        "touches_per_decided": _ratio(int(g.loc[decided, "n_q"].sum()), n_won + n_lost),
+        "won_by_qt": _hist(q_capped[won]),
+        "lost_by_qt": _hist(q_capped[lost]),
+        "won_by_reason": _hist(g.loc[won, "reason"]),
+        "lost_by_reason": _hist(g.loc[lost, "reason"]),
+        "booked_by_day": {
+            d: c / 100 for d, c in _hist(g.loc[won, "booked_day"].astype("int64"), won_c).items()
+        },
     }
 
 
@@ -208,8 +268,10 @@ def oracle_metrics(
     stage_weights: Mapping[str, float] | None = None,
     taxonomy: Mapping[str, list[str]] | None = None,
     fy_start_month: int = 1,
+    basis: str = "cohort",
 ) -> dict[tuple[str, ...], dict[str, Any]]:
-    """Metrics per (quarter, region) or (quarter, region, slice value), like Engine.metrics."""
+    """Metrics per (quarter, region) or (quarter, region, slice value), like Engine.metrics
+    (``basis="close"``: the deals decided in each quarter, like ``basis="close"`` there)."""
     weights = stage_weights or {"none": 0.1, "open": 0.25, "qualified": 0.5}
     a = assignment_table(
         events,
@@ -218,6 +280,13 @@ def oracle_metrics(
         taxonomy=taxonomy,
         fy_start_month=fy_start_month,
     )
+    if basis == "close":
+        a = a[a["stage"].isin(("won", "lost", "self_closed"))]
+        keys = ["close_quarter", "region"] + ([BY_COLUMN[by]] if by else [])
+        return {
+            tuple(key): booked_metrics(g)
+            for key, g in sorted(a.groupby(keys, sort=False), key=lambda kv: kv[0])
+        }
     keys = ["quarter", "region"] + ([BY_COLUMN[by]] if by else [])
     return {
         tuple(key): group_metrics(g, as_of, weights)

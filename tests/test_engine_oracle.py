@@ -76,8 +76,12 @@ def test_engine_equals_oracle_in_any_order_with_duplicates(
         qualified_channels=config.qualified_channels,
         fy_start_month=config.fy_start_month,
     )
-    for by in (None, *DIMENSIONS):
-        assert_same(engine.metrics(as_of, by=by), oracle_metrics(events, as_of, by=by, **kwargs))
+    for basis in ("cohort", "close"):
+        for by in (None, *DIMENSIONS):
+            assert_same(
+                engine.metrics(as_of, by=by, basis=basis),
+                oracle_metrics(events, as_of, by=by, basis=basis, **kwargs),
+            )
 
 
 @settings(max_examples=100, deadline=None)
@@ -137,9 +141,58 @@ def test_worked_example_by_hand(metrics: Any) -> None:
     assert (m["touches"], m["qualified_touches"], m["touches_per_actioned"]) == (2, 1, 1.0)
     assert (m["scored"], m["score_assigned"], m["score_touched"]) == (2, 130.0, 80.0)
     assert m["open_pipeline"] == 2_008.0  # A2 (open, $8) + A3 (none, $2,000)
-    assert m["weighted_pipeline"] == pytest.approx(0.25 * 8 + 0.1 * 2_000)
+    # A3 was never touched: not worked pipeline, whatever its stage weight
+    assert (m["worked_pipeline"], m["pipeline_open"], m["pipeline_touched"]) == (8.0, 8.0, 0.0)
+    assert m["weighted_pipeline"] == pytest.approx(0.25 * 8)
+    assert (m["score_due"], m["score_due_touched"]) == (80.0, 80.0)  # A3 (50) not due yet
+    assert m["actioned_expected_by_day"] == {0: 50_000.0}  # A1 (A2 is open, not engaged)
+    assert m["exited_expected_by_day"] == {19: 50_000.0}  # A1 won on day 19
     later = metrics(datetime(2026, 10, 12, tzinfo=UTC))[("2026Q4", "NA")]
     assert (later["due"], later["due_actioned"]) == (3, 1)
+
+
+@pytest.mark.parametrize(
+    "booked",
+    [
+        lambda: run_engine(WORKED, EngineConfig(taxonomy=TAXONOMY)).metrics(
+            datetime(2026, 12, 31, tzinfo=UTC), basis="close"
+        ),
+        lambda: oracle_metrics(WORKED, datetime(2026, 12, 31, tzinfo=UTC), basis="close"),
+    ],
+    ids=["engine", "oracle"],
+)
+def test_bookings_by_hand(booked: Any) -> None:
+    """Only A1 is decided (won on Oct 20): one booking of $40,000.12 in 2026Q4."""
+    b = booked()
+    assert list(b) == [("2026Q4", "NA")]
+    m = b[("2026Q4", "NA")]
+    assert (m["decided"], m["won"], m["lost"], m["win_rate"]) == (1, 1, 0, 1.0)
+    assert (m["booked_rev"], m["deal_size"], m["decided_expected"]) == (
+        40_000.12,
+        40_000.12,
+        50_000.0,
+    )
+    assert m["booked_by_day"] == {19: 40_000.12}
+    assert (m["qualified_touches"], m["touches_per_decided"], m["won_by_qt"]) == (1, 1.0, {1: 1})
+
+
+def test_a_deal_closed_next_quarter_is_booked_there() -> None:
+    """Assigned in Q3, won in Q4: cohort revenue of Q3, a booking of Q4 (by close date)."""
+    events = [
+        ev("assignment", "a1", "2026-09-01T00:00:00Z", expected_rev=10_000),
+        ev("touch", "t1", "2026-09-02T00:00:00Z", channel="call"),
+        ev("deal", "d1", "2026-10-03T12:00:00Z", stage="won", amount=9_000),
+    ]
+    as_of = datetime(2026, 10, 10, tzinfo=UTC)
+    for source in (
+        lambda basis: run_engine(events, EngineConfig()).metrics(as_of, basis=basis),
+        lambda basis: oracle_metrics(events, as_of, basis=basis),
+    ):
+        assert source("cohort")[("2026Q3", "NA")]["closed_rev"] == 9_000.0
+        assert source("cohort")[("2026Q3", "NA")]["closed_rev_by_day"] == {94: 9_000.0}  # Oct 3 from Jul 1
+        booked = source("close")
+        assert list(booked) == [("2026Q4", "NA")]
+        assert booked[("2026Q4", "NA")]["booked_by_day"] == {2: 9_000.0}
 
 
 def test_worked_example_with_the_lost_deal_last() -> None:
@@ -189,8 +242,12 @@ def test_generated_quarter_matches_oracle_for_every_drilldown() -> None:
     rng.shuffle(stream)
     engine = run_engine(stream, EngineConfig(taxonomy=TAXONOMY))
     for as_of in (gq.start + timedelta(days=30), gq.end):
-        for by in (None, *DIMENSIONS):
-            assert_same(engine.metrics(as_of, by=by), oracle_metrics(events, as_of, by=by))
+        for basis in ("cohort", "close"):
+            for by in (None, *DIMENSIONS):
+                assert_same(
+                    engine.metrics(as_of, by=by, basis=basis),
+                    oracle_metrics(events, as_of, by=by, basis=basis),
+                )
     # every delivered event is applied once, or recognised as a copy / an older version
     assert engine.events_applied + engine.duplicates + engine.superseded == len(stream)
     assert engine.duplicates >= sum(1 for e in copies if e.type == "touch")

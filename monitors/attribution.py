@@ -1,29 +1,61 @@
 """Revenue-gap attribution: split the shortfall exactly across its drivers and rank them.
 
-Revenue to date factors as ``assignments x action_rate x win_rate x deal_size``
-(``win_rate`` here is conversion per actioned assignment, ``won / actioned``, and
-``deal_size`` is ``closed_rev / won``, so the product is closed revenue exactly).
-The plan to date has the same four factors (see :func:`plan_to_date`), and the gap
-``plan - actual`` is attributed to the factors with the **Shapley value** of the
-multiplicative model.
+**The identity, on the bookings basis** (the default, ``revenue_basis: close``). A
+quarter's bookings are the won revenue of the deals *decided* in it, so
+
+    bookings = decided x win_rate x deal_size
+
+with ``decided`` = deals won or lost in the quarter (whenever assigned), ``win_rate`` =
+won / decided and ``deal_size`` = bookings / won: the product is the bookings exactly.
+The plan to date has the same three factors: ``quota / (win_rate x deal_size)`` decided
+deals planned for the quarter times the bookings curve's fraction to date, the planned
+win rate and deal size; its product is ``quota x curve fraction`` = expected to date. No
+planned factor is derived by dividing by a curve, so no planned rate can leave [0, 1]
+however early in the quarter. The gap ``expected - booked`` is split over the three
+factors with the **Shapley value** of the multiplicative model.
+
+Worked example (docs/metrics.md has it in full): quota $150k, plan win rate 60% and deal
+size $2,500, so 100 decided deals planned; at 55% of the curve, 55 are due to date
+($82.5k). Booked: 30 won of 50 decided at $2,500 = $75k. Win rate and deal size are on
+plan, so the whole $7.5k gap is volume: 5 deals too few decided, while 50 more sit open
+in the pipeline - pipeline, not a win-rate shortfall.
+
+**The cohort basis** (``revenue_basis: cohort``) counts revenue in the quarter of the
+assignment: ``assigned x action_rate x progress x win_rate x deal_size`` with action
+rate on due assignments, ``progress`` = decided / (assigned x action rate) (how far the
+actioned cohort has got to a decision) and the same win rate and deal size; ``progress``
+belongs to the volume driver.
 
 Why Shapley rather than log-mean Divisia (LMDI): both are exact (the shares add up
 to the gap), but LMDI takes logarithms and is undefined when a factor is zero - and
 zeros are ordinary here (a region with no wins yet mid-quarter, a slice nobody
-actioned). Shapley is defined everywhere, symmetric in the factors, and with four
-factors it costs 4 x 8 products.
+actioned). Shapley is defined everywhere, symmetric in the factors, and with three to
+five factors it costs at most 5 x 16 products.
 
-``trust`` then explains part of the win-rate factor: when actioned assignments carry
-fewer qualified touches than ``target_touches`` and, in the data, the win rate rises
-with qualified touches (slope of a linear probability model of won ~ qualified
-touches over the quarter's decided deals, all regions pooled), the share of the
-win-rate shortfall that the missing touches predict moves from ``win_rate`` to
-``trust``. The total is unchanged.
+**Carves.** Sub-drivers then explain part of a factor, never more than it (so the
+impacts still add up to the gap to the cent):
 
-Confidence is honest about sample size: for each factor, the two-sided confidence
-that the actual value differs from plan under a binomial (rates), Poisson (volume)
-or normal-mean (deal size) model, ``erf(|z| / sqrt 2)``. Ranking is by
-``confidence x impact_usd``.
+* ``action_rate`` (bookings basis) from the volume factor: due assignments of the
+  cohorts that feed the quarter (this one and the previous one) left unactioned beyond
+  the plan's rate, each worth the deals the actioned ones produced (decided / actioned)
+  at plan win rate and deal size; the other way round when the action rate is above
+  plan and volume is too, an offset;
+* ``trust`` from ``win_rate``: when decided deals carry fewer qualified touches than
+  ``target_touches`` and the win rate rises with qualified touches (slope of a linear
+  probability model of won ~ qualified touches, all regions pooled, or the online
+  model), the part of the win-rate shortfall the missing touches predict.
+
+**Not measurable.** A driver the data cannot identify is listed with its reason and
+never ranked: win rate with no decided deal yet, deal size with no won deal, trust
+without a touch log or without any variation in qualified touches, action rate when
+every due assignment is actioned everywhere (assignments created at first engagement).
+
+**Shares** refer to the shortfall: drivers that add to it get ``impact / sum of the
+positive impacts`` (0-100%, adding to 100%); drivers that offset it have a negative
+impact and no share. Confidence is honest about sample size: for each factor, the
+two-sided confidence that the actual value differs from plan under a binomial (rates),
+Poisson (volume) or normal-mean (deal size) model, ``erf(|z| / sqrt 2)``. Ranking is
+by ``confidence x impact_usd``.
 """
 
 from __future__ import annotations
@@ -34,7 +66,8 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any
 
-FACTORS = ("coverage", "action_rate", "win_rate", "deal_size")
+FACTORS = ("coverage", "action_rate", "win_rate", "deal_size")  # the cohort basis
+BOOKING_FACTORS = ("coverage", "win_rate", "deal_size")  # decided x win rate x deal size
 
 
 @dataclass
@@ -220,19 +253,50 @@ def _fmt_factor(factor: str, value: float | None) -> str:
     return f"{value:.0%}"
 
 
-def plan_to_date(plan: Plan, revenue_fraction: float, assignment_fraction: float) -> list[float]:
-    """The plan's factors to date; their product is ``quota x revenue_fraction``.
+def plan_decided(plan: Plan) -> float:
+    """Decided deals the plan needs in the quarter: ``quota / (win rate x deal size)``.
 
-    Volume accrues along the assignment curve; the conversion factor carries the lag
-    between assignments and closed revenue (``revenue_fraction / assignment_fraction``),
-    so mid-quarter a region is not blamed for deals that the plan does not expect
-    closed yet. At quarter end both fractions are 1 and this is the plan itself.
+    >>> plan_decided(Plan(150_000, 100, 1.0, 0.6, 2_500, {}))
+    100.0
     """
-    fa = max(assignment_fraction, 1e-9)
+    per_deal = plan.win_rate * plan.deal_size
+    return plan.quota / per_deal if per_deal > 0 else 0.0
+
+
+def bookings_plan_to_date(plan: Plan, curve_fraction: float) -> list[float]:
+    """The plan's bookings factors to date: decided deals along the bookings curve, and
+    the planned win rate and deal size; their product is ``quota x curve_fraction``.
+
+    >>> bookings_plan_to_date(Plan(150_000, 100, 1.0, 0.6, 2_500, {}), 0.55)
+    [55.00000000000001, 0.6, 2500]
+    """
+    return [plan_decided(plan) * curve_fraction, plan.win_rate, plan.deal_size]
+
+
+def cohort_plan_to_date(
+    plan: Plan, revenue_fraction: float, assignment_fraction: float
+) -> list[float]:
+    """The plan's cohort factors to date (assigned, action rate, progress, win rate, deal
+    size); their product is ``quota x revenue_fraction``.
+
+    Volume accrues along the assignment curve; ``progress`` (the share of the actioned
+    cohort decided by now) carries the lag between assignments and revenue,
+    ``revenue_fraction / assignment_fraction``. A cohort cannot have booked a larger
+    share of its revenue than it has of its assignments, so the assignment fraction used
+    is never below the revenue fraction: progress stays within [0, 1] even when the
+    assignment curve is ~0 early (a history whose data starts mid-quarter).
+
+    >>> cohort_plan_to_date(Plan(100.0, 10, 0.5, 0.4, 50.0, {}), 0.25, 0.5)
+    [5.0, 0.5, 0.5, 0.4, 50.0]
+    >>> cohort_plan_to_date(Plan(100.0, 10, 0.5, 0.4, 50.0, {}), 0.25, 0.0)[2]
+    1.0
+    """
+    fa = max(assignment_fraction, revenue_fraction, 1e-9)
     return [
         plan.assignments * fa,
         plan.action_rate,
-        plan.win_rate * revenue_fraction / fa,
+        revenue_fraction / fa,
+        plan.win_rate,
         plan.deal_size,
     ]
 
@@ -279,121 +343,334 @@ def estimate_trust(
     return TrustEstimate(beta=beta, se=math.sqrt(sigma2 / sxx), n=n)
 
 
+@dataclass(frozen=True)
+class NotMeasurable:
+    """A driver the data cannot identify, and why; never ranked."""
+
+    driver: str
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"driver": self.driver, "reason": self.reason}
+
+
 @dataclass
 class Attribution:
-    """The attributed gap and its ranked drivers."""
+    """The attributed gap, its ranked drivers, and the drivers the data cannot measure."""
 
+    basis: str
     gap_usd: float
     expected_usd: float
     actual_usd: float
     plan_factors: list[float]
     actual_factors: list[float]
     drivers: list[Driver]
+    not_measurable: list[NotMeasurable] = field(default_factory=list)
 
 
-def attribute(
-    metrics: Mapping[str, Any],
+def attribute_bookings(
+    booked: Mapping[str, Any],
     plan: Plan,
-    revenue_fraction: float,
-    assignment_fraction: float,
+    curve_fraction: float,
+    feed: Mapping[str, Any],
     trust: TrustEstimate | None,
     target_touches: float,
+    unmeasurable: Mapping[str, str] | None = None,
     coverage: Mapping[str, Any] | None = None,
 ) -> Attribution:
-    """Exact Shapley attribution of ``expected - actual`` revenue to date, ranked."""
-    planned = plan_to_date(plan, revenue_fraction, assignment_fraction)
-    assigned = metrics["assigned"]
-    actioned = metrics["actioned"]
-    won = metrics["won"]
-    closed = metrics["closed_rev"]
+    """Exact Shapley attribution of ``expected - booked`` to date, on the bookings basis.
+
+    ``booked``: the region's bookings metrics (``decided``, ``won``, ``lost``,
+    ``booked_rev``, ``won_amount_sq_sum``, ``touches_per_decided``, ...);
+    ``feed``: ``due``, ``due_actioned``, ``actioned`` of the cohorts feeding the quarter;
+    ``unmeasurable``: driver -> reason, for drivers the caller found unidentifiable
+    (``trust``, ``action_rate``). See the module docstring for the identity and carves.
+
+    >>> plan = Plan(150_000, 100, 1.0, 0.6, 2_500, {})
+    >>> booked = {"decided": 50, "won": 30, "lost": 20, "booked_rev": 75_000.0,
+    ...           "won_amount_sq_sum": 30 * 2_500.0**2, "touches_per_decided": 3.0}
+    >>> feed = {"due": 100, "due_actioned": 100, "actioned": 100}
+    >>> att = attribute_bookings(booked, plan, 0.55, feed, None, 3.0)
+    >>> round(att.gap_usd, 2), [(d.driver, round(d.impact_usd, 2)) for d in att.drivers]
+    (7500.0, [('coverage', 7500.0), ('deal_size', 0.0), ('win_rate', 0.0)])
+    """
+    unmeasurable = dict(unmeasurable or {})
+    planned = bookings_plan_to_date(plan, curve_fraction)
+    decided, won = int(booked.get("decided") or 0), int(booked.get("won") or 0)
+    closed = float(booked.get("booked_rev") or 0.0)
     actual = [
-        float(assigned),
-        actioned / assigned if assigned else planned[1],
-        won / actioned if actioned else planned[2],
-        closed / won if won else planned[3],
+        float(decided),
+        won / decided if decided else planned[1],
+        closed / won if won else planned[2],
     ]
     phis = shapley_multiplicative(planned, actual)
     expected = math.prod(planned)
     gap = expected - closed
-    impacts = dict(zip(FACTORS, (-p for p in phis), strict=True))
-    decided = won + metrics["lost"]
+    impacts = dict(zip(BOOKING_FACTORS, (0.0 - p for p in phis), strict=True))
+    missing: list[NotMeasurable] = []
+    if not decided:
+        unmeasurable.setdefault("win_rate", "no decided deal in the quarter yet")
+    if not won:
+        unmeasurable.setdefault("deal_size", "no won deal in the quarter yet")
     confidences = {
         "coverage": count_confidence(actual[0], planned[0]),
-        "action_rate": rate_confidence(actual[1], planned[1], assigned),
-        "win_rate": rate_confidence(actual[2], min(planned[2], 1.0), actioned),
-        "deal_size": mean_confidence(actual[3], planned[3], won, metrics["won_amount_sq_sum"]),
+        "win_rate": rate_confidence(actual[1], planned[1], decided),
+        "deal_size": mean_confidence(
+            actual[2], planned[2], won, float(booked.get("won_amount_sq_sum") or 0.0)
+        ),
     }
     evidence: dict[str, dict[str, Any]] = {
-        "coverage": {"actual": assigned, "plan": round(planned[0], 1), "unit": "assignments"},
-        "action_rate": {
-            "actual": _r(actual[1]),
-            "plan": _r(planned[1]),
-            "unit": "ratio",
-            "actioned": actioned,
-            "assigned": assigned,
+        "coverage": {
+            "actual": decided,
+            "plan": round(planned[0], 1),
+            "unit": "deals decided",
+            "what": "deals won or lost in the quarter vs planned to date",
         },
         "win_rate": {
-            "actual": _r(metrics["attempted_win_rate"]),
+            "actual": _r(booked.get("win_rate")),
             "plan": _r(plan.win_rate),
             "unit": "ratio",
             "won": won,
-            "lost": metrics["lost"],
-            "conversion": _r(actual[2]),
-            "conversion_plan": _r(planned[2]),
+            "lost": int(booked.get("lost") or 0),
+            "what": "won / (won + lost) of the deals decided in the quarter",
         },
         "deal_size": {
-            "actual": _r(actual[3], 2),
-            "plan": _r(planned[3], 2),
+            "actual": _r(actual[2], 2) if won else None,
+            "plan": _r(planned[2], 2),
             "unit": "usd",
             "won": won,
         },
     }
     if coverage:
         evidence["coverage"].update(coverage)
-    drivers = [Driver(f, impacts[f], None, confidences[f], evidence=evidence[f]) for f in FACTORS]
-    trust_driver = _trust_driver(metrics, plan, trust, target_touches, impacts["win_rate"], decided)
-    if trust_driver is not None:
-        win = drivers[2]
-        win.impact_usd -= trust_driver.impact_usd
-        win.evidence["explained_by_trust_usd"] = round(trust_driver.impact_usd, 2)
-        drivers.append(trust_driver)
-    for d in drivers:
-        d.share = d.impact_usd / gap if abs(gap) > 1e-9 else None
+    drivers = [
+        Driver(f, impacts[f], None, confidences[f], evidence=evidence[f])
+        for f in BOOKING_FACTORS
+        if f not in unmeasurable
+    ]
+    for f in BOOKING_FACTORS:  # an unmeasurable factor is at plan in the product: 0 impact
+        if f in unmeasurable:
+            missing.append(NotMeasurable(f, unmeasurable[f]))
+    by_id = {d.driver: d for d in drivers}
+    if "action_rate" in unmeasurable:
+        missing.append(NotMeasurable("action_rate", unmeasurable["action_rate"]))
+    elif "coverage" in by_id:
+        action = _action_driver(by_id["coverage"], feed, plan, decided)
+        if action is not None:
+            drivers.append(action)
+    if "trust" in unmeasurable:
+        missing.append(NotMeasurable("trust", unmeasurable["trust"]))
+    elif "win_rate" in by_id:
+        trust_driver = _trust_driver(
+            booked.get("touches_per_decided"),
+            booked.get("win_rate"),
+            decided,
+            plan,
+            trust,
+            target_touches,
+            by_id["win_rate"],
+            "qualified touches per decided deal",
+        )
+        if trust_driver is not None:
+            drivers.append(trust_driver)
+    assign_shares(drivers)
     rank(drivers)
-    return Attribution(gap, expected, closed, planned, actual, drivers)
+    return Attribution("close", gap, expected, closed, planned, actual, drivers, missing)
+
+
+def _action_driver(
+    coverage: Driver, feed: Mapping[str, Any], plan: Plan, decided: int
+) -> Driver | None:
+    """The part of the volume gap that the feeding cohorts' action rate explains."""
+    due, due_actioned = float(feed.get("due") or 0), float(feed.get("due_actioned") or 0)
+    actioned = float(feed.get("actioned") or 0)
+    if due < 1:
+        return None
+    rate = due_actioned / due
+    per_actioned = decided / actioned if actioned else 0.0
+    value = (plan.action_rate - rate) * due * per_actioned * plan.win_rate * plan.deal_size
+    if value > 0 and coverage.impact_usd > 0:
+        carved = min(value, coverage.impact_usd)
+    elif value < 0 and coverage.impact_usd < 0:
+        carved = max(value, coverage.impact_usd)
+    else:
+        return None
+    coverage.impact_usd -= carved
+    coverage.evidence["explained_by_action_rate_usd"] = round(carved, 2)
+    return Driver(
+        "action_rate",
+        carved,
+        None,
+        rate_confidence(rate, plan.action_rate, round(due)),
+        evidence={
+            "actual": _r(rate),
+            "plan": _r(plan.action_rate),
+            "unit": "ratio",
+            "due": round(due, 1),
+            "due_actioned": round(due_actioned, 1),
+            "what": "action rate of the due assignments feeding the quarter: this quarter's, "
+            "and the previous quarter's weighted by the share of its worked pipeline still "
+            f"open when the quarter began ({feed.get('carry_over', 0.0):.0%})",
+            "decided_per_actioned": _r(per_actioned),
+        },
+    )
+
+
+def attribute_cohort(
+    metrics: Mapping[str, Any],
+    plan: Plan,
+    revenue_fraction: float,
+    assignment_fraction: float,
+    trust: TrustEstimate | None,
+    target_touches: float,
+    unmeasurable: Mapping[str, str] | None = None,
+    coverage: Mapping[str, Any] | None = None,
+) -> Attribution:
+    """Exact Shapley attribution of ``expected - closed`` cohort revenue to date.
+
+    >>> plan = Plan(100_000, 100, 0.8, 0.5, 2_500, {})
+    >>> m = {"assigned": 100, "due": 100, "due_actioned": 50, "actioned": 50, "won": 25,
+    ...      "lost": 25, "closed_rev": 62_500.0, "won_amount_sq_sum": 25 * 2_500.0**2,
+    ...      "attempted_win_rate": 0.5, "touches_per_actioned": 3.0}
+    >>> att = attribute_cohort(m, plan, 1.0, 1.0, None, 3.0)
+    >>> round(att.gap_usd), [(d.driver, round(d.impact_usd)) for d in att.drivers][:1]
+    (37500, [('action_rate', 37500)])
+    """
+    unmeasurable = dict(unmeasurable or {})
+    planned = cohort_plan_to_date(plan, revenue_fraction, assignment_fraction)
+    assigned, won = int(metrics["assigned"]), int(metrics["won"])
+    decided = won + int(metrics["lost"])
+    due = int(metrics.get("due") or 0)
+    rate = metrics["due_actioned"] / due if due else planned[1]
+    closed = float(metrics["closed_rev"])
+    expected_actioned = assigned * rate
+    actual = [
+        float(assigned),
+        rate,
+        decided / expected_actioned if expected_actioned else planned[2],
+        won / decided if decided else planned[3],
+        closed / won if won else planned[4],
+    ]
+    if not decided:
+        unmeasurable.setdefault("win_rate", "no decided deal in the cohort yet")
+    if not won:
+        unmeasurable.setdefault("deal_size", "no won deal in the cohort yet")
+    if not due:
+        unmeasurable.setdefault("action_rate", "no assignment past its grace period yet")
+    phis = shapley_multiplicative(planned, actual)
+    expected = math.prod(planned)
+    gap = expected - closed
+    impacts = {
+        "coverage": 0.0 - (phis[0] + phis[2]),
+        "action_rate": 0.0 - phis[1],
+        "win_rate": 0.0 - phis[3],
+        "deal_size": 0.0 - phis[4],
+    }
+    confidences = {
+        "coverage": count_confidence(actual[0] * actual[2], planned[0] * planned[2]),
+        "action_rate": rate_confidence(rate, planned[1], due),
+        "win_rate": rate_confidence(actual[3], planned[3], decided),
+        "deal_size": mean_confidence(
+            actual[4], planned[4], won, float(metrics.get("won_amount_sq_sum") or 0.0)
+        ),
+    }
+    evidence: dict[str, dict[str, Any]] = {
+        "coverage": {
+            "actual": assigned,
+            "plan": round(planned[0], 1),
+            "unit": "assignments",
+            "progress": _r(actual[2]),
+            "progress_plan": _r(planned[2]),
+        },
+        "action_rate": {
+            "actual": _r(rate) if due else None,
+            "plan": _r(planned[1]),
+            "unit": "ratio",
+            "due": due,
+            "due_actioned": int(metrics.get("due_actioned") or 0),
+            "what": "action rate of the cohort's due assignments",
+        },
+        "win_rate": {
+            "actual": _r(metrics.get("attempted_win_rate")),
+            "plan": _r(plan.win_rate),
+            "unit": "ratio",
+            "won": won,
+            "lost": int(metrics["lost"]),
+            "what": "won / (won + lost) of the cohort's decided deals",
+        },
+        "deal_size": {
+            "actual": _r(actual[4], 2) if won else None,
+            "plan": _r(planned[4], 2),
+            "unit": "usd",
+            "won": won,
+        },
+    }
+    if coverage:
+        evidence["coverage"].update(coverage)
+    drivers: list[Driver] = []
+    missing: list[NotMeasurable] = []
+    for f in FACTORS:
+        if f in unmeasurable:
+            missing.append(NotMeasurable(f, unmeasurable[f]))
+            impacts["coverage"] += impacts[f]  # ~0: the factor is at plan in the product
+            continue
+        drivers.append(Driver(f, impacts[f], None, confidences[f], evidence=evidence[f]))
+    by_id = {d.driver: d for d in drivers}
+    if "coverage" in by_id:
+        by_id["coverage"].impact_usd = impacts["coverage"]
+    if "trust" in unmeasurable:
+        missing.append(NotMeasurable("trust", unmeasurable["trust"]))
+    elif "win_rate" in by_id:
+        trust_driver = _trust_driver(
+            metrics.get("touches_per_actioned"),
+            metrics.get("attempted_win_rate"),
+            decided,
+            plan,
+            trust,
+            target_touches,
+            by_id["win_rate"],
+            "qualified touches per actioned assignment",
+        )
+        if trust_driver is not None:
+            drivers.append(trust_driver)
+    assign_shares(drivers)
+    rank(drivers)
+    return Attribution("cohort", gap, expected, closed, planned, actual, drivers, missing)
 
 
 def _trust_driver(
-    metrics: Mapping[str, Any],
+    per: float | None,
+    win_rate: float | None,
+    decided: int,
     plan: Plan,
     trust: TrustEstimate | None,
     target_touches: float,
-    win_impact: float,
-    decided: int,
+    win: Driver,
+    unit: str,
 ) -> Driver | None:
-    """The part of the win-rate shortfall that missing qualified touches predict."""
-    per_actioned = metrics["touches_per_actioned"]
-    win_rate = metrics["attempted_win_rate"]
-    if trust is None or per_actioned is None or win_rate is None or win_impact <= 0:
+    """Carve from ``win`` the part of its shortfall that missing qualified touches predict."""
+    if trust is None or per is None or win_rate is None or win.impact_usd <= 0:
         return None
-    missing = target_touches - per_actioned
+    missing = target_touches - per
     if missing <= 0 or trust.beta <= 0:
         return None
     shortfall = plan.win_rate - win_rate
     predicted = trust.beta * missing
     explained = 1.0 if shortfall <= 0 else min(1.0, predicted / shortfall)
-    actioned = metrics["actioned"]
-    touch_se = math.sqrt(max(per_actioned, 1e-9) / max(actioned, 1))
+    touch_se = math.sqrt(max(per, 1e-9) / max(decided, 1))
     confidence = trust.confidence * z_confidence(missing / touch_se)
+    carved = win.impact_usd * explained
+    win.impact_usd -= carved
+    win.evidence["explained_by_trust_usd"] = round(carved, 2)
     return Driver(
         "trust",
-        win_impact * explained,
+        carved,
         None,
         confidence,
         evidence={
-            "actual": _r(per_actioned, 2),
+            "actual": _r(per, 2),
             "plan": target_touches,
-            "unit": "qualified touches per actioned assignment",
+            "unit": unit,
             "win_rate_per_touch": _r(trust.beta),
             "win_rate_per_touch_se": _r(trust.se),
             "decided_deals_in_fit": trust.n,
@@ -403,6 +680,75 @@ def _trust_driver(
             "region_decided": decided,
         },
     )
+
+
+def trust_unidentified(
+    won_by_qt: Mapping[int, int], lost_by_qt: Mapping[int, int], touches: int
+) -> str | None:
+    """Why the data cannot say what a qualified touch is worth, or None when it can.
+
+    >>> trust_unidentified({1: 30}, {1: 20}, 50)
+    'no variation in qualified touches: every decided deal has 1'
+    >>> trust_unidentified({}, {}, 0)
+    'no touch log: no touch events in the data'
+    >>> trust_unidentified({1: 3, 2: 5}, {0: 4}, 20) is None
+    True
+    """
+    if touches <= 0:
+        return "no touch log: no touch events in the data"
+    counts = {q for q, n in won_by_qt.items() if n} | {q for q, n in lost_by_qt.items() if n}
+    if not counts:
+        return "no decided deal yet"
+    if len(counts) == 1:
+        return f"no variation in qualified touches: every decided deal has {next(iter(counts))}"
+    return None
+
+
+def assign_shares(drivers: Sequence[Driver]) -> None:
+    """Shares of the shortfall: ``impact / sum of positive impacts`` for the drivers that
+    add to it (0-1, adding to 1); None for offsets and zero impacts.
+
+    >>> ds = [Driver("a", 30.0, None, 1.0), Driver("b", 10.0, None, 1.0),
+    ...       Driver("c", -5.0, None, 1.0)]
+    >>> assign_shares(ds); [d.share for d in ds]
+    [0.75, 0.25, None]
+    """
+    total = sum(d.impact_usd for d in drivers if d.impact_usd > 0)
+    for d in drivers:
+        d.share = d.impact_usd / total if d.impact_usd > 0 and total > 0 else None
+
+
+def mix_and_price(
+    slices: Mapping[str, tuple[int, float]], baseline: Mapping[str, tuple[int, float]]
+) -> tuple[float, float] | None:
+    """Split a deal-size difference against a baseline into product mix and price within
+    product, per won deal: ``(mix, price)`` that add up to ``actual - baseline`` deal size.
+
+    ``slices`` / ``baseline``: product -> (won deals, booked revenue). Mix values each
+    product's share change at the baseline's price; price, each product's price change at
+    the actual share. A product the baseline lacks is priced at its own (no price effect).
+
+    >>> mix_and_price({"a": (8, 8_000.0), "b": (2, 6_000.0)},
+    ...               {"a": (5, 5_000.0), "b": (5, 20_000.0)})  # $1,400 vs $2,500
+    (-900.0, -200.0)
+    """
+    won = sum(n for n, _ in slices.values())
+    base_won = sum(n for n, _ in baseline.values())
+    if not won or not base_won:
+        return None
+    mix = price = 0.0
+    for product, (n, rev) in slices.items():
+        share = n / won
+        size = rev / n if n else 0.0
+        bn, brev = baseline.get(product, (0, 0.0))
+        base_share = bn / base_won
+        base_size = brev / bn if bn else size
+        mix += (share - base_share) * base_size
+        price += share * (size - base_size)
+    for product, (bn, brev) in baseline.items():
+        if product not in slices and bn:
+            mix -= bn / base_won * brev / bn
+    return mix, price
 
 
 def rank(drivers: list[Driver]) -> None:

@@ -1,4 +1,11 @@
-"""Gap metrics of one quarter x region against its targets (positive = behind target)."""
+"""Gap metrics of one quarter x region against its targets (positive = behind target).
+
+Every gap compares actual-to-date with expected-to-date, so a region on plan shows no
+gaps mid-quarter: revenue against the pacing curve; pipeline against what the rest of
+the quarter needs; action rate and opportunity-score execution on due assignments only
+(those past their grace period); win rate and qualified touches on decided deals
+(finished, so nothing is still to come). ``docs/metrics.md`` has the definitions.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +25,11 @@ def _gap(
 
 
 def shares(counts: Mapping[str, int]) -> dict[str, float]:
+    """Each key's share of the total.
+
+    >>> shares({"a": 1, "b": 3})
+    {'a': 0.25, 'b': 0.75}
+    """
     total = sum(counts.values())
     return {k: v / total for k, v in counts.items()} if total else {}
 
@@ -25,7 +37,12 @@ def shares(counts: Mapping[str, int]) -> dict[str, float]:
 def reason_gaps(
     region: Mapping[str, Any], global_won: Mapping[str, int], global_lost: Mapping[str, int]
 ) -> dict[str, dict[str, float]]:
-    """Per bucket: how much more often the region loses (and less often wins) for it."""
+    """Per bucket: how much more often the region loses (and less often wins) for it.
+
+    >>> reason_gaps({"won_by_reason": {}, "lost_by_reason": {"pricing": 2}},
+    ...             {}, {"pricing": 1, "timing": 1})["pricing"]["lost_share_gap"]
+    0.5
+    """
     r_won, r_lost = shares(region["won_by_reason"]), shares(region["lost_by_reason"])
     g_won, g_lost = shares(global_won), shares(global_lost)
     out = {}
@@ -41,56 +58,67 @@ def reason_gaps(
 
 def compute_gaps(
     m: Mapping[str, Any],
+    b: Mapping[str, Any],
     targets: Mapping[str, float | None],
-    expected_to_date: float | None,
-    projected: float | None,
+    pacing: Mapping[str, Any] | None,
+    coverage: Mapping[str, Any],
     global_won_by_reason: Mapping[str, int],
     global_lost_by_reason: Mapping[str, int],
+    basis: str = "close",
 ) -> dict[str, Any]:
-    """Every gap of docs/metrics.md that the targets allow."""
-    quota = targets.get("quota")
-    closed = m["closed_rev"]
+    """Every gap of docs/metrics.md that the targets allow.
+
+    ``m``: the cohort metrics; ``b``: the bookings metrics; ``pacing``: the region's
+    pacing (expected to date, projection); ``coverage``: the pipeline and what the plan
+    needs of it (``target``, ``actual``). Win rate, touches and reasons are on the deals
+    decided in the quarter (bookings) or of the cohort (``basis="cohort"``).
+
+    >>> m = {"action_rate": 0.7, "scored": 0, "won": 0, "lost": 0}
+    >>> b = {"win_rate": 0.5, "touches_per_decided": 2.5, "decided": 4,
+    ...      "won_by_reason": {}, "lost_by_reason": {}}
+    >>> g = compute_gaps(m, b, {"target_action_rate": 0.8, "target_win_rate": 0.6,
+    ...                         "target_touches": 3.0}, None, {}, {}, {})
+    >>> {k: v["value"] for k, v in g.items() if k != "reason_gap"}
+    {'action_rate_gap': 0.1, 'win_rate_gap': 0.1, 'trust_gap': 0.5}
+    """
     gaps: dict[str, Any] = {}
-    if expected_to_date is not None:
-        gaps["revenue_gap"] = _gap(expected_to_date - closed, expected_to_date, closed, "usd")
-    if quota is not None and projected is not None:
-        gaps["revenue_gap_projected"] = _gap(quota - projected, quota, projected, "usd")
-    pipeline = m["open_pipeline"]
-    target_pipeline = targets.get("target_pipeline")
-    if target_pipeline is None and quota is not None and targets.get("coverage_multiple"):
-        target_pipeline = targets["coverage_multiple"] * max(quota - closed, 0.0)
-    if target_pipeline is not None:
-        gaps["coverage_gap"] = _gap(target_pipeline - pipeline, target_pipeline, pipeline, "usd")
+    quota = targets.get("quota")
+    if pacing is not None:
+        expected, actual = pacing["expected_to_date"], pacing["actual_to_date"]
+        gaps["revenue_gap"] = _gap(expected - actual, expected, actual, "usd")
+        projected = pacing.get("projected")
+        if quota is not None and projected is not None:
+            gaps["revenue_gap_projected"] = _gap(quota - projected, quota, projected, "usd")
+    if coverage.get("target") is not None:
+        target, actual = coverage["target"], coverage["actual"]
+        gaps["coverage_gap"] = _gap(target - actual, target, actual, "usd")
     rate = m["action_rate"]
     t_rate = targets.get("target_action_rate")
     if rate is not None and t_rate is not None:
         gaps["action_rate_gap"] = _gap(t_rate - rate, t_rate, rate, "ratio")
-    win = m["attempted_win_rate"]
+    if basis == "close":
+        win, per, decided = b["win_rate"], b["touches_per_decided"], b["decided"]
+        reasons = b
+    else:
+        win, per = m["attempted_win_rate"], m["touches_per_actioned"]
+        decided, reasons = m["won"] + m["lost"], m
     t_win = targets.get("target_win_rate")
     if win is not None and t_win is not None:
         gaps["win_rate_gap"] = _gap(t_win - win, t_win, win, "ratio")
-    per = m["touches_per_actioned"]
     t_touch = targets.get("target_touches")
     if per is not None and t_touch is not None:
         gaps["trust_gap"] = _gap(t_touch - per, t_touch, per, "touches")
-    if m["scored"]:
+    if m["scored"] and m.get("score_due") and t_rate is not None:
+        expected_touched = t_rate * m["score_due"]
         gaps["opp_score_gap"] = _gap(
-            m["score_assigned"] - m["score_touched"],
-            m["score_assigned"],
-            m["score_touched"],
+            expected_touched - m["score_due_touched"],
+            expected_touched,
+            m["score_due_touched"],
             "score",
         )
-    if m["won"] + m["lost"]:
+    if decided:
         gaps["reason_gap"] = {
             "unit": "ratio",
-            "buckets": reason_gaps(m, global_won_by_reason, global_lost_by_reason),
+            "buckets": reason_gaps(reasons, global_won_by_reason, global_lost_by_reason),
         }
     return gaps
-
-
-def pipeline_coverage(m: Mapping[str, Any], quota: float | None) -> float | None:
-    """Open pipeline over the quota still to close (None when nothing remains)."""
-    if quota is None:
-        return None
-    remaining = quota - m["closed_rev"]
-    return m["open_pipeline"] / remaining if remaining > 0 else None

@@ -13,6 +13,7 @@ import yaml
 from monitors.engine import DEFAULT_STAGE_WEIGHTS, EngineConfig
 from monitors.registry import MetricSpec, load_registry
 from monitors.taxonomy import Taxonomy
+from pacing.curves import curve_from_spec
 from streams.events import CHANNELS
 
 
@@ -25,18 +26,29 @@ def default_config_dir() -> Path:
     return here if here.is_dir() else Path.cwd() / "config"
 
 
+REVENUE_BASES = ("close", "cohort")
+DEFAULT_BOOKINGS_CURVE: Mapping[str, Any] = {"name": "back_loaded", "power": 1.5}
+
+
 @dataclass(frozen=True)
 class PacingSettings:
     revenue_curve: str | Mapping[str, Any] = "empirical"
     assignment_curve: str | Mapping[str, Any] = "empirical"
     at_risk_threshold: float = 0.9
     min_curve_fraction: float = 0.1
+    # the expected-to-date curve of bookings when no past quarter can be fitted
+    default_bookings_curve: str | Mapping[str, Any] = field(
+        default_factory=lambda: dict(DEFAULT_BOOKINGS_CURVE)
+    )
 
 
 @dataclass(frozen=True)
 class Settings:
     engine: EngineConfig
     pacing: PacingSettings = field(default_factory=PacingSettings)
+    # close: revenue counts in the quarter of the won deal's close (bookings);
+    # cohort: in the quarter of the assignment
+    revenue_basis: str = "close"
     min_slice_assignments: int = 20
     registry: Mapping[str, MetricSpec] = field(default_factory=dict)
     config_dir: Path | None = None
@@ -78,7 +90,16 @@ def load_settings(config_dir: str | Path | None = None) -> Settings:
         fy_start_month=fy,
     )
     p = data.get("pacing") or {}
+    bookings_curve = p.get("default_bookings_curve", dict(DEFAULT_BOOKINGS_CURVE))
+    try:
+        curve_from_spec(bookings_curve)
+    except ValueError as exc:
+        raise ValueError(f"{w}: pacing.default_bookings_curve: {exc}") from None
+    basis = data.get("revenue_basis", "close")
+    if basis not in REVENUE_BASES:
+        raise ValueError(f"{w}: revenue_basis={basis!r}: must be one of {', '.join(REVENUE_BASES)}")
     pacing = PacingSettings(
+        default_bookings_curve=bookings_curve,
         revenue_curve=p.get("revenue_curve", "empirical"),
         assignment_curve=p.get("assignment_curve", "empirical"),
         at_risk_threshold=_num(
@@ -97,4 +118,5 @@ def load_settings(config_dir: str | Path | None = None) -> Settings:
         min_slice_assignments=int(_num(f"{w}: drivers.min_slice_assignments", min_slice, 1)),
         registry=registry,
         config_dir=cdir,
+        revenue_basis=basis,
     )

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from monitors.engine import DIMENSIONS, Engine
+from monitors.engine import Engine
 from monitors.report import ReportBuilder
 from monitors.settings import Settings
 from monitors.split import MergedCells
@@ -34,9 +34,7 @@ def report_of(
     if latest_ts == -math.inf:
         return None
     as_of = datetime.fromtimestamp(latest_ts, UTC)
-    per_region = merged.metrics(as_of)
-    slices = {dim: merged.metrics(as_of, by=dim) for dim in DIMENSIONS}
-    return ReportBuilder(settings, targets).build_from_metrics(per_region, slices, as_of)
+    return ReportBuilder(settings, targets).build(merged, as_of)
 
 
 def split_report(report: Mapping[str, Any]) -> dict[str, bytes]:

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from monitors.attribution import Driver, rank, rate_confidence, z_confidence
+from monitors.attribution import Driver, assign_shares, rank, rate_confidence, z_confidence
 from monitors.models.modelset import ModelSet
 from monitors.models.scores import neglect
 from monitors.taxonomy import OTHER, UNKNOWN
@@ -85,7 +85,6 @@ def add_model_drivers(
     as_of: datetime,
 ) -> dict[str, Any]:
     """Add the model drivers to ``drivers`` (re-ranked, shares kept exact); return metrics."""
-    gap = sum(d.impact_usd for d in drivers)
     out: dict[str, Any] = {}
     if models.engine is not None:
         rate = models.scores.top_decile_win_rate(quarter)
@@ -173,7 +172,6 @@ def add_model_drivers(
                 {"win_rate": 1.0},
             )
         out["reasons_with_classifier"] = {"won": dict(won_r), "lost": dict(lost_r)}
-    for d in drivers:
-        d.share = d.impact_usd / gap if abs(gap) > 1e-9 else None
+    assign_shares(drivers)
     rank(drivers)
     return out

@@ -58,7 +58,6 @@ def region_extras(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Model metrics of one region, and its hypothesis sections (``hypotheses``,
     ``localisation``, ``ranking``); adds the model drivers to ``drivers`` in place."""
-    target_touches = targets.get("target_touches")
     metrics = add_model_drivers(
         drivers,
         models,
@@ -72,11 +71,9 @@ def region_extras(
     )
     summary = models.trust.summary()
     if summary is not None and summary.cost_of_trust is not None:
+        # what one more qualified touch is worth; the trust gap's dollars are the trust
+        # driver's (one figure, in gaps.trust_gap.usd)
         metrics["cost_of_trust_usd"] = round(summary.cost_of_trust, 2)
-        per = m.get("touches_per_actioned")
-        if per is not None and target_touches is not None:
-            missing = (target_touches - per) * m["actioned"]
-            metrics["trust_gap_usd_model"] = round(summary.trust_gap_usd(missing) or 0.0, 2)
     if trust_meta is not None:
         for d in drivers:
             if d.driver == "trust":

@@ -61,7 +61,9 @@ def test_online_trust_keeps_the_planted_causes_first(replayed: Replayed) -> None
     assert trust["evidence"]["win_rate_per_touch"] == pytest.approx(
         q["trust_model"]["win_rate_per_touch"], abs=1e-4
     )
-    assert latam["metrics"]["trust_gap_usd_model"] > 1e6
+    # one dollar figure for the trust gap: the trust driver's
+    assert latam["gaps"]["trust_gap"]["usd"] == trust["impact_usd"] > 1e6
+    assert "trust_gap_usd_model" not in latam["metrics"]
     emea = q["regions"]["EMEA"]
     opp = next(d for d in emea["drivers"] if d["driver"] == "opp_score")
     assert opp["impact_usd"] > 0 and len(opp["evidence"]["examples"]) == 5

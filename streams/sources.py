@@ -340,6 +340,15 @@ _TARGET_METRICS = (
 )
 
 
+def _plan_targets(plan: RegionPlan) -> dict[str, float]:
+    """A plan as targets metrics (``quota``, ``target_assignments``, ...)."""
+    values: dict[str, float] = {}
+    for metric, attr in _TARGET_METRICS:
+        value = getattr(plan, attr)
+        values[metric] = int(value) if metric == "target_assignments" else float(value)
+    return values
+
+
 @dataclass
 class GeneratedQuarter:
     """A generated quarter: its events (sorted by time), plans and planted causes."""
@@ -352,11 +361,7 @@ class GeneratedQuarter:
     planted: dict[str, str | None] = field(default_factory=dict)
 
     def _target_values(self, plan: RegionPlan) -> dict[str, float]:
-        values: dict[str, float] = {}
-        for metric, attr in _TARGET_METRICS:
-            value = getattr(plan, attr)
-            values[metric] = int(value) if metric == "target_assignments" else float(value)
-        return values
+        return _plan_targets(plan)
 
     def targets_rows(self) -> list[dict[str, Any]]:
         """Long-form targets rows ``{quarter, region, metric, value}`` (the CSV layout)."""

@@ -99,6 +99,7 @@ import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -671,11 +672,27 @@ class Label:
 
 @dataclass
 class Scenario:
-    """One run of the suite: a history, what each region is there for, and its labels."""
+    """One run of the suite: its design, what each region is there for, and its labels.
+
+    The history is generated on first use of :attr:`history` (deterministic from
+    ``seed``); ``del scenario.history`` frees it again (a history is ~100k events).
+    """
 
     name: str
-    history: GeneratedHistory
+    seed: int
+    quarters: tuple[str, ...]
+    regions: dict[str, RegionScenario]
+    assignments_per_quarter: int
     roles: dict[str, str]
+
+    @cached_property
+    def history(self) -> GeneratedHistory:
+        return generate_history(
+            seed=self.seed,
+            quarters=self.quarters,
+            regions=self.regions,
+            assignments_per_quarter=self.assignments_per_quarter,
+        )
 
     @property
     def events(self) -> list[Event]:
@@ -684,7 +701,7 @@ class Scenario:
     @property
     def scored(self) -> tuple[str, ...]:
         """The quarters to score (the listed ones; the warm-up quarter is history)."""
-        return self.history.quarters
+        return self.quarters
 
     def targets_yaml(self) -> str:
         return self.history.targets_yaml()
@@ -736,7 +753,8 @@ def alert_suite(
     first_quarter: str = "2025Q2",
     scored_quarters: int = 5,
 ) -> list[Scenario]:
-    """The seeded suite of histories the ``pacing_risk`` backtest scores (module doc).
+    """The seeded suite of histories the ``pacing_risk`` backtest scores (module doc);
+    each history is generated when its :attr:`Scenario.history` is first used.
 
     Run ``i`` scores ``scored_quarters`` quarters from ``first_quarter`` + ``i``, after
     one warm-up quarter; its regions are NA and EMEA (on plan), APAC (clear miss), LATAM
@@ -777,14 +795,16 @@ def alert_suite(
             ),
             "MEA": RegionScenario(noise=DEFAULT_NOISE, data_from=data_from),
         }
-        history = generate_history(
-            seed=int(rng.integers(0, 2**31)),
-            quarters=quarters,
-            regions=scenarios,
-            assignments_per_quarter=apq,
+        suite.append(
+            Scenario(
+                name=f"run{i:02d}-{quarters[0]}",
+                seed=int(rng.integers(0, 2**31)),
+                quarters=tuple(quarters),
+                regions=scenarios,
+                assignments_per_quarter=apq,
+                roles={name: _role(s) for name, s in scenarios.items()},
+            )
         )
-        roles = {name: _role(s) for name, s in scenarios.items()}
-        suite.append(Scenario(name=f"run{i:02d}-{quarters[0]}", history=history, roles=roles))
     return suite
 
 

@@ -343,6 +343,23 @@ def test_ids_are_unique_across_regions_and_quarters_and_take_a_prefix() -> None:
     assert all(e.event_id.startswith("H1-") for e in p.events)
 
 
+def test_warm_up_quarters_and_a_single_region_name() -> None:
+    two = generate_history(
+        seed=1, quarters=("2026Q1",), regions="NA", assignments_per_quarter=40, warmup_quarters=2
+    )
+    assert two.warmup == ("2025Q3", "2025Q4") and two.regions == ("NA",)
+    assert two.start == quarter_bounds("2025Q3")[0]
+    assert quarter_label(two.events[0].occurred_at) == "2025Q3"
+    none = generate_history(
+        seed=1, quarters=("2026Q1",), regions="NA", assignments_per_quarter=40, warmup_quarters=0
+    )
+    assert none.warmup == () and none.all_quarters == ("2026Q1",)
+    assert quarter_label(none.events[0].occurred_at) == "2026Q1"
+    assert {q for q, _ in none.plans} == {"2026Q1"}
+    suite = alert_suite(n_runs=2, warmup_quarters=2)
+    assert [s.warmup_quarters for s in suite] == [2, 2]
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

@@ -340,6 +340,15 @@ _TARGET_METRICS = (
 )
 
 
+def _plan_targets(plan: RegionPlan) -> dict[str, float]:
+    """A plan as targets metrics (``quota``, ``target_assignments``, ...)."""
+    values: dict[str, float] = {}
+    for metric, attr in _TARGET_METRICS:
+        value = getattr(plan, attr)
+        values[metric] = int(value) if metric == "target_assignments" else float(value)
+    return values
+
+
 @dataclass
 class GeneratedQuarter:
     """A generated quarter: its events (sorted by time), plans and planted causes."""
@@ -352,11 +361,7 @@ class GeneratedQuarter:
     planted: dict[str, str | None] = field(default_factory=dict)
 
     def _target_values(self, plan: RegionPlan) -> dict[str, float]:
-        values: dict[str, float] = {}
-        for metric, attr in _TARGET_METRICS:
-            value = getattr(plan, attr)
-            values[metric] = int(value) if metric == "target_assignments" else float(value)
-        return values
+        return _plan_targets(plan)
 
     def targets_rows(self) -> list[dict[str, Any]]:
         """Long-form targets rows ``{quarter, region, metric, value}`` (the CSV layout)."""
@@ -449,14 +454,26 @@ def _pick_texts(rng: np.random.Generator, codes: np.ndarray) -> np.ndarray:
     return out
 
 
-def _draw_region(
-    rng: np.random.Generator, name: str, cause: str | None, n_plan: int, start: int, end: int
-) -> _Region:
-    n = max(1, round(n_plan * FEW_ASSIGNMENTS_SHARE)) if cause == "few_assignments" else n_plan
-    duration = end - start
+@dataclass
+class _Attributes:
+    """What an assignment carries besides its time (one entry per assignment, AMs apart)."""
 
-    # Assignments and their attributes.
-    t0 = start + np.floor(rng.beta(*ASSIGN_BETA, n) * ASSIGN_WINDOW * duration).astype(np.int64)
+    am: np.ndarray
+    am_tenure: np.ndarray  # per AM
+    am_prior: np.ndarray  # per AM
+    account: np.ndarray
+    vertical: np.ndarray
+    product: np.ndarray
+    sli: np.ndarray
+    raw_score: np.ndarray  # the Beta draw behind opp_score
+    scored: np.ndarray
+    score: np.ndarray  # NaN when unscored
+    expected_rev: np.ndarray
+    tier: np.ndarray
+
+
+def _draw_attributes(rng: np.random.Generator, n: int) -> _Attributes:
+    """The attributes of ``n`` assignments of one region (AM, account, vertical, ...)."""
     am = rng.integers(0, AMS_PER_REGION, n)
     am_tenure = rng.integers(3, 97, AMS_PER_REGION)
     am_prior = np.round(rng.beta(6.0, 10.0, AMS_PER_REGION), 3)
@@ -470,21 +487,56 @@ def _draw_region(
     mu = math.log(EXPECTED_REV_MEAN) - EXPECTED_REV_SIGMA**2 / 2
     expected_rev = np.round(rng.lognormal(mu, EXPECTED_REV_SIGMA, n), 2)
     tier = np.digitize(expected_rev, (30_000.0, 80_000.0))
+    return _Attributes(
+        am=am,
+        am_tenure=am_tenure,
+        am_prior=am_prior,
+        account=account,
+        vertical=vertical,
+        product=product,
+        sli=sli,
+        raw_score=raw_score,
+        scored=scored,
+        score=score,
+        expected_rev=expected_rev,
+        tier=tier,
+    )
 
-    # Who gets worked.
-    if cause == "low_action_rate":
-        high_cli = ~sli & scored & (raw_score >= HIGH_SCORE)
-        p_act = np.where(high_cli, NEGLECT_HIGH_CLI_PROB, _NEGLECT_OTHER_PROB)
-    else:
-        p_act = np.full(n, ACTION_PROB)
-    actioned = _stratified(rng, n) < p_act
 
-    # When the deal is decided: 2-6 weeks later, at least a day before quarter end.
-    close_hi = np.maximum(np.minimum(CLOSE_MAX, end - t0 - _DAY), CLOSE_MIN + 1)
-    close = t0 + _uniform_int(rng, CLOSE_MIN, close_hi)
+@dataclass
+class _Touches:
+    """Columnar touches (one row per touch) and each assignment's qualified count."""
 
-    # Touches of actioned assignments.
-    q_mean = FEW_QUALIFIED_TOUCH_MEAN if cause == "few_qualified_touches" else QUALIFIED_TOUCH_MEAN
+    n_q: np.ndarray  # qualified touches per assignment
+    owner: np.ndarray  # assignment index of each touch
+    channel: np.ndarray  # index into _CHANNEL_NAMES
+    time: np.ndarray
+    latency: np.ndarray  # NaN when absent
+    is_q: np.ndarray  # the touch is qualified
+
+
+@dataclass
+class _Deals:
+    """Columnar deal events (one row per event)."""
+
+    owner: np.ndarray
+    time: np.ndarray
+    stage: np.ndarray  # index into _STAGE_NAMES
+    amount: np.ndarray
+    reason: np.ndarray  # object array of str | None
+    text: np.ndarray  # object array of str | None
+
+
+def _draw_touches(
+    rng: np.random.Generator,
+    t0: np.ndarray,
+    close: np.ndarray,
+    actioned: np.ndarray,
+    q_mean: float | np.ndarray,
+) -> _Touches:
+    """Touches of the actioned assignments: Poisson(``q_mean``) qualified ones, emails and
+    the odd other, between the assignment (``t0``) and 3 days before the ``close``."""
+    n = len(t0)
     n_q = np.where(actioned, rng.poisson(q_mean, n), 0)
     n_email = np.where(actioned, rng.poisson(EMAIL_MEAN, n), 0)
     n_other = np.where(actioned, rng.poisson(OTHER_TOUCH_MEAN, n), 0)
@@ -515,20 +567,26 @@ def _draw_region(
     latency_share = np.where(t_channel == _EMAIL, 0.6, 0.3)
     has_latency = rng.random(total) < latency_share
     t_latency = np.where(has_latency, np.round(rng.gamma(1.5, 12.0, total), 1), np.nan)
+    return _Touches(
+        n_q=n_q, owner=t_owner, channel=t_channel, time=t_time, latency=t_latency, is_q=is_q
+    )
 
-    # Outcomes.
-    u_win = np.ones(n)
-    u_win[actioned] = _stratified(rng, int(actioned.sum()))
-    won = actioned & (u_win < p_win(n_q))
-    lost = actioned & ~won
-    factor = SMALL_DEALS_FACTOR if cause == "small_deals" else 1.0
-    won_amount = np.round(expected_rev * rng.lognormal(0.0, WON_SIGMA, n) * factor, 2)
-    u_sc = np.ones(n)
-    u_sc[~actioned] = _stratified(rng, int((~actioned).sum()))
-    self_closed = ~actioned & (u_sc < SELF_CLOSED_SHARE)
 
-    # Deal events: open (actioned), qualified (after the first qualified touch), won/lost
-    # at the close, self_closed for some of the neglected.
+def _draw_deals(
+    rng: np.random.Generator,
+    t0: np.ndarray,
+    close: np.ndarray,
+    touches: _Touches,
+    outcome: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    expected_rev: np.ndarray,
+    won_amount: np.ndarray,
+) -> _Deals:
+    """Deal events: open (actioned), qualified (after the first qualified touch), then
+    won/lost/self_closed at ``close``, from the ``outcome`` masks (actioned, won, lost,
+    self_closed)."""
+    actioned, won, lost, self_closed = outcome
+    n = len(t0)
+    t_owner, t_time, is_q, n_q = touches.owner, touches.time, touches.is_q, touches.n_q
     idx = np.arange(n)
     open_idx = idx[actioned]
     open_time = t0[open_idx] + _uniform_int(rng, _HOUR, 72 * _HOUR, len(open_idx))
@@ -580,29 +638,78 @@ def _draw_region(
             sc_text,
         ]
     )
+    return _Deals(
+        owner=d_owner, time=d_time, stage=d_stage, amount=d_amount, reason=d_reason, text=d_text
+    )
+
+
+def _draw_region(
+    rng: np.random.Generator, name: str, cause: str | None, n_plan: int, start: int, end: int
+) -> _Region:
+    n = max(1, round(n_plan * FEW_ASSIGNMENTS_SHARE)) if cause == "few_assignments" else n_plan
+    duration = end - start
+
+    # Assignments and their attributes.
+    t0 = start + np.floor(rng.beta(*ASSIGN_BETA, n) * ASSIGN_WINDOW * duration).astype(np.int64)
+    attrs = _draw_attributes(rng, n)
+    sli, scored, raw_score = attrs.sli, attrs.scored, attrs.raw_score
+    expected_rev = attrs.expected_rev
+
+    # Who gets worked.
+    if cause == "low_action_rate":
+        high_cli = ~sli & scored & (raw_score >= HIGH_SCORE)
+        p_act = np.where(high_cli, NEGLECT_HIGH_CLI_PROB, _NEGLECT_OTHER_PROB)
+    else:
+        p_act = np.full(n, ACTION_PROB)
+    actioned = _stratified(rng, n) < p_act
+
+    # When the deal is decided: 2-6 weeks later, at least a day before quarter end.
+    close_hi = np.maximum(np.minimum(CLOSE_MAX, end - t0 - _DAY), CLOSE_MIN + 1)
+    close = t0 + _uniform_int(rng, CLOSE_MIN, close_hi)
+
+    # Touches of actioned assignments.
+    q_mean = FEW_QUALIFIED_TOUCH_MEAN if cause == "few_qualified_touches" else QUALIFIED_TOUCH_MEAN
+    touches = _draw_touches(rng, t0, close, actioned, q_mean)
+    n_q = touches.n_q
+
+    # Outcomes.
+    u_win = np.ones(n)
+    u_win[actioned] = _stratified(rng, int(actioned.sum()))
+    won = actioned & (u_win < p_win(n_q))
+    lost = actioned & ~won
+    factor = SMALL_DEALS_FACTOR if cause == "small_deals" else 1.0
+    won_amount = np.round(expected_rev * rng.lognormal(0.0, WON_SIGMA, n) * factor, 2)
+    u_sc = np.ones(n)
+    u_sc[~actioned] = _stratified(rng, int((~actioned).sum()))
+    self_closed = ~actioned & (u_sc < SELF_CLOSED_SHARE)
+
+    # Deal events: open (actioned), qualified (after the first qualified touch), won/lost
+    # at the close, self_closed for some of the neglected.
+    outcome = (actioned, won, lost, self_closed)
+    deals = _draw_deals(rng, t0, close, touches, outcome, expected_rev, won_amount)
     return _Region(
         name=name,
         t0=t0,
-        am=am,
-        account=account,
-        vertical=vertical,
-        product=product,
+        am=attrs.am,
+        account=attrs.account,
+        vertical=attrs.vertical,
+        product=attrs.product,
         sli=sli,
-        score=score,
+        score=attrs.score,
         expected_rev=expected_rev,
-        tier=tier,
-        am_tenure=am_tenure,
-        am_prior=am_prior,
-        t_time=t_time,
-        t_owner=t_owner,
-        t_channel=t_channel,
-        t_latency=t_latency,
-        d_time=d_time,
-        d_owner=d_owner,
-        d_stage=d_stage,
-        d_amount=d_amount,
-        d_reason=d_reason,
-        d_text=d_text,
+        tier=attrs.tier,
+        am_tenure=attrs.am_tenure,
+        am_prior=attrs.am_prior,
+        t_time=touches.time,
+        t_owner=touches.owner,
+        t_channel=touches.channel,
+        t_latency=touches.latency,
+        d_time=deals.time,
+        d_owner=deals.owner,
+        d_stage=deals.stage,
+        d_amount=deals.amount,
+        d_reason=deals.reason,
+        d_text=deals.text,
     )
 
 

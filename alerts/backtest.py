@@ -1,29 +1,31 @@
 """Alert backtest: replay an events file in-process and run the rules at a regular step.
 
-Events are fed in time order through :func:`streams.replay.replay_lines` (the same
-parsing, rejects and idempotency as ``gapmon replay``); at each step boundary a report
-is built with :class:`monitors.report.ReportBuilder` and the evaluator runs with
-in-memory state. The result says when each rule would have fired and resolved -
+Events are parsed with the event contract and fed in time order to the same engine as
+``gapmon replay`` (invalid lines are counted as rejected); at each step boundary a
+report is built with :class:`monitors.report.ReportBuilder` and the evaluator runs
+with in-memory state. The result says when each rule would have fired and resolved -
 the way to tune thresholds, durations and cooldowns before going live.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from alerts.evaluate import AlertState, Silence, Transition, evaluate
 from alerts.rules import AlertRule
-from monitors.engine import Engine
+from monitors.engine import BOOKED, FINAL_STAGES, AssignmentState, Engine
+from monitors.grouped import GroupedCells
 from monitors.report import ReportBuilder
 from monitors.settings import Settings
 from pacing.targets import TargetsTable
-from streams.events import EventError, parse_event
-from streams.replay import replay_lines
+from streams.events import Assignment, Deal, EventError, Touch, parse_event
 
 __all__ = ["BacktestResult", "Episode", "backtest"]
+
+Event = Assignment | Touch | Deal
 
 
 def _iso(ts: datetime) -> str:
@@ -76,15 +78,48 @@ class BacktestResult:
         }
 
 
-def _timed(lines: Iterable[tuple[int, str]]) -> list[tuple[datetime | None, int, str]]:
-    out: list[tuple[datetime | None, int, str]] = []
-    for number, raw in lines:
+def _parsed(lines: Iterable[tuple[int, str]]) -> tuple[list[tuple[float, Event]], int]:
+    """Valid events with their timestamps, in time order, and the count of bad lines."""
+    good: list[tuple[float, Event]] = []
+    bad = 0
+    for _, raw in lines:
         try:
-            when: datetime | None = parse_event(raw).occurred_at
+            event = parse_event(raw)
         except EventError:
-            when = None  # fed first; replay_lines rejects and counts it
-        out.append((when, number, raw))
-    return out
+            bad += 1
+            continue
+        good.append((event.occurred_at.timestamp(), event))
+    good.sort(key=lambda x: x[0])
+    return good, bad
+
+
+class _Incremental:
+    """An engine and the group sums of its cells (:class:`GroupedCells`), updated with
+    the cells each step's events touched (the cells an event's assignment was in before
+    and is in after: its cohort cell and, once decided, its bookings cell)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.engine = Engine(settings.engine)
+        self.grouped = GroupedCells(settings.engine)
+        self.dirty: set[tuple[str, ...]] = set()
+
+    def _mark(self, st: AssignmentState | None) -> None:
+        if st is None or st.cell is None:
+            return
+        c = st.cell
+        self.dirty.add(c)
+        if st.stage in FINAL_STAGES:
+            self.dirty.add((BOOKED + st.close_q, c[1], c[2], c[3], c[4], c[5]))
+
+    def ingest(self, event: Event, ts: float) -> None:
+        states = self.engine.states
+        self._mark(states.get(event.assignment_id))
+        self.engine.ingest(event, ts)
+        self._mark(states.get(event.assignment_id))
+
+    def refresh(self) -> None:
+        self.grouped.update(self.engine.cells, self.dirty)
+        self.dirty.clear()
 
 
 def backtest(
@@ -96,48 +131,47 @@ def backtest(
     start: datetime | None = None,
     end: datetime | None = None,
     silences: Sequence[Silence] = (),
+    progress: Callable[[int, int], None] | None = None,
 ) -> BacktestResult:
     """Replay ``lines`` (``(number, raw)``) and evaluate ``rules`` every ``step``.
 
     Evaluation starts at the first step boundary after the first event (or at
     ``start``: earlier events are applied before it) and ends at the last event (or
-    ``end``); the evaluation time is the report's ``as_of``.
+    ``end``); the evaluation time is the report's ``as_of``. A step costs what changed:
+    only the quarter x regions its events touched are re-summed, and only the quarters
+    the rules watch are reported (with ``latest`` scopes, the newest one).
+    ``progress(done, total)`` is called after each step.
     """
     if step <= timedelta(0):
         raise ValueError(f"step={step!r}: must be > 0")
-    timed = _timed(lines)
-    bad = [(n, raw) for when, n, raw in timed if when is None]
-    good = sorted(
-        ((when, n, raw) for when, n, raw in timed if when is not None), key=lambda x: x[0]
-    )
-    result = BacktestResult()
-    engine = Engine(settings.engine)
-    builder = ReportBuilder(settings, targets)
-    if bad:
-        result.rejected += replay_lines(bad, engine, None).rejected
+    good, bad = _parsed(lines)
+    result = BacktestResult(rejected=bad)
     if not good:
         result.notes.append("no valid events: nothing to evaluate")
         return result
+    inc = _Incremental(settings)
+    builder = ReportBuilder(settings, targets)
+    latest_only = all(tuple(r.scope.quarters) == ("latest",) for r in rules)
     first, last = good[0][0], good[-1][0]
     # step boundaries on a grid from the epoch (whole days at midnight UTC for 1d)
     size = step.total_seconds()
-    grid = datetime.fromtimestamp((first.timestamp() // size + 1) * size, UTC)
-    t = start or grid
-    stop = end or last
+    t = start or datetime.fromtimestamp((first // size + 1) * size, UTC)
+    stop = end or datetime.fromtimestamp(last, UTC)
+    total = max(int((stop - t) / step) + 1, 1)
     states: dict[str, AlertState] = {}
     open_eps: dict[str, Episode] = {}
     i = 0
     notes: set[str] = set()
     result.start = _iso(t)
     while True:
-        j = i
-        while j < len(good) and good[j][0] <= t:
-            j += 1
-        if j > i:
-            stats = replay_lines(((n, raw) for _, n, raw in good[i:j]), engine, None)
-            result.rejected += stats.rejected
-            i = j
-        report = builder.build(engine, t)
+        limit = t.timestamp()
+        while i < len(good) and good[i][0] <= limit:
+            ts, event = good[i]
+            inc.ingest(event, ts)
+            i += 1
+        inc.refresh()
+        quarters = {max(inc.grouped.quarters, default="")} if latest_only else None
+        report = builder.build(inc.grouped, t, quarters=quarters)
         for qdata in report["quarters"].values():
             notes.update(qdata.get("notes") or [])
         ev = evaluate(report, rules, t, states, silences)
@@ -146,6 +180,8 @@ def backtest(
         result.transitions.extend(ev.transitions)
         result.steps += 1
         result.end = _iso(t)
+        if progress is not None:
+            progress(result.steps, total)
         if t >= stop:
             break
         t = min(t + step, stop)
@@ -169,8 +205,6 @@ def _record(
                 ep.notified_at = _iso(at)
             elif tr.suppressed:
                 ep.suppressed = tr.suppressed
-            if tr.notify and tr.alert and tr.alert.get("rule_kind") == "driver_shift":
-                open_eps.pop(tr.key, None)  # one-shot
         elif tr.kind == "resolved":
             ep = open_eps.pop(tr.key, None)
             if ep is not None:

@@ -230,7 +230,14 @@ def _step(
         if st.baseline is None:
             st.baseline = current  # the first ranking is the baseline, silently
             return st, out
-        top_changed, moved, shift_notes = rank_shift(st.baseline, current, rule.min_share)
+        expected = float(obs.context.get("expected_to_date") or 0.0)
+        gap = float(obs.context.get("gap_usd") or 0.0)
+        early = float(obs.context.get("elapsed") or 0.0) < rule.min_elapsed
+        if early or gap < rule.min_gap_share * expected:
+            current = []  # on plan or ahead: the order of small drivers is not news
+        top_changed, moved, shift_notes = rank_shift(
+            st.baseline, current, rule.min_share, rule.min_lead, rule.min_gap_share * expected
+        )
         value = float(moved)
         if top_changed and rule.top_change:
             value = max(value, float(rule.threshold))
@@ -296,8 +303,10 @@ def _step(
                     st.baseline = obs.context.get("drivers") or []
             elif just_fired:
                 emit("firing", suppressed=held)
-        # driver_shift alerts are one-shot: once told, the new ranking is the baseline
+        # driver_shift alerts are one-shot: once told, the new ranking is the baseline and
+        # the alert resolves
         if isinstance(rule, DriverShiftRule) and st.notified:
+            emit("resolved")
             st.status, st.since, st.notified, st.episode = "inactive", now, False, None
     return st, out
 

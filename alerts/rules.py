@@ -214,14 +214,24 @@ class DriverThresholdRule(_Rule):
 class DriverShiftRule(_Rule):
     """Top driver changed, or a driver moved ``>= threshold`` ranks since the last alert.
 
-    Only drivers with ``share >= min_share`` (and a positive impact) count: the order of
-    drivers that cost nothing is noise.
+    Only drivers with ``share >= min_share`` and an impact above ``min_gap_share`` of the
+    plan to date count, and only while the region is behind plan by that much (the order
+    of drivers that cost next to nothing is noise); a new top driver must lead the old
+    one by ``min_lead``. The condition must hold for
+    ``min_duration``; once notified, the new ranking is the baseline and the alert
+    resolves (it is news once).
     """
 
     kind: Literal["driver_shift"]
     threshold: float = Field(default=2, ge=1)
     top_change: bool = True
     min_share: float = Field(default=0.1, ge=0.0)
+    # a new top driver must lead the old one by this share of its score (confidence x
+    # impact); the region must be behind plan, and a driver cost, this share of the plan
+    # to date for the ranking to count
+    min_lead: float = Field(default=0.0, ge=0.0, le=1.0)
+    min_gap_share: float = Field(default=0.0, ge=0.0, le=1.0)
+    min_elapsed: float = Field(default=0.0, ge=0.0, le=1.0)  # no shifts this early in a quarter
     notify_resolved: bool = False
 
     def direction(self) -> Literal["below", "above"]:

@@ -63,30 +63,49 @@ def ranking(drivers: Sequence[Mapping[str, Any]]) -> Ranking:
     return sorted(out, key=lambda d: d["rank"])
 
 
-def _eligible(rank: Ranking, min_share: float) -> dict[str, int]:
-    """Drivers that cost money and explain at least ``min_share`` of the gap -> rank."""
+def _eligible(rank: Ranking, min_share: float, min_impact: float = 0.0) -> dict[str, int]:
+    """Drivers that cost money (more than ``min_impact``) and explain at least
+    ``min_share`` of the shortfall -> rank."""
     return {
         d["driver"]: d["rank"]
         for d in rank
-        if d["impact_usd"] > 0 and (d["share"] or 0.0) >= min_share
+        if d["impact_usd"] > max(min_impact, 0.0) and (d["share"] or 0.0) >= min_share
     }
 
 
+def _score(d: Mapping[str, Any]) -> float:
+    return float(d.get("impact_usd") or 0.0) * float(d.get("confidence") or 0.0)
+
+
 def rank_shift(
-    baseline: Ranking, current: Ranking, min_share: float
+    baseline: Ranking,
+    current: Ranking,
+    min_share: float,
+    min_lead: float = 0.0,
+    min_impact: float = 0.0,
 ) -> tuple[bool, int, list[str]]:
     """``(top_changed, largest rank move, descriptions)`` of ``current`` vs ``baseline``.
 
-    Only drivers eligible (positive impact, share >= ``min_share``) in either ranking
-    count; a driver that became eligible is compared at its full rank.
+    Only drivers eligible (impact above ``min_impact``, share >= ``min_share``) in either
+    ranking count; a driver that became eligible is compared at its full rank. A new top
+    driver counts only when it leads the old one, in the current ranking, by ``min_lead``
+    of its score (``confidence x impact``): two drivers of about the same weight swapping
+    places is noise, not news.
     """
-    before, after = _eligible(baseline, min_share), _eligible(current, min_share)
+    before = _eligible(baseline, min_share, min_impact)
+    after = _eligible(current, min_share, min_impact)
     top_before = min(before, key=before.__getitem__) if before else None
     top_after = min(after, key=after.__getitem__) if after else None
     all_before = {d["driver"]: d["rank"] for d in baseline}
     all_after = {d["driver"]: d["rank"] for d in current}
     notes: list[str] = []
     top_changed = top_after is not None and top_after != top_before
+    if min_lead > 0 and top_before is None:
+        top_changed = False  # a first driver emerging is the pacing alerts' news, not a shift
+    if top_changed and min_lead > 0 and top_before in after:
+        scores = {d["driver"]: _score(d) for d in current}
+        new, old = scores.get(top_after, 0.0), scores.get(top_before, 0.0)  # type: ignore[arg-type]
+        top_changed = new > 0 and (new - old) >= min_lead * new
     if top_changed:
         notes.append(f"top driver {top_before or 'none'} -> {top_after}")
     biggest = 0
@@ -97,6 +116,8 @@ def rank_shift(
         move = abs(r1 - r0)
         if move:
             notes.append(f"{driver} rank {r0} -> {r1}")
+        if min_lead > 0 and driver in (top_before, top_after) and not top_changed:
+            continue  # a climb to (or fall from) the top is a top change: it needs the lead
         biggest = max(biggest, move)
     return top_changed, biggest, notes
 
@@ -122,6 +143,10 @@ def region_context(quarter: str, region: str, r: Mapping[str, Any]) -> dict[str,
         "pace_ratio": pacing.get("pace_ratio"),
         "curve_fraction": pacing.get("curve_fraction"),
         "elapsed": pacing.get("elapsed"),
+        "expected_to_date": pacing.get("expected_to_date"),
+        "gap_usd": ((r.get("gaps") or {}).get("revenue_gap") or {}).get("value"),
+        "attainment_low": pacing.get("attainment_low"),
+        "attainment_high": pacing.get("attainment_high"),
         "drivers": ranking(r.get("drivers") or []),
         "narrative": r.get("narrative") or "",
     }
@@ -138,8 +163,15 @@ def _metric_value(r: Mapping[str, Any], metric: str) -> float | None:
 
 
 def _pacing_value(rule: PacingRiskRule, r: Mapping[str, Any]) -> float | None:
+    """The upper end of the projected attainment: a region is at risk only when even the
+    optimistic end of its projection misses (the point when a report has no interval).
+    None for a closed quarter (too late to warn) and before the rule's gates."""
     pacing = r.get("pacing") or {}
-    att = pacing.get("attainment_projected")
+    if (pacing.get("elapsed") or 0.0) >= 1.0:
+        return None
+    att = pacing.get("attainment_high")
+    if att is None:
+        att = pacing.get("attainment_projected")
     if att is None:
         return None
     if (pacing.get("curve_fraction") or 0.0) < rule.min_curve_fraction:

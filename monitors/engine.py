@@ -20,7 +20,7 @@ one instance per input partition (``streams.partition``), whose cells add up.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from operator import add
@@ -548,13 +548,19 @@ class Engine:
     # ----------------------------------------------------------------- queries
 
     def metrics(
-        self, as_of: datetime, by: str | None = None, basis: str = "cohort"
+        self,
+        as_of: datetime,
+        by: str | None = None,
+        basis: str = "cohort",
+        quarters: Collection[str] | None = None,
+        light: bool = False,
     ) -> dict[tuple[str, ...], dict[str, Any]]:
         """Metrics of docs/metrics.md per (quarter, region) or (quarter, region, slice).
 
         ``basis="cohort"``: the assignments made in each quarter (:func:`derive_metrics`);
         ``basis="close"``: the deals decided in each quarter, whenever assigned
-        (:func:`derive_booked`).
+        (:func:`derive_booked`). ``quarters``: only these (all by default); ``light``:
+        without the day histograms.
         """
         if by is not None and by not in _DIM_INDEX:
             raise ValueError(f"by={by!r}: must be one of {', '.join(DIMENSIONS)}")
@@ -562,8 +568,11 @@ class Engine:
             raise ValueError(f"basis={basis!r}: must be one of {', '.join(BASES)}")
         booked = basis == "close"
         groups: dict[tuple[str, ...], tuple[list[int], list[dict[Any, int]]]] = {}
+        wanted = None if quarters is None else {(BOOKED + q if booked else q) for q in quarters}
         for key, cell in self.cells.items():
             if key[0].startswith(BOOKED) is not booked:
+                continue
+            if wanted is not None and key[0] not in wanted:
                 continue
             gkey = key[:2] if by is None else (key[0], key[1], key[_DIM_INDEX[by]])
             acc = groups.get(gkey)
@@ -571,7 +580,7 @@ class Engine:
                 acc = groups[gkey] = ([0] * N_FLAT, [{} for _ in range(N_HIST)])
             cell.merge_into(*acc)
         due_limit = math.floor(as_of.timestamp() / DAY)
-        return derive_groups(groups, due_limit, self.config.stage_weights)
+        return derive_groups(groups, due_limit, self.config.stage_weights, light)
 
     @property
     def open_assignments(self) -> int:
@@ -624,25 +633,47 @@ def _bump(hist: dict[Any, int], key: Any, delta: int) -> None:
         hist.pop(key, None)
 
 
+def _upto(hist: Mapping[int, int], limit: int) -> int:
+    """The sum of the values whose day is ``<= limit`` (all of them, in C, when the last
+    day is; a cohort past its grace periods usually is)."""
+    if not hist:
+        return 0
+    if max(hist) <= limit:
+        return sum(hist.values())
+    return sum(n for d, n in hist.items() if d <= limit)
+
+
 def _ratio(num: float, den: float) -> float | None:
     return num / den if den else None
+
+
+DAY_HISTOGRAMS = (
+    "closed_rev_by_day",
+    "assigned_by_day",
+    "actioned_expected_by_day",
+    "exited_expected_by_day",
+    "booked_by_day",
+)
 
 
 def derive_groups(
     groups: Mapping[tuple[str, ...], tuple[list[int], list[dict[Any, int]]]],
     due_limit_day: int,
     stage_weights: Mapping[str, float],
+    light: bool = False,
 ) -> dict[tuple[str, ...], dict[str, Any]]:
     """Summed counters per group key -> metrics, sorted by key; bookings groups (quarter
-    ``"@2026Q4"``) are derived with :func:`derive_booked` and keyed by the bare quarter."""
+    ``"@2026Q4"``) are derived with :func:`derive_booked` and keyed by the bare quarter.
+    ``light``: without the day histograms (:data:`DAY_HISTOGRAMS`), which drill-downs do
+    not need and which cost most of a derivation."""
     out = {}
     for g, (vals, hist) in sorted(groups.items()):
         if vals[ASSIGNED] <= 0:
             continue
         if g[0].startswith(BOOKED):
-            out[(g[0][1:], *g[1:])] = derive_booked(vals, hist)
+            out[(g[0][1:], *g[1:])] = derive_booked(vals, hist, light)
         else:
-            out[g] = derive_metrics(vals, hist, due_limit_day, stage_weights)
+            out[g] = derive_metrics(vals, hist, due_limit_day, stage_weights, light)
     return out
 
 
@@ -651,10 +682,12 @@ def derive_metrics(
     hist: list[dict[Any, int]],
     due_limit_day: int,
     stage_weights: Mapping[str, float],
+    light: bool = False,
 ) -> dict[str, Any]:
-    """Turn summed counters of cohort cells into the named metrics of docs/metrics.md."""
-    due = sum(n for d, n in hist[H_DUE_ASSIGNED].items() if d <= due_limit_day)
-    due_actioned = sum(n for d, n in hist[H_DUE_ACTIONED].items() if d <= due_limit_day)
+    """Turn summed counters of cohort cells into the named metrics of docs/metrics.md
+    (``light``: without the day histograms)."""
+    due = _upto(hist[H_DUE_ASSIGNED], due_limit_day)
+    due_actioned = _upto(hist[H_DUE_ACTIONED], due_limit_day)
     won, lost = vals[ST_WON], vals[ST_LOST]
     weighted_c = (
         stage_weights.get("none", 0.0) * vals[PIPE_TOUCHED_C]
@@ -662,7 +695,7 @@ def derive_metrics(
         + stage_weights.get("qualified", 0.0) * vals[PIPE_QUALIFIED_C]
     )
     closed_rev = vals[WON_C] / 100
-    return {
+    out = {
         "assigned": vals[ASSIGNED],
         "sli_assigned": vals[SLI],
         "actioned": vals[ACTIONED],
@@ -693,30 +726,33 @@ def derive_metrics(
         "scored": vals[SCORED],
         "score_assigned": vals[SCORE_C] / 100,
         "score_touched": vals[SCORE_TOUCHED_C] / 100,
-        "score_due": sum(c for d, c in hist[H_DUE_SCORE].items() if d <= due_limit_day) / 100,
-        "score_due_touched": sum(
-            c for d, c in hist[H_DUE_SCORE_TOUCHED].items() if d <= due_limit_day
-        )
-        / 100,
+        "score_due": _upto(hist[H_DUE_SCORE], due_limit_day) / 100,
+        "score_due_touched": _upto(hist[H_DUE_SCORE_TOUCHED], due_limit_day) / 100,
         "won_by_qt": dict(sorted(hist[H_WON_QT].items())),
         "lost_by_qt": dict(sorted(hist[H_LOST_QT].items())),
         "won_by_reason": dict(sorted(hist[H_WON_REASON].items())),
         "lost_by_reason": dict(sorted(hist[H_LOST_REASON].items())),
-        "closed_rev_by_day": {d: c / 100 for d, c in sorted(hist[H_CLOSED_DAY].items())},
-        "assigned_by_day": dict(sorted(hist[H_ASSIGNED_DAY].items())),
-        "actioned_expected_by_day": {
-            d: c / 100 for d, c in sorted(hist[H_ACTIONED_EXP_DAY].items())
-        },
-        "exited_expected_by_day": {d: c / 100 for d, c in sorted(hist[H_EXIT_EXP_DAY].items())},
     }
+    if not light:
+        out["closed_rev_by_day"] = {d: c / 100 for d, c in sorted(hist[H_CLOSED_DAY].items())}
+        out["assigned_by_day"] = dict(sorted(hist[H_ASSIGNED_DAY].items()))
+        out["actioned_expected_by_day"] = {
+            d: c / 100 for d, c in sorted(hist[H_ACTIONED_EXP_DAY].items())
+        }
+        out["exited_expected_by_day"] = {
+            d: c / 100 for d, c in sorted(hist[H_EXIT_EXP_DAY].items())
+        }
+    return out
 
 
-def derive_booked(vals: list[int], hist: list[dict[Any, int]]) -> dict[str, Any]:
+def derive_booked(
+    vals: list[int], hist: list[dict[Any, int]], light: bool = False
+) -> dict[str, Any]:
     """Turn summed counters of bookings cells into the metrics of the deals decided in a
-    quarter (docs/metrics.md, "Bookings")."""
+    quarter (docs/metrics.md, "Bookings"; ``light``: without ``booked_by_day``)."""
     won, lost = vals[ST_WON], vals[ST_LOST]
     booked = vals[WON_C] / 100
-    return {
+    out = {
         "decided": won + lost,
         "won": won,
         "lost": lost,
@@ -733,5 +769,7 @@ def derive_booked(vals: list[int], hist: list[dict[Any, int]]) -> dict[str, Any]
         "lost_by_qt": dict(sorted(hist[H_LOST_QT].items())),
         "won_by_reason": dict(sorted(hist[H_WON_REASON].items())),
         "lost_by_reason": dict(sorted(hist[H_LOST_REASON].items())),
-        "booked_by_day": {d: c / 100 for d, c in sorted(hist[H_CLOSED_DAY].items())},
     }
+    if not light:
+        out["booked_by_day"] = {d: c / 100 for d, c in sorted(hist[H_CLOSED_DAY].items())}
+    return out

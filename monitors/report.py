@@ -71,7 +71,14 @@ ENGAGEMENT_MIN_DUE = 20
 class MetricsSource(Protocol):
     """Anything with :meth:`monitors.engine.Engine.metrics` (an engine, merged cells)."""
 
-    def metrics(self, as_of: datetime, by: str | None = None, basis: str = "cohort") -> Metrics: ...
+    def metrics(
+        self,
+        as_of: datetime,
+        by: str | None = None,
+        basis: str = "cohort",
+        quarters: Collection[str] | None = None,
+        light: bool = False,
+    ) -> Metrics: ...
 
 
 def _sum_hist(items: list[Mapping[Any, int]]) -> dict[Any, int]:
@@ -105,6 +112,7 @@ class ReportBuilder:
         self.settings = settings
         self.targets = targets
         self.calendar = FiscalCalendar(settings.engine.fy_start_month)
+        self._fits: dict[tuple[str, float], tuple[list[Mapping[int, float]], PacingCurve]] = {}
 
     def build(
         self,
@@ -121,8 +129,16 @@ class ReportBuilder:
         """
         cohort = source.metrics(as_of)
         booked = source.metrics(as_of, basis="close")
-        slices = {dim: source.metrics(as_of, by=dim) for dim in DIMENSIONS}
-        booked_slices = {dim: source.metrics(as_of, by=dim, basis="close") for dim in DIMENSIONS}
+        drill = None  # drill-downs of the quarters reported and the cohorts feeding them
+        if quarters is not None:
+            drill = {*quarters, *(previous_quarter(self.calendar, q) for q in quarters)}
+        slices = {
+            dim: source.metrics(as_of, by=dim, quarters=drill, light=True) for dim in DIMENSIONS
+        }
+        booked_slices = {
+            dim: source.metrics(as_of, by=dim, basis="close", quarters=quarters, light=True)
+            for dim in DIMENSIONS
+        }
         return self.build_from_metrics(
             cohort, slices, as_of, models, booked, booked_slices, quarters
         )
@@ -169,7 +185,14 @@ class ReportBuilder:
         if name == "empirical" and not (isinstance(spec, Mapping) and "points" in spec):
             usable = [q for q in past if sum(q.values()) > 0]
             if usable:
-                return EmpiricalCurve.fit(usable, quarter_days=quarter_days)
+                # a builder serves many reports (a backtest: one a day): refit only when
+                # the past quarters changed
+                hit = self._fits.get((what, quarter_days))
+                if hit is not None and hit[0] == usable:
+                    return hit[1]
+                curve = EmpiricalCurve.fit(usable, quarter_days=quarter_days)
+                self._fits[(what, quarter_days)] = (usable, curve)
+                return curve
             fallback = curve_from_spec(default)
             notes.append(
                 f"{what} curve: no covered past quarter in the data to fit; "
@@ -475,7 +498,12 @@ class ReportBuilder:
         booked = float(b["booked_rev"])
         if ctx.ratios is not None:
             adj = conversion_adjustment(
-                booked, float(b["decided_expected"]), int(b["decided"]), ctx.history_conversion
+                booked,
+                float(b["decided_expected"]),
+                int(b["decided"]),
+                ctx.history_conversion,
+                int(b["won"]),
+                float(b["won_amount_sq_sum"]),
             )
             return project_bookings(booked, pipeline_now, ctx.ratios, adj), None
         min_f = self.settings.pacing.min_curve_fraction
@@ -484,7 +512,7 @@ class ReportBuilder:
                 f"no past quarter to learn from and {f:.0%} of the quarter's bookings expected "
                 f"by now (under {min_f:.0%}): too early to project"
             )
-        return project_without_history(booked, weighted, f, min_f), None
+        return project_without_history(booked, weighted, ctx.elapsed, f), None
 
     def _carry_over(self, ctx: _QuarterContext, region: str, view: _View) -> float:
         """How much the previous cohort feeds this quarter: the share of its worked

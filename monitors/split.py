@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -184,11 +184,21 @@ class MergedCells:
             self._dirty |= regions
 
     @property
+    def quarters(self) -> set[str]:
+        """The quarters with cohort or bookings sums (after the last :meth:`metrics`)."""
+        return {g[0].removeprefix(BOOKED) for g in self._groups}
+
+    @property
     def latest_ts(self) -> float:
         return max((p.latest_ts for p in self.parts.values()), default=-math.inf)
 
     def metrics(
-        self, as_of: datetime, by: str | None = None, basis: str = "cohort"
+        self,
+        as_of: datetime,
+        by: str | None = None,
+        basis: str = "cohort",
+        quarters: Collection[str] | None = None,
+        light: bool = False,
     ) -> dict[tuple[str, ...], dict[str, Any]]:
         """As :meth:`monitors.engine.Engine.metrics` on the merged parts."""
         if by not in self.GROUPINGS:
@@ -198,13 +208,14 @@ class MergedCells:
         self._refresh()
         booked = basis == "close"
         due_limit = math.floor(as_of.timestamp() / DAY)
+        wanted = None if quarters is None else {(BOOKED + q if booked else q) for q in quarters}
         groups = {
             g: (acc.vals, acc.hist)
             for region, per in self._groups.items()
-            if region[0].startswith(BOOKED) is booked
+            if region[0].startswith(BOOKED) is booked and (wanted is None or region[0] in wanted)
             for g, acc in per[by].items()
         }
-        return derive_groups(groups, due_limit, self.config.stage_weights)
+        return derive_groups(groups, due_limit, self.config.stage_weights, light)
 
     def _refresh(self) -> None:
         """Re-sum the groups of every region whose parts changed."""

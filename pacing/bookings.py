@@ -36,6 +36,7 @@ __all__ = [
     "DAY_S",
     "CohortFlow",
     "BookedQuarter",
+    "Adjustment",
     "Projection",
     "conversion_adjustment",
     "pipeline_ratios",
@@ -58,9 +59,11 @@ def spread_cumulative(hist: Mapping[int, float], tau: float) -> float:
     >>> spread_cumulative({-3: 1.0, 5: 2.0}, 0.0)
     1.0
     """
-    total = 0.0
-    for day, amount in hist.items():
-        total += amount * min(max(tau - day, 0.0), 1.0)
+    whole = math.floor(tau)
+    total = float(sum(amount for day, amount in hist.items() if day < whole))
+    part = hist.get(whole)
+    if part:
+        total += part * (tau - whole)
     return total
 
 
@@ -171,22 +174,58 @@ def _percentile(sorted_values: Sequence[float], q: float) -> float:
     return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
 
 
+@dataclass(frozen=True)
+class Adjustment:
+    """A region's conversion this quarter relative to history, and its standard error."""
+
+    value: float = 1.0
+    se: float = 0.0
+
+    def at(self, z: float) -> float:
+        """The adjustment ``z`` standard errors away (never below 0)."""
+        return max(self.value + z * self.se, 0.0)
+
+
+CREDIBILITY_DEALS = 30  # decided deals at which this quarter's conversion gets half weight
+
+
 def conversion_adjustment(
-    booked: float, decided_expected: float, n_decided: int, history_conversion: float | None
-) -> float:
+    booked: float,
+    decided_expected: float,
+    n_decided: int,
+    history_conversion: float | None,
+    n_won: int = 0,
+    won_amount_sq_sum: float = 0.0,
+) -> Adjustment:
     """How a region's recent conversion compares with history, shrunk toward 1 by
     credibility ``n / (n + 30)``: booked dollars per dollar of expected revenue decided
     this quarter, over the same ratio in past quarters.
 
-    >>> conversion_adjustment(50.0, 200.0, 30, 0.5)  # converts half as well as history
+    The standard error treats the conversion as won share x won amount: its relative
+    variance is ``(1 - w) / (n w)`` (which deals are won) plus ``CV^2 / (n w)`` (how
+    much won amounts vary, ``CV`` from their sum of squares), times the credibility.
+
+    >>> conversion_adjustment(50.0, 200.0, 30, 0.5).value  # half as well as history
     0.75
     >>> conversion_adjustment(0.0, 0.0, 0, 0.5)  # nothing decided yet: history stands
-    1.0
+    Adjustment(value=1.0, se=0.0)
+    >>> a = conversion_adjustment(50.0, 200.0, 30, 0.5, n_won=10, won_amount_sq_sum=260.0)
+    >>> round(a.se, 3)  # 10 of 30 won, amounts $5 +- $1
+    0.066
     """
     if not history_conversion or decided_expected <= 0 or n_decided <= 0:
-        return 1.0
-    credibility = n_decided / (n_decided + 30)
-    return 1.0 + credibility * ((booked / decided_expected) / history_conversion - 1.0)
+        return Adjustment()
+    credibility = n_decided / (n_decided + CREDIBILITY_DEALS)
+    relative = (booked / decided_expected) / history_conversion
+    value = 1.0 + credibility * (relative - 1.0)
+    se = 0.0
+    if n_won > 0:
+        w = n_won / n_decided
+        mean = booked / n_won
+        cv2 = max(won_amount_sq_sum / n_won / (mean * mean) - 1.0, 0.0) if mean > 0 else 0.0
+        rel_var = ((1 - w) + cv2) / (n_decided * w)
+        se = credibility * relative * math.sqrt(rel_var)
+    return Adjustment(value, se)
 
 
 @dataclass(frozen=True)
@@ -200,20 +239,28 @@ class Projection:
     inputs: dict[str, float | int | None] = field(default_factory=dict)
 
 
+INTERVAL_Z = 1.28  # the adjustment's contribution to the interval: 80% one-sided
+
+
 def project_bookings(
-    booked: float, pipeline_now: float, ratios: Ratios, adjustment: float = 1.0
+    booked: float, pipeline_now: float, ratios: Ratios, adjustment: Adjustment | None = None
 ) -> Projection:
-    """``booked + r x pipeline x adjustment`` with ``r`` the point and the interval ends.
+    """``booked + r x pipeline x adjustment``; the interval's ends take the ratio's ends
+    and the adjustment 1.28 standard errors to either side.
 
     >>> p = project_bookings(100.0, 200.0, Ratios(0.5, 0.4, 0.6, 8))
     >>> (p.projected, p.low, p.high)
     (200.0, 180.0, 220.0)
+    >>> p = project_bookings(100.0, 200.0, Ratios(0.5, 0.4, 0.6, 8), Adjustment(1.0, 0.1))
+    >>> round(p.low, 1), round(p.high, 1)
+    (169.8, 235.4)
     """
-    scale = max(pipeline_now, 0.0) * max(adjustment, 0.0)
+    adj = adjustment or Adjustment()
+    pipe = max(pipeline_now, 0.0)
     return Projection(
-        projected=booked + ratios.point * scale,
-        low=booked + ratios.low * scale,
-        high=booked + ratios.high * scale,
+        projected=booked + ratios.point * pipe * adj.value,
+        low=booked + ratios.low * pipe * adj.at(-INTERVAL_Z),
+        high=booked + ratios.high * pipe * adj.at(INTERVAL_Z),
         method="history: booked + learned ratio x worked pipeline",
         inputs={
             "booked": booked,
@@ -222,44 +269,43 @@ def project_bookings(
             "ratio_low": round(ratios.low, 6),
             "ratio_high": round(ratios.high, 6),
             "ratio_samples": ratios.samples,
-            "conversion_adjustment": round(adjustment, 6),
+            "conversion_adjustment": round(adj.value, 6),
+            "conversion_adjustment_se": round(adj.se, 6),
         },
     )
+
+
+# Without history the shape of a quarter is unknown: the interval spans run rates from
+# an even quarter (t ** 1) to a steep quarter-end push (t ** 2.5).
+SHAPE_POWERS = (1.0, 2.5)
 
 
 def project_without_history(
     booked: float,
     weighted_pipeline: float,
+    elapsed: float,
     curve_fraction: float,
-    min_curve_fraction: float,
-) -> Projection | None:
-    """No usable past quarter: two estimates, the interval spans them.
+) -> Projection:
+    """No usable past quarter: the point is the mean of two estimates,
 
     * pipeline: ``booked + weighted pipeline x (1 - curve fraction)`` (config stage
-      weights; the curve says how much of the quarter's bookings are still to come);
-    * run rate: ``booked / curve fraction``, once the curve is past ``min_curve_fraction``.
+      weights; the default curve says how much of the quarter is still to come);
+    * run rate: ``booked / curve fraction`` on the default curve;
 
-    The point is their mean; with only the pipeline estimate the interval is +-25%.
+    and the interval spans both and the run rates of the plausible quarter shapes
+    (:data:`SHAPE_POWERS`), so only a clear miss is called with so little to go on.
 
-    >>> p = project_without_history(60.0, 100.0, 0.5, 0.1)
-    >>> (p.projected, p.low, p.high)
-    (115.0, 110.0, 120.0)
+    >>> p = project_without_history(60.0, 100.0, 0.5, 0.5)
+    >>> (p.projected, p.low, round(p.high, 1))
+    (115.0, 110.0, 339.4)
     """
     pipe = booked + max(weighted_pipeline, 0.0) * max(1.0 - curve_fraction, 0.0)
-    estimates = [pipe]
-    if curve_fraction >= max(min_curve_fraction, 1e-9):
-        estimates.append(booked / curve_fraction)
-    point = sum(estimates) / len(estimates)
-    if len(estimates) == 1:
-        remaining = pipe - booked
-        low = booked + remaining * (1 - SINGLE_SAMPLE_SPREAD)
-        high = booked + remaining * (1 + SINGLE_SAMPLE_SPREAD)
-    else:
-        low, high = min(estimates), max(estimates)
+    run_rate = booked / curve_fraction if curve_fraction > 0 else pipe
+    shapes = [booked / elapsed**p for p in SHAPE_POWERS if elapsed > 0]
     return Projection(
-        projected=point,
-        low=low,
-        high=high,
+        projected=(pipe + run_rate) / 2,
+        low=min(pipe, run_rate, *shapes),
+        high=max(pipe, run_rate, *shapes),
         method="no history: weighted pipeline and run rate on the default curve",
         inputs={
             "booked": booked,

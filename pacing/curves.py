@@ -165,14 +165,18 @@ class EmpiricalCurve:
             if total <= 0:
                 continue
             used += 1
+            # the amount in by tau: every day before floor(tau) in full (days before 0
+            # too; tau < quarter_days, so days past the quarter never count here) and
+            # the share of day floor(tau) elapsed
+            ordered = sorted(amounts.items())
+            i, before = 0, 0.0
             for k in range(1, knots):
                 tau = taus[k]
-                cum = 0.0
-                for day, amount in amounts.items():
-                    if day < 0:
-                        cum += amount
-                    elif day < quarter_days:
-                        cum += amount * min(max(tau - day, 0.0), 1.0)
+                whole = math.floor(tau)
+                while i < len(ordered) and ordered[i][0] < whole:
+                    before += ordered[i][1]
+                    i += 1
+                cum = before + amounts.get(whole, 0.0) * (tau - whole)
                 sums[k] += cum / total
         if used == 0:
             raise ValueError("cannot fit an empirical curve: no quarter has a positive total")

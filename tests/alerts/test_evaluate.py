@@ -176,15 +176,35 @@ def test_driver_shift_against_the_last_alerted_ranking() -> None:
     assert run.at(1, NA=region(drivers=a)) == []
     b = [("win_rate", 500.0), ("action_rate", 300.0), ("trust", 200.0)]
     fired = run.at(2, NA=region(drivers=b))
-    assert [(t.kind, t.notify) for t in fired] == [("pending", False), ("firing", True)]
-    assert "top driver action_rate -> win_rate" in fired[-1].alert["changes"]
+    assert [(t.kind, t.notify) for t in fired] == [
+        ("pending", False),
+        ("firing", True),
+        ("resolved", False),  # news once: the new ranking is the baseline
+    ]
+    assert "top driver action_rate -> win_rate" in fired[1].alert["changes"]
     assert run.at(3, NA=region(drivers=b)) == []  # the new ranking is the baseline now
     c = [("win_rate", 500.0), ("trust", 300.0), ("action_rate", 200.0)]  # moves of 1 rank
     assert [t.kind for t in run.at(4, NA=region(drivers=c)) if t.notify] == []
     d = [("win_rate", 500.0), ("trust", 300.0), ("coverage", 250.0), ("action_rate", 200.0)]
     moved = run.at(5, NA=region(drivers=d))  # action_rate 2 -> 4 against the last alert
     assert [t.kind for t in moved if t.notify] == ["firing"]
-    assert "action_rate rank 2 -> 4" in moved[-1].alert["changes"]
+    assert "action_rate rank 2 -> 4" in moved[1].alert["changes"]
+
+
+def test_driver_shift_needs_a_lead_and_a_material_driver() -> None:
+    shift = {"name": "shift", "kind": "driver_shift", "threshold": 9, "cooldown": 0}
+    run = Run(rules({**shift, "min_lead": 0.25, "min_gap_share": 0.02}))
+    a = [("action_rate", 50_000.0), ("win_rate", 45_000.0)]  # the plan to date: $500k
+    assert run.at(0, NA=region(drivers=a)) == []
+    # win_rate now on top, but only 10% ahead of action_rate: not news
+    close = [("win_rate", 50_000.0), ("action_rate", 45_000.0)]
+    assert [t for t in run.at(1, NA=region(drivers=close)) if t.notify] == []
+    # drivers under 2% of the plan to date ($10k) are noise, whatever their order
+    tiny = [("trust", 9_000.0), ("action_rate", 8_000.0), ("win_rate", 1_000.0)]
+    assert [t for t in run.at(2, NA=region(drivers=tiny)) if t.notify] == []
+    # 40% ahead: news
+    clear = [("win_rate", 50_000.0), ("action_rate", 30_000.0)]
+    assert [t.kind for t in run.at(3, NA=region(drivers=clear)) if t.notify] == ["firing"]
 
 
 def test_deterministic_and_scoped() -> None:

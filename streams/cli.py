@@ -26,7 +26,8 @@ from streams.cli_models import taxonomy_app
 from streams.cli_options import parse_timestamp
 from streams.replay import replay_lines
 from streams.runtime import tune_gc
-from streams.sources import generate_quarter, read_lines
+from streams.scenarios import DEMO_AS_OF, DEMO_CAUSES, demo_history
+from streams.sources import read_lines, write_jsonl
 
 app = typer.Typer(
     help=(
@@ -106,9 +107,9 @@ def _targets(path: Path) -> TargetsTable:
 
 @app.command()
 def demo(
-    seed: Annotated[int, typer.Option(help="Random seed of the generated quarter.")] = 7,
+    seed: Annotated[int, typer.Option(help="Random seed of the generated history.", min=0)] = 7,
     assignments: Annotated[
-        int, typer.Option(help="Assignments planned per region.", min=20)
+        int, typer.Option(help="Assignments planned per region and quarter.", min=20)
     ] = 1000,
     as_of: AsOf = None,
     json_out: JsonOut = False,
@@ -122,30 +123,33 @@ def demo(
             "$GAPMON_SLACK_WEBHOOK_URL (console without one). Default: only when it is set.",
         ),
     ] = None,
+    events_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--events-out",
+            help="Also write the generated events (JSONL, all of them) to this file and "
+            "their targets to FILE.targets.yaml, to try `gapmon replay` on.",
+        ),
+    ] = None,
 ) -> None:
-    """Generate a quarter with planted causes and report its gaps and drivers.
+    """Generate a half-year with planted causes and report 2026Q4's gaps and drivers.
 
-    Five regions: NA is on plan; EMEA has a low action rate, APAC too few
-    assignments, LATAM too few qualified touches (and win rate depends on them), ANZ
-    half-size deals. The previous quarter is generated too, so the pacing curves are
-    fitted from it. No Kafka needed.
+    Five regions: NA is on plan; from 2026-09-01 EMEA has a low action rate, APAC too
+    few assignments, LATAM too few qualified touches (and win rate depends on them), ANZ
+    half-size deals. Deals close 2-16 weeks after their assignment and bookings count in
+    the quarter of the close; 2026Q3 is the history the curves and the projection learn
+    from. The report is as of 2026-12-01 (two thirds into 2026Q4) unless --as-of says
+    otherwise. No Kafka needed.
     """
     settings = _settings(config_dir)
-    history = generate_quarter(
-        seed=seed + 1,
-        quarter="2026Q3",
-        assignments_per_region=assignments,
-        planted={r: None for r in ("NA", "EMEA", "APAC", "LATAM", "ANZ")},
-        id_prefix="h-",
-    )
-    current = generate_quarter(seed=seed, quarter="2026Q4", assignments_per_region=assignments)
-    report_time = parse_timestamp("--as-of", as_of) or current.end
-    targets = TargetsTable.from_rows(history.targets_rows() + current.targets_rows())
+    history = demo_history(seed=seed, assignments_per_quarter=assignments)
+    report_time = parse_timestamp("--as-of", as_of) or DEMO_AS_OF
+    if events_out is not None:
+        _write_demo_events(history, events_out)
+    targets = TargetsTable.from_rows(history.targets_rows())
     engine = Engine(settings.engine)
     model_set = _attach_models(engine, settings) if models else None
     for event in history.events:
-        engine.ingest(event)
-    for event in current.events:
         if event.occurred_at <= report_time:
             engine.ingest(event)
     report = ReportBuilder(settings, targets).build(engine, report_time, model_set)
@@ -154,13 +158,25 @@ def demo(
         _demo_notify(report, notify, settings, sys.stderr)
         return
     err.print(
-        f"[dim]demo: seed {seed}, {len(history.events) + len(current.events):,} generated events "
-        f"(2026Q3 history + 2026Q4), report as of {report_time:%Y-%m-%d %H:%M}Z. Planted causes: "
-        + ", ".join(f"{r}={c or 'none (on plan)'}" for r, c in current.planted.items())
+        f"[dim]demo: seed {seed}, {len(history.events):,} generated events "
+        f"({history.warmup[0]} warm-up to 2026Q4), report as of {report_time:%Y-%m-%d %H:%M}Z. "
+        "Planted causes: "
+        + ", ".join(f"{r}={c or 'none (on plan)'}" for r, c in DEMO_CAUSES.items())
         + "[/dim]"
     )
     render(report, quarters=["2026Q4"])
     _demo_notify(report, notify, settings, sys.stdout)
+
+
+def _write_demo_events(history: Any, path: Path) -> None:
+    targets = path.with_name(f"{path.stem}.targets.yaml")
+    try:
+        n = write_jsonl(history.events, path)
+        targets.write_text(history.targets_yaml())
+    except OSError as exc:
+        err.print(f"[red]error:[/red] --events-out {str(path)!r}: {exc.strerror or exc}")
+        raise typer.Exit(2) from None
+    err.print(f"demo: wrote {n:,} events to {path} and their targets to {targets}")
 
 
 def _demo_notify(report: dict[str, Any], notify: bool | None, settings: Settings, out: Any) -> None:

@@ -152,6 +152,8 @@ from streams.sources import (
 )
 
 __all__ = [
+    "DEMO_AS_OF",
+    "DEMO_CAUSES",
     "LAG_MAX",
     "LAG_MIN",
     "MISS_THRESHOLD",
@@ -162,6 +164,7 @@ __all__ = [
     "RegionScenario",
     "Scenario",
     "alert_suite",
+    "demo_history",
     "cause_factor",
     "generate_history",
     "planned_assignments",
@@ -846,3 +849,38 @@ def _role(s: RegionScenario) -> str:
     if s.data_from is not None:
         parts.append(f"data from {_when(s.data_from)}")
     return ", ".join(parts)
+
+
+# ---- the demo ----------------------------------------------------------------------------
+
+DEMO_QUARTERS = ("2026Q3", "2026Q4")
+DEMO_CAUSES: dict[str, str | None] = {
+    "NA": None,
+    "EMEA": "low_action_rate",
+    "APAC": "few_assignments",
+    "LATAM": "few_qualified_touches",
+    "ANZ": "small_deals",
+}
+# the demo reports 2026Q4 two thirds in: a quarter under way, with pacing to judge
+DEMO_AS_OF = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+DEMO_CAUSE_FROM = datetime(2026, 9, 1, tzinfo=UTC)
+
+
+def demo_history(seed: int = 7, assignments_per_quarter: int = 1000) -> GeneratedHistory:
+    """The history ``gapmon demo`` shows: 2026Q2 (warm-up) to 2026Q4 with sales-cycle lag;
+    NA on plan, and from 2026-09-01 one planted cause per other region
+    (:data:`DEMO_CAUSES`) on the assignments made since. 2026Q3 is the (nearly clean)
+    history the curves and the projection learn from, and 2026Q4's bookings, fed by the
+    assignments of the weeks before, feel each cause in full."""
+    regions = {
+        r: RegionScenario(cause=c, cause_from=DEMO_CAUSE_FROM if c else None)
+        for r, c in DEMO_CAUSES.items()
+    }
+    return generate_history(
+        seed=seed,
+        quarters=DEMO_QUARTERS,
+        regions=regions,
+        assignments_per_quarter=assignments_per_quarter,
+    )

@@ -550,14 +550,19 @@ def test_demo_events_service_generates_valid_events_and_produces_them(
     argv = list(demo.get("entrypoint") or []) + list(demo.get("command") or [])
     assert argv[:2] in (["sh", "-c"], ["/bin/sh", "-c"]) and len(argv) == 3, argv
     tokens = shlex.split(argv[2])
-    assert tokens[:2] == ["python", "-c"], tokens[:2]
-    code = tokens[2]
-    assert tokens[3:5] == ["&&", "gapmon"] and tokens[5] == "produce", tokens[3:]
-    events_file = tokens[6]
-    assert events_file in code, "the produced file is not the generated one"
+    # gapmon demo --no-models --events-out FILE > /dev/null && gapmon targets push
+    # FILE.targets.yaml && gapmon produce FILE: the same events the demo shows
+    assert tokens[:2] == ["gapmon", "demo"], tokens[:2]
+    events_file = tokens[tokens.index("--events-out") + 1]
+    chain = " ".join(tokens[tokens.index("&&") :])
+    targets_file = str(PurePosixPath(events_file).with_suffix("")) + ".targets.yaml"
+    assert f"&& gapmon targets push {targets_file} && gapmon produce {events_file}" == chain
     out = tmp_path / "events.jsonl"
+    args = tokens[2 : tokens.index(">")]
+    args[args.index(events_file)] = str(out)
+    gapmon = Path(sys.executable).with_name("gapmon")
     subprocess.run(
-        [sys.executable, "-c", code.replace(events_file, str(out))],
+        [str(gapmon), "demo", *args, "--assignments", "50"],
         cwd=tmp_path,
         check=True,
         capture_output=True,
@@ -567,6 +572,8 @@ def test_demo_events_service_generates_valid_events_and_produces_them(
     assert len(lines) > 1000
     for line in lines[:: max(1, len(lines) // 200)]:
         parse_event(line)
+    table = TargetsTable.load(tmp_path / "events.targets.yaml")
+    assert table.resolve("2026Q4", "EMEA").values["quota"] > 0
 
 
 # ------------------------------------------------------------- prometheus and grafana

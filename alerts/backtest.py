@@ -100,7 +100,7 @@ class _Incremental:
 
     def __init__(self, settings: Settings) -> None:
         self.engine = Engine(settings.engine)
-        self.grouped = GroupedCells(settings.engine)
+        self.grouped = GroupedCells(settings.engine, groupings=(None,))  # roll-ups only
         self.dirty: set[tuple[str, ...]] = set()
 
     def _mark(self, st: AssignmentState | None) -> None:
@@ -132,6 +132,7 @@ def backtest(
     end: datetime | None = None,
     silences: Sequence[Silence] = (),
     progress: Callable[[int, int], None] | None = None,
+    on_report: Callable[[datetime, dict[str, Any]], None] | None = None,
 ) -> BacktestResult:
     """Replay ``lines`` (``(number, raw)``) and evaluate ``rules`` every ``step``.
 
@@ -139,8 +140,10 @@ def backtest(
     ``start``: earlier events are applied before it) and ends at the last event (or
     ``end``); the evaluation time is the report's ``as_of``. A step costs what changed:
     only the quarter x regions its events touched are re-summed, and only the quarters
-    the rules watch are reported (with ``latest`` scopes, the newest one).
-    ``progress(done, total)`` is called after each step.
+    the rules watch are reported (with ``latest`` scopes, the newest one), without
+    drill-downs (the rules read pacing and drivers, which do not depend on them).
+    ``progress(done, total)`` is called after each step, ``on_report(time, report)``
+    with each step's report (to study the projection, e.g. bench/alert_quality.py).
     """
     if step <= timedelta(0):
         raise ValueError(f"step={step!r}: must be > 0")
@@ -171,9 +174,11 @@ def backtest(
             i += 1
         inc.refresh()
         quarters = {max(inc.grouped.quarters, default="")} if latest_only else None
-        report = builder.build(inc.grouped, t, quarters=quarters)
+        report = builder.build(inc.grouped, t, quarters=quarters, drilldowns=False)
         for qdata in report["quarters"].values():
             notes.update(qdata.get("notes") or [])
+        if on_report is not None:
+            on_report(t, report)
         ev = evaluate(report, rules, t, states, silences)
         states.update(ev.states)
         _record(ev.transitions, open_eps, result)

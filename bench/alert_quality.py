@@ -68,12 +68,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     suite = alert_suite(seed=args.seed, n_runs=args.runs)
     rows: list[dict[str, Any]] = []
     timings: list[tuple[str, int, int, float]] = []
+    # per quarter of the quarter: (final above the interval, final below it), each day
+    calib: dict[int, list[tuple[bool, bool]]] = {b: [] for b in range(4)}
     started = time.perf_counter()
     for scenario in suite:
         lines = [(n, to_json(e)) for n, e in enumerate(scenario.events, start=1)]
         targets = TargetsTable.from_rows(scenario.history.targets_rows())
+        finals = {(lb.quarter, lb.region): lb.attainment for lb in scenario.labels(args.threshold)}
+
+        def seen(_: datetime, report: dict[str, Any], finals: dict = finals) -> None:
+            for q, qd in report["quarters"].items():
+                for region, r in qd["regions"].items():
+                    p = r.get("pacing") or {}
+                    final = finals.get((q, region))
+                    if final is None or p.get("attainment_high") is None or p["elapsed"] >= 1:
+                        continue
+                    band = min(int(p["elapsed"] * 4), 3)  # quarter of the quarter
+                    calib[band].append((final > p["attainment_high"], final < p["attainment_low"]))
+
         t0 = time.perf_counter()
-        result = backtest(lines, settings, targets, rules, step=timedelta(days=1))
+        result = backtest(lines, settings, targets, rules, step=timedelta(days=1), on_report=seen)
         seconds = time.perf_counter() - t0
         timings.append((scenario.name, len(lines), result.steps, seconds))
         first_fire: dict[tuple[str, str], float] = {}
@@ -111,7 +125,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             file=sys.stderr,
         )
     wall = time.perf_counter() - started
-    return {"rows": rows, "timings": timings, "wall_seconds": wall, "args": vars(args)}
+    calibration = {
+        f"elapsed {b * 25}-{b * 25 + 25}%": {
+            "region_days": len(v),
+            "final_above_high": round(sum(a for a, _ in v) / len(v), 4) if v else None,
+            "final_below_low": round(sum(b_ for _, b_ in v) / len(v), 4) if v else None,
+        }
+        for b, v in calib.items()
+    }
+    return {
+        "rows": rows,
+        "timings": timings,
+        "wall_seconds": wall,
+        "calibration": calibration,
+        "args": {k: str(v) for k, v in vars(args).items()},
+    }
 
 
 def score(data: dict[str, Any]) -> dict[str, Any]:
@@ -202,6 +230,12 @@ def main() -> None:
         "partial_data_alerted",
     ):
         print(f"{name:48} {s[name]:>10}")
+    print("projection interval, share of region-days whose final attainment fell outside it:")
+    for band, c in data["calibration"].items():
+        print(
+            f"  {band:16} {c['region_days']:>7,} region-days: above the upper end "
+            f"{c['final_above_high']}, below the lower end {c['final_below_low']}"
+        )
     if s["false_positives"]:
         print("false positives (run, quarter, region, final attainment, lead days):")
         for fp in s["false_positives"]:

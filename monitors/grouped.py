@@ -54,10 +54,16 @@ class GroupedCells:
     True
     """
 
-    def __init__(self, config: EngineConfig | None = None) -> None:
+    def __init__(
+        self,
+        config: EngineConfig | None = None,
+        groupings: tuple[str | None, ...] = GROUPINGS,
+    ) -> None:
+        """``groupings``: the roll-up (None) and the drill-downs to keep (all by default;
+        ``(None,)`` for roll-ups only, a fifth of the work)."""
         self.config = config or EngineConfig()
         self._seen: dict[Key, tuple[list[int], list[dict[Any, int]]]] = {}
-        self._groups: dict[str | None, dict[Key, Cell]] = {by: {} for by in GROUPINGS}
+        self._groups: dict[str | None, dict[Key, Cell]] = {by: {} for by in groupings}
 
     @property
     def quarters(self) -> set[str]:
@@ -92,8 +98,7 @@ class GroupedCells:
                 self._add(key, dv, dh, 1)
 
     def _add(self, key: Key, vals: list[int], hist: list[dict[Any, int]], sign: int) -> None:
-        for by in GROUPINGS:
-            groups = self._groups[by]
+        for by, groups in self._groups.items():
             g = _group(key, by)
             acc = groups.get(g)
             if acc is None:
@@ -121,8 +126,9 @@ class GroupedCells:
         light: bool = False,
     ) -> dict[tuple[str, ...], dict[str, Any]]:
         """As :meth:`monitors.engine.Engine.metrics`, from the sums."""
-        if by not in GROUPINGS:
-            raise ValueError(f"by={by!r}: must be one of {', '.join(DIMENSIONS)}")
+        if by not in self._groups:
+            kept = ", ".join(str(g) for g in self._groups)
+            raise ValueError(f"by={by!r}: these sums keep only {kept}")
         if basis not in BASES:
             raise ValueError(f"basis={basis!r}: must be one of {', '.join(BASES)}")
         booked = basis == "close"

@@ -47,6 +47,7 @@ from monitors.narrative import narrative
 from monitors.settings import Settings
 from monitors.slices import worst_priced_product, worst_slice
 from pacing.bookings import (
+    DealMix,
     Projection,
     conversion_adjustment,
     open_pipeline,
@@ -120,15 +121,20 @@ class ReportBuilder:
         as_of: datetime,
         models: Any = None,
         quarters: Collection[str] | None = None,
+        drilldowns: bool = True,
     ) -> dict[str, Any]:
         """The report of ``source`` at ``as_of``.
 
         ``models``: a :class:`monitors.models.modelset.ModelSet` attached to the engine;
         ``quarters``: only these quarters (all of them by default; earlier quarters are
-        still read as history).
+        still read as history); ``drilldowns=False``: no drill-downs and no slice
+        evidence (pacing and drivers are the same), for the alert backtest.
         """
         cohort = source.metrics(as_of)
         booked = source.metrics(as_of, basis="close")
+        if not drilldowns:
+            empty: dict[str, Metrics] = {dim: {} for dim in DIMENSIONS}
+            return self.build_from_metrics(cohort, empty, as_of, models, booked, empty, quarters)
         drill = None  # drill-downs of the quarters reported and the cohorts feeding them
         if quarters is not None:
             drill = {*quarters, *(previous_quarter(self.calendar, q) for q in quarters)}
@@ -349,7 +355,7 @@ class ReportBuilder:
         if quota is not None:
             if basis == "close":
                 if covered:
-                    projection, why = self._project(ctx, b, pipeline_now, weighted, f)
+                    projection, why = self._project(ctx, plan, b, pipeline_now, weighted, f)
                     if why:
                         notes.append(why)
                 pacing_out = _bookings_pacing(
@@ -489,6 +495,7 @@ class ReportBuilder:
     def _project(
         self,
         ctx: _QuarterContext,
+        plan: Plan | None,
         b: Mapping[str, Any],
         pipeline_now: float,
         weighted: float,
@@ -505,7 +512,8 @@ class ReportBuilder:
                 int(b["won"]),
                 float(b["won_amount_sq_sum"]),
             )
-            return project_bookings(booked, pipeline_now, ctx.ratios, adj), None
+            deals = DealMix(plan.win_rate, plan.deal_size, _cv2(b)) if plan is not None else None
+            return project_bookings(booked, pipeline_now, ctx.ratios, adj, deals), None
         min_f = self.settings.pacing.min_curve_fraction
         if f < min_f:
             return None, (
@@ -731,6 +739,15 @@ def _sum_rows(slices: Mapping[str, Mapping[str, Mapping[str, int]]]) -> dict[str
         "due": sum(r["due"] for r in first.values()),
         "due_actioned": sum(r["due_actioned"] for r in first.values()),
     }
+
+
+def _cv2(b: Mapping[str, Any], default: float = 0.25) -> float:
+    """Squared coefficient of variation of the won amounts (a default under 2 wins)."""
+    won = b["won"]
+    if won < 2 or not b["booked_rev"]:
+        return default
+    mean = b["booked_rev"] / won
+    return max(b["won_amount_sq_sum"] / won / (mean * mean) - 1.0, 0.0)
 
 
 def _decided_view(m: Mapping[str, Any]) -> dict[str, Any]:

@@ -37,6 +37,7 @@ __all__ = [
     "CohortFlow",
     "BookedQuarter",
     "Adjustment",
+    "DealMix",
     "Projection",
     "conversion_adjustment",
     "pipeline_ratios",
@@ -242,11 +243,39 @@ class Projection:
 INTERVAL_Z = 1.28  # the adjustment's contribution to the interval: 80% one-sided
 
 
+@dataclass(frozen=True)
+class DealMix:
+    """What one deal still to be decided is like: win rate, won amount and its spread
+    (``cv2``: squared coefficient of variation of won amounts)."""
+
+    win_rate: float
+    deal_size: float
+    cv2: float = 0.25
+
+    def sd(self, remaining: float) -> float:
+        """Standard deviation of ``remaining`` expected bookings over the deals that will
+        decide them: ``N`` deals won with probability ``w`` at amounts of mean ``m`` and
+        spread ``cv2`` have variance ``N w m^2 (1 + cv2 - w)``, ``N = remaining / (w m)``.
+
+        >>> round(DealMix(0.5, 100.0, 0.0).sd(1_000.0), 1)  # 20 deals, 10 won
+        223.6
+        """
+        w, m = self.win_rate, self.deal_size
+        if remaining <= 0 or w <= 0 or m <= 0:
+            return 0.0
+        return math.sqrt(remaining * m * max(1.0 + self.cv2 - w, 0.0))
+
+
 def project_bookings(
-    booked: float, pipeline_now: float, ratios: Ratios, adjustment: Adjustment | None = None
+    booked: float,
+    pipeline_now: float,
+    ratios: Ratios,
+    adjustment: Adjustment | None = None,
+    deals: DealMix | None = None,
 ) -> Projection:
-    """``booked + r x pipeline x adjustment``; the interval's ends take the ratio's ends
-    and the adjustment 1.28 standard errors to either side.
+    """``booked + r x pipeline x adjustment``. The interval's ends take the ratio's ends
+    and the adjustment 1.28 standard errors to either side and, in quadrature, the chance
+    in the deals still to be decided (``deals``: 1.28 of their standard deviation).
 
     >>> p = project_bookings(100.0, 200.0, Ratios(0.5, 0.4, 0.6, 8))
     >>> (p.projected, p.low, p.high)
@@ -254,13 +283,22 @@ def project_bookings(
     >>> p = project_bookings(100.0, 200.0, Ratios(0.5, 0.4, 0.6, 8), Adjustment(1.0, 0.1))
     >>> round(p.low, 1), round(p.high, 1)
     (169.8, 235.4)
+    >>> p = project_bookings(100.0, 200.0, Ratios(0.5, 0.4, 0.6, 8), None, DealMix(0.5, 5.0))
+    >>> round(p.low, 1), round(p.high, 1)
+    (168.2, 231.8)
     """
     adj = adjustment or Adjustment()
     pipe = max(pipeline_now, 0.0)
+    point = booked + ratios.point * pipe * adj.value
+    low = booked + ratios.low * pipe * adj.at(-INTERVAL_Z)
+    high = booked + ratios.high * pipe * adj.at(INTERVAL_Z)
+    chance = INTERVAL_Z * deals.sd(point - booked) if deals is not None else 0.0
+    low = point - math.hypot(point - low, chance)
+    high = point + math.hypot(high - point, chance)
     return Projection(
-        projected=booked + ratios.point * pipe * adj.value,
-        low=booked + ratios.low * pipe * adj.at(-INTERVAL_Z),
-        high=booked + ratios.high * pipe * adj.at(INTERVAL_Z),
+        projected=point,
+        low=max(low, booked),
+        high=high,
         method="history: booked + learned ratio x worked pipeline",
         inputs={
             "booked": booked,

@@ -156,7 +156,7 @@ def delivery_id(key: str, kind: str, episode: float | None) -> str:
 
 def _label(rule: AlertRule, subject: str) -> str:
     if rule.kind == "pacing_risk":
-        return "projected attainment"
+        return "projected attainment (upper end)"
     if rule.kind == "gap_threshold":
         return rule.metric
     if rule.kind == "driver_threshold":

@@ -20,7 +20,7 @@ _ICON = {"critical": ":rotating_light:", "warning": ":warning:", "info": ":infor
 def _num(v: Any, what: str) -> str:
     if v is None:
         return "-"
-    if what in ("projected attainment",) or what.endswith(" share") or what.endswith("_rate"):
+    if what.startswith("projected attainment") or what.endswith(" share") or what.endswith("_rate"):
         return f"{float(v):.0%}"
     if "usd" in what or abs(float(v)) >= 1000:
         return usd(float(v))
@@ -66,7 +66,7 @@ def _driver_lines(alert: Mapping[str, Any]) -> list[str]:
         if d["impact_usd"] <= 0:
             continue  # only what costs money; the report has the rest
         share = "-" if d.get("share") is None else f"{d['share']:.0%}"
-        lines.append(f"{d['rank']}. {d['driver']}: {usd(d['impact_usd'])} ({share} of the gap)")
+        lines.append(f"{d['rank']}. {d['driver']}: {usd(d['impact_usd'])} ({share} of the shortfall)")
     return lines
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 MIN_SHARE = 0.05  # a driver below 5% of the shortfall is not worth a clause
 MIN_CONFIDENCE = 0.5
-ON_PLAN = 0.02  # within 2% of the plan to date: on plan, no drivers worth naming
+ON_PLAN = 0.05  # within 5% of the plan to date: on plan, no drivers worth naming
 
 
 def usd(value: float, extra: int = 0) -> str:

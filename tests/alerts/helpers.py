@@ -21,7 +21,10 @@ def region(
     ranked = sorted(pairs, key=lambda p: -p[1])
     return {
         "metrics": {"action_rate": action_rate, "assigned": 100},
-        "gaps": {"action_rate_gap": {"value": 0.8 - action_rate, "unit": "ratio"}},
+        "gaps": {
+            "action_rate_gap": {"value": 0.8 - action_rate, "unit": "ratio"},
+            "revenue_gap": {"value": sum(i for _, i in pairs), "unit": "usd"},
+        },
         "pacing": {
             "elapsed": curve_fraction,
             "curve_fraction": curve_fraction,
@@ -36,7 +39,7 @@ def region(
             {
                 "driver": d,
                 "impact_usd": i,
-                "share": round(i / gap, 4),
+                "share": round(i / gap, 4) if i > 0 else None,
                 "confidence": 1.0,
                 "rank": n + 1,
                 "evidence": {},

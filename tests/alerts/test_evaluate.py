@@ -202,9 +202,12 @@ def test_driver_shift_needs_a_lead_and_a_material_driver() -> None:
     # drivers under 2% of the plan to date ($10k) are noise, whatever their order
     tiny = [("trust", 9_000.0), ("action_rate", 8_000.0), ("win_rate", 1_000.0)]
     assert [t for t in run.at(2, NA=region(drivers=tiny)) if t.notify] == []
+    # a region only $5k behind plan (an offset nets a big driver out): its ranking is noise
+    netted = [("win_rate", 60_000.0), ("coverage", -55_000.0)]
+    assert [t for t in run.at(3, NA=region(drivers=netted)) if t.notify] == []
     # 40% ahead: news
     clear = [("win_rate", 50_000.0), ("action_rate", 30_000.0)]
-    assert [t.kind for t in run.at(3, NA=region(drivers=clear)) if t.notify] == ["firing"]
+    assert [t.kind for t in run.at(4, NA=region(drivers=clear)) if t.notify] == ["firing"]
 
 
 def test_deterministic_and_scoped() -> None:

@@ -66,7 +66,8 @@ def _driver_lines(alert: Mapping[str, Any]) -> list[str]:
         if d["impact_usd"] <= 0:
             continue  # only what costs money; the report has the rest
         share = "-" if d.get("share") is None else f"{d['share']:.0%}"
-        lines.append(f"{d['rank']}. {d['driver']}: {usd(d['impact_usd'])} ({share} of the shortfall)")
+        money = usd(d["impact_usd"])
+        lines.append(f"{d['rank']}. {d['driver']}: {money} ({share} of the shortfall)")
     return lines
 
 

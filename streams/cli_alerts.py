@@ -11,6 +11,8 @@ import json
 import signal
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -18,6 +20,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from alerts.rules import RulesError, RuleSet, check_token, load_rules, parse_duration
@@ -303,6 +313,23 @@ def evaluate(
         err.print(f"outbox: {store.drain(Notifier()).summary()}")
 
 
+@contextmanager
+def _steps_bar() -> Iterator[tuple[Progress, TaskID]]:
+    """A progress bar of the backtest's steps on a terminal's stderr (silent otherwise)."""
+    bar = Progress(
+        TextColumn("[bold]backtest"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("steps"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    )
+    with bar:
+        yield bar, bar.add_task("backtest", total=None)
+
+
 @alerts_app.command()
 def backtest(
     events: Annotated[str, typer.Argument(help="Events file (JSONL); - = stdin.")],
@@ -334,15 +361,21 @@ def backtest(
         step_td = parse_duration(step)
     except ValueError as exc:
         raise typer.BadParameter(f"--step={step!r}: {exc}") from None
-    result = run(
-        read_lines(events),
-        settings,
-        table,
-        rule_set.rules,
-        step=step_td,
-        start=parse_timestamp("--start", start),
-        end=parse_timestamp("--end", end),
-    )
+    with _steps_bar() as (bar, task):
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        result = run(
+            read_lines(events),
+            settings,
+            table,
+            rule_set.rules,
+            step=step_td,
+            start=parse_timestamp("--start", start),
+            end=parse_timestamp("--end", end),
+            progress=progress,
+        )
     if json_out:
         sys.stdout.write(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
         return

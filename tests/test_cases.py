@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +39,16 @@ def replay(name: str, as_of: str | None, tmp_path: Path, *extra: str) -> dict[st
 
 def sane(r: dict[str, Any]) -> None:
     """What holds for every region of every case: finite impacts that add up to the gap,
-    no planned rate outside [0, 1], no driver larger than the plan it is measured against,
-    shares of the shortfall within 0-100%, and no percentage over 100% in the text."""
-    expected = r["pacing"]["expected_to_date"]
+    no planned rate outside [0, 1], no driver out of scale with the plan it is measured
+    against (an exact split can give a driver a little more than the gap when another
+    driver offsets it, never orders of magnitude more), shares of the shortfall within
+    0-100%, and no percentage over 100% in the text."""
+    p = r["pacing"]
+    scale = max(p["expected_to_date"], p["actual_to_date"])
     total = 0.0
     for d in r["drivers"]:
         assert math.isfinite(d["impact_usd"]), d
-        assert abs(d["impact_usd"]) <= expected + 0.01, d
+        assert abs(d["impact_usd"]) <= 2 * scale + 0.01, d
         assert d["share"] is None or 0 < d["share"] <= 1, d
         plan = d["evidence"].get("plan")
         if d["evidence"].get("unit") == "ratio" and plan is not None:
@@ -120,3 +124,23 @@ def test_one_touch_each_leaves_trust_unmeasurable(tmp_path: Path, models: str) -
     assert "trust" not in {d["driver"] for d in r["drivers"]}
     assert r["gaps"]["trust_gap"]["usd"] is None
     assert "qualified touches" not in r["narrative"]
+
+
+@pytest.mark.parametrize("name,as_of", [("late_start", "2026-10-12T00:00:00Z"), ("open", None)])
+def test_the_cohort_basis_is_sane_too(tmp_path: Path, name: str, as_of: str | None) -> None:
+    """`revenue_basis: cohort` keeps revenue in the assignment's quarter; the same cases
+    give no exploding plan there either (progress to date stays within [0, 1])."""
+    config = tmp_path / "config"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "config", config)
+    main = config / "gapmon.yaml"
+    main.write_text(main.read_text().replace("revenue_basis: close", "revenue_basis: cohort"))
+    report = replay(name, as_of, tmp_path, "--no-models", "--config-dir", str(config))
+    q = report["quarters"]["2026Q4"]
+    assert q["basis"] == "cohort"
+    r = q["regions"]["NA"]
+    sane(r)
+    assert r["pacing"]["basis"] == "cohort"
+    assert r["pacing"]["actual_to_date"] == r["revenue"]["cohort"]
+    for d in r["drivers"]:
+        if d["driver"] == "coverage":
+            assert 0 <= d["evidence"]["progress_plan"] <= 1, d

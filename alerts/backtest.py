@@ -16,7 +16,7 @@ from typing import Any
 
 from alerts.evaluate import AlertState, Silence, Transition, evaluate
 from alerts.rules import AlertRule
-from monitors.engine import BOOKED, FINAL_STAGES, AssignmentState, Engine
+from monitors.engine import Engine
 from monitors.grouped import GroupedCells
 from monitors.report import ReportBuilder
 from monitors.settings import Settings
@@ -103,19 +103,11 @@ class _Incremental:
         self.grouped = GroupedCells(settings.engine, groupings=(None,))  # roll-ups only
         self.dirty: set[tuple[str, ...]] = set()
 
-    def _mark(self, st: AssignmentState | None) -> None:
-        if st is None or st.cell is None:
-            return
-        c = st.cell
-        self.dirty.add(c)
-        if st.stage in FINAL_STAGES:
-            self.dirty.add((BOOKED + st.close_q, c[1], c[2], c[3], c[4], c[5]))
-
     def ingest(self, event: Event, ts: float) -> None:
-        states = self.engine.states
-        self._mark(states.get(event.assignment_id))
-        self.engine.ingest(event, ts)
-        self._mark(states.get(event.assignment_id))
+        engine, aid = self.engine, event.assignment_id
+        self.dirty.update(engine.cells_of(engine.states.get(aid)))
+        engine.ingest(event, ts)
+        self.dirty.update(engine.cells_of(engine.states.get(aid)))
 
     def refresh(self) -> None:
         self.grouped.update(self.engine.cells, self.dirty)

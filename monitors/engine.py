@@ -399,6 +399,33 @@ class Engine:
             booked,
         )
 
+    def cells_of(self, st: AssignmentState | None) -> tuple[tuple[str, ...], ...]:
+        """The keys of the cells an assignment adds to: its cohort cell and, once its deal
+        is decided, its bookings cell (none before its assignment event arrived). A
+        caller that tracks changed cells takes them before and after an event.
+
+        >>> from streams.events import parse_event_obj
+        >>> engine = Engine()
+        >>> engine.ingest(parse_event_obj({"type": "deal", "event_id": "d1",
+        ...     "occurred_at": "2026-10-03T12:00:00Z", "assignment_id": "A1",
+        ...     "stage": "won", "amount": 90}))
+        True
+        >>> engine.cells_of(engine.states["A1"])  # waiting for its assignment
+        ()
+        >>> engine.ingest(parse_event_obj({"type": "assignment", "event_id": "a1",
+        ...     "occurred_at": "2026-09-01T00:00:00Z", "assignment_id": "A1", "am_id": "AM1",
+        ...     "region": "NA", "vertical": "retail", "product": "p", "expected_rev": 100}))
+        True
+        >>> [key[:2] for key in engine.cells_of(engine.states["A1"])]
+        [('2026Q3', 'NA'), ('@2026Q4', 'NA')]
+        """
+        if st is None or st.cell is None:
+            return ()
+        c = st.cell
+        if st.stage not in FINAL_STAGES:
+            return (c,)
+        return (c, (BOOKED + st.close_q, c[1], c[2], c[3], c[4], c[5]))
+
     def _cell(self, key: tuple[str, ...]) -> Cell:
         cell = self.cells.get(key)
         if cell is None:

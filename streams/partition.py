@@ -178,18 +178,16 @@ class PartitionState:
             self._letters.append((key if isinstance(key, bytes) else None, letter))
             return True
         aid = event.assignment_id
-        states = self.engine.states
-        st = states.get(aid)
-        before = None if st is None else st.cell
+        engine = self.engine
+        states = engine.states
+        before = engine.cells_of(states.get(aid))  # its cohort cell, and its bookings cell
         self._where = (topic, offset)
         ts = event.occurred_at.timestamp()  # computed once: the clock's and the engine's
-        if self.engine.ingest(event, ts):
+        if engine.ingest(event, ts):
             self._dirty.add(aid)
-            if before is not None:
-                self._cells.add(before)
-            st = states.get(aid)  # None when the engine just gave up on it (an orphan)
-            if st is not None and st.cell is not None:
-                self._cells.add(st.cell)
+            self._cells.update(before)
+            # st is None when the engine just gave up on it (an orphan)
+            self._cells.update(engine.cells_of(states.get(aid)))
         if ts > self.clock:
             self.clock = ts
         return True

@@ -111,7 +111,12 @@ def run(
 
 
 def metrics_of(engine: Any, as_of: datetime) -> dict[Any, Any]:
-    return {by: engine.metrics(as_of, by=by) for by in (None, *DIMENSIONS)}
+    """Every grouping on both bases: the cohort cells and the bookings cells."""
+    return {
+        (by, basis): engine.metrics(as_of, by=by, basis=basis)
+        for by in (None, *DIMENSIONS)
+        for basis in ("cohort", "close")
+    }
 
 
 def parts(broker: Broker) -> list[CellPart]:
@@ -272,7 +277,9 @@ def test_merged_cells_equal_a_merge_from_scratch(
             del current[gone]
     expected = merged_engine(current.values(), CONFIG)
     for by in (None, *DIMENSIONS):
-        assert running.metrics(as_of, by=by) == expected.metrics(as_of, by=by)
+        for basis in ("cohort", "close"):
+            got = running.metrics(as_of, by=by, basis=basis)
+            assert got == expected.metrics(as_of, by=by, basis=basis)
     assert running.latest_ts == max((p.latest_ts for p in current.values()), default=-math.inf)
 
 

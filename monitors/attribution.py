@@ -713,9 +713,11 @@ def assign_shares(drivers: Sequence[Driver]) -> None:
     >>> assign_shares(ds); [d.share for d in ds]
     [0.75, 0.25, None]
     """
-    total = sum(d.impact_usd for d in drivers if d.impact_usd > 0)
+    # a driver adds to the shortfall when it does by a cent or more, as reported
+    adding = {id(d) for d in drivers if round(d.impact_usd, 2) > 0}
+    total = sum(d.impact_usd for d in drivers if id(d) in adding)
     for d in drivers:
-        d.share = d.impact_usd / total if d.impact_usd > 0 and total > 0 else None
+        d.share = d.impact_usd / total if id(d) in adding and total > 0 else None
 
 
 def mix_and_price(

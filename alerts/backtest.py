@@ -76,8 +76,10 @@ class BacktestResult:
         }
 
 
-def _timed(lines: Iterable[tuple[int, str]]) -> list[tuple[datetime | None, int, str]]:
-    out: list[tuple[datetime | None, int, str]] = []
+def _timed(
+    lines: Iterable[tuple[int, str | bytes]],
+) -> list[tuple[datetime | None, int, str | bytes]]:
+    out: list[tuple[datetime | None, int, str | bytes]] = []
     for number, raw in lines:
         try:
             when: datetime | None = parse_event(raw).occurred_at
@@ -88,7 +90,7 @@ def _timed(lines: Iterable[tuple[int, str]]) -> list[tuple[datetime | None, int,
 
 
 def backtest(
-    lines: Iterable[tuple[int, str]],
+    lines: Iterable[tuple[int, str | bytes]],
     settings: Settings,
     targets: TargetsTable,
     rules: Sequence[AlertRule],

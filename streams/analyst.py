@@ -209,10 +209,9 @@ class Analyst:
                     continue
                 offsets[where] = r.offset + 1
                 try:
-                    event = check_message(r.value, r.key, tp.topic, topics, kind)
+                    event, ts = check_message(r.value, r.key, tp.topic, topics, kind)
                 except BadMessage:
                     continue  # the partition workers dead-letter it
-                ts = event.occurred_at.timestamp()
                 if learned.clock is None or ts > learned.clock:
                     learned.clock = ts
                 ingest(event, ts)

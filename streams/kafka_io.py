@@ -127,7 +127,7 @@ class ProduceStats:
 
 
 async def produce_lines(
-    lines: Iterable[tuple[int, str]],
+    lines: Iterable[tuple[int, str | bytes]],
     settings: KafkaSettings,
     rejects: IO[str] | None,
     progress: Callable[[int], None] | None = None,
@@ -141,7 +141,7 @@ async def produce_lines(
     await _start(producer)
     try:
         pending: list[asyncio.Future[Any]] = []
-        for raw, event in validated(lines, stats, rejects, progress):
+        for _, raw, event, _ in validated(lines, stats, rejects, progress):
             topic = topics[event.type]
             pending.append(
                 await producer.send(topic, raw.encode(), key=event.assignment_id.encode())

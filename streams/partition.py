@@ -46,7 +46,7 @@ import orjson
 
 from monitors.engine import Engine, EngineConfig
 from monitors.split import part_json, state_from_json, state_to_json
-from streams.events import Assignment, Deal, EventError, Touch, parse_event, parse_event_of
+from streams.events import Assignment, Deal, EventError, Touch, parse_event_of, parse_event_ts
 
 POSITION_KEY = b"~position"  # in the state changelog: input offsets and the clock
 CLOCK_KEY = "~clock|{}"  # in gapmon.aggregates: partition p's clock, without cells
@@ -89,8 +89,9 @@ def topic_kinds(topics: Mapping[str, str]) -> dict[str, str]:
 
 def check_message(
     raw: Any, key: Any, topic: str, topics: Mapping[str, str], kind: str | None = None
-) -> Event:
-    """The validated event of a message, or :class:`BadMessage` naming what is wrong.
+) -> tuple[Event, float]:
+    """The validated event of a message and its time (epoch seconds), or
+    :class:`BadMessage` naming what is wrong.
 
     ``kind``: the event type ``topic`` holds (``topics[kind] == topic``), when the caller
     knows it: the message is validated as that type first, and only one that is not a
@@ -98,26 +99,39 @@ def check_message(
     """
     if not raw or not isinstance(raw, (bytes, str)):  # a tuple: faster than bytes | str
         raise BadMessage("json", "value: empty message")
-    event = None if kind is None else parse_event_of(raw, kind)
-    if event is None:
+    checked = None if kind is None else parse_event_of(raw, kind)
+    if checked is None:
         try:
-            event = parse_event(raw)
+            checked = parse_event_ts(raw)
         except EventError as exc:
-            code = "json" if exc.message.startswith("json") or "JSON" in exc.message else "schema"
-            raise BadMessage(code, exc.message) from None
-        expected = topics[event.type]
+            raise BadMessage(_code(exc.message), exc.message) from None
+        expected = topics[checked[0].type]
         if expected != topic:
             raise BadMessage(
-                "topic", f"type={event.type!r} on topic {topic!r}: belongs on {expected!r}"
+                "topic", f"type={checked[0].type!r} on topic {topic!r}: belongs on {expected!r}"
             )
+    event = checked[0]
     key_s = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
     if key_s != event.assignment_id:
         raise BadMessage(
             "key",
-            f"key={key_s!r} but assignment_id={event.assignment_id!r}: the key must be "
-            "the assignment_id (co-partitioning)",
+            f"key={_excerpt_text(key_s)!r} but assignment_id={event.assignment_id!r}: the key "
+            "must be the assignment_id (co-partitioning)",
         )
-    return event
+    return checked
+
+
+def _code(message: str) -> str:
+    """The bounded reason code of a validation message."""
+    if message.startswith("invalid UTF-8"):
+        return "encoding"
+    return "json" if message.startswith("json") or "JSON" in message else "schema"
+
+
+def _excerpt_text(text: Any, limit: int = 200) -> Any:
+    if isinstance(text, str) and len(text) > limit:
+        return text[:limit] + f"... ({len(text):,} characters)"
+    return text
 
 
 @dataclass
@@ -170,7 +184,7 @@ class PartitionState:
         self.offsets[topic] = offset + 1
         self._pending += 1
         try:
-            event = check_message(value, key, topic, self.topics, self._kinds.get(topic))
+            event, ts = check_message(value, key, topic, self.topics, self._kinds.get(topic))
         except BadMessage as bad:
             if self.exporter is not None:
                 self.exporter.event_rejected(bad.message)
@@ -182,7 +196,6 @@ class PartitionState:
         st = states.get(aid)
         before = None if st is None else st.cell
         self._where = (topic, offset)
-        ts = event.occurred_at.timestamp()  # computed once: the clock's and the engine's
         if self.engine.ingest(event, ts):
             self._dirty.add(aid)
             if before is not None:

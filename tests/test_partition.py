@@ -157,7 +157,7 @@ def test_partitions_through_crashes_equal_the_engine(
     assert sorted((d["topic"], d["key"]) for d in broker.letters) == sorted(
         (TOPICS["touch"], f"G{i}") for i in range(garbage)
     )
-    assert all(d["reason"] in ("json", "schema") for d in broker.letters)
+    assert all(d["reason"] in ("json", "schema", "encoding") for d in broker.letters)
 
 
 def test_a_generated_quarter_through_crashes_gives_the_engine_report_metrics() -> None:
@@ -286,8 +286,17 @@ def _copy(cell: Any) -> Any:
 @settings(max_examples=50, deadline=None)
 @given(
     # any printable text (quotes, backslashes, non-ASCII); the contract strips whitespace
+    # and refuses U+FFFD (what undecodable bytes become)
     names=st.tuples(
-        *[st.text(st.characters(codec="utf-8", exclude_categories=("C", "Z")), min_size=1)] * 3
+        *[
+            st.text(
+                st.characters(
+                    codec="utf-8", exclude_categories=("C", "Z"), exclude_characters="\ufffd"
+                ),
+                min_size=1,
+            )
+        ]
+        * 3
     ),
     p=st.integers(0, 64),
 )
@@ -316,10 +325,11 @@ KINDS = topic_kinds(TOPICS)
 def test_validating_by_the_topics_type_gives_the_unions_event(events: list[Any]) -> None:
     for event in events:
         raw, key, topic = to_json(event).encode(), event.assignment_id.encode(), TOPICS[event.type]
-        typed = check_message(raw, key, topic, TOPICS, KINDS[topic])
-        assert typed == check_message(raw, key, topic, TOPICS) == parse_event(raw) == event
+        typed, ts = check_message(raw, key, topic, TOPICS, KINDS[topic])
+        assert (typed, ts) == check_message(raw, key, topic, TOPICS)
+        assert typed == parse_event(raw) == event and ts == event.occurred_at.timestamp()
         assert type(typed) is type(event)
-        assert parse_event_of(raw, event.type) == event  # the typed path, not the fallback
+        assert parse_event_of(raw, event.type) == (event, ts)  # the typed path
         assert all(parse_event_of(raw, other) is None for other in TOPICS if other != event.type)
 
 
@@ -345,7 +355,7 @@ def test_a_bad_message_is_named_the_same_with_the_topics_type_or_without() -> No
             "schema",
         ),
         (good[:-3], deal.assignment_id.encode(), TOPICS["deal"], "json"),
-        (b"\xff\xfe garbage", b"k", TOPICS["deal"], "json"),
+        (b"\xff\xfe garbage", b"k", TOPICS["deal"], "encoding"),  # not UTF-8
         (b"", b"k", TOPICS["deal"], "json"),
     ]
     for raw, key, topic, reason in cases:

@@ -72,8 +72,10 @@ REJECT_REASONS = (
     "missing_field",  # a required field is absent
     "timestamp",  # a timestamp without a time zone
     "schema",  # any other validation failure (a value out of range, a bad field)
+    "encoding",  # not UTF-8
     "orphan",  # touch/deal whose assignment never arrived
     "parked_too_long",  # dropped from the bounded wait for its assignment
+    "internal",  # valid, but applying it or building its records raised
     "other",
 )
 #: Bounded reasons of a failed Slack delivery attempt.
@@ -147,6 +149,8 @@ def reason_code(text: str) -> str:
     """
     if "invalid JSON" in text:
         return "json"
+    if text.startswith("invalid UTF-8"):
+        return "encoding"
     if "required field is missing" in text and not text.startswith("type"):
         return "missing_field"
     if "no time zone" in text:
@@ -339,6 +343,25 @@ class GapmonExporter:
             ["dimension"],
             registry=r,
         )
+        self.commit_failures = Counter(
+            "gapmon_commit_failures",
+            "Failed transaction commits of the worker's partitions, by partition",
+            ["partition"],
+            registry=r,
+        )
+        self.commit_failures_in_a_row = Gauge(
+            "gapmon_partition_commit_failures_in_a_row",
+            "Commits of a partition that failed since its last successful one (0 = healthy)",
+            ["partition"],
+            registry=r,
+        )
+        self.partitions_stuck = Gauge(
+            "gapmon_partitions_stuck",
+            "Partitions of this worker whose last GAPMON_STUCK_AFTER commits or more failed "
+            "(its /health answers 503 while > 0)",
+            registry=r,
+        )
+        self._stuck: set[int] = set()
         # Zero-valued series from the start, so rate() and dashboards see them.
         for t in EVENT_TYPES:
             self.latency.labels(t)
@@ -428,6 +451,16 @@ class GapmonExporter:
         """Count records sent to the dead-letter topic for a reason other than validation
         (``orphan``, ``parked_too_long``); unknown codes count as ``other``."""
         self.dead_letters.labels(reason if reason in REJECT_REASONS else "other").inc(n)
+
+    def commit_failed(self, partition: int, in_a_row: int, stuck: bool) -> None:
+        """A commit of ``partition`` failed (``in_a_row`` > 0), or it committed again (0)."""
+        label = self._admit("partition", str(partition))
+        if in_a_row:
+            self.commit_failures.labels(label).inc()
+        self.commit_failures_in_a_row.labels(label).set(in_a_row)
+        with self._lock:
+            (self._stuck.add if stuck else self._stuck.discard)(partition)
+            self.partitions_stuck.set(len(self._stuck))
 
     def record_replay(self, stats: Any) -> None:
         """Add a replay's rejects (``ReplayStats.reasons``) and orphans to the counters."""

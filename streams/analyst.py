@@ -149,7 +149,7 @@ class Analyst:
         self._saved = -1  # the version of the last checkpoint
         self._consumer: AIOKafkaConsumer | None = None
         self.catching_up = False  # its last fetch came back full: a backlog
-        self.stats = {"events": 0, "checkpoints": 0, "restored_from_checkpoint": 0}
+        self.stats = {"events": 0, "checkpoints": 0, "restored_from_checkpoint": 0, "poison": 0}
 
     @property
     def published(self) -> int:
@@ -212,9 +212,21 @@ class Analyst:
                     event, ts = check_message(r.value, r.key, tp.topic, topics, kind)
                 except BadMessage:
                     continue  # the partition workers dead-letter it
+                try:
+                    ingest(event, ts)
+                except Exception as exc:  # the partition workers dead-letter it too
+                    self.stats["poison"] += 1
+                    log.error(
+                        "%s[%d]@%d raised while applied (%s: %s); skipped",
+                        tp.topic,
+                        tp.partition,
+                        r.offset,
+                        type(exc).__name__,
+                        exc,
+                    )
+                    continue
                 if learned.clock is None or ts > learned.clock:
                     learned.clock = ts
-                ingest(event, ts)
                 n += 1
         self.stats["events"] += n
 

@@ -9,6 +9,7 @@ Every option falls back to its ``GAPMON_*`` environment variable
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import sys
@@ -398,6 +399,15 @@ def dlq_replay(
     still_bad = 0
     for d in letters:
         where = f"{d.get('topic')}[{d.get('partition')}]@{d.get('offset')}"
+        if d.get("truncated"):
+            still_bad += 1
+            kept = len(base64.b64decode(d.get("raw_b64") or ""))
+            err.print(
+                f"  still invalid {where}: only the first {kept:,} of {d.get('raw_size', 0):,} "
+                f"bytes were kept (sha256 {d.get('raw_sha256')}); put the whole fixed "
+                "message in `raw` and set `truncated` to false"
+            )
+            continue
         try:
             event = parse_event(d["raw"])
         except (EventError, KeyError, TypeError) as exc:

@@ -9,8 +9,9 @@ Ctrl-C:
   stand by); without, the :class:`~streams.publisher.Snapshots` view of every region's
   cells and the targets, which publishes the changed snapshots to ``gapmon.drivers``;
 * a small HTTP status server on ``web_port`` (loopback): ``GET /health`` answers
-  ``ok`` while the worker runs, ``GET /status`` gives the partitions it owns and its
-  counters as JSON.
+  ``ok`` while the worker runs and nothing is wrong, and 503 with what is wrong (a
+  partition whose commits keep failing, :meth:`~streams.eos.Processor.problems`);
+  ``GET /status`` gives the partitions it owns, its counters and those problems as JSON.
 
 On SIGTERM the processor commits what it has applied and leaves the group, so the
 others take its partitions over at once. On kill -9 nothing is committed after the
@@ -45,6 +46,7 @@ def status(processor: Processor, source: Snapshots | Analyst) -> dict[str, Any]:
         "partitions": sorted(processor.owned),
         "processor": dataclasses.asdict(processor.stats),
         "snapshots_published": source.published,
+        "problems": processor.problems(),
     }
     if isinstance(source, Analyst):
         learned = source.learned
@@ -60,6 +62,9 @@ async def _serve_status(
     port: int, processor: Processor, snapshots: Snapshots | Analyst
 ) -> web.AppRunner:
     async def health(_: web.Request) -> web.Response:
+        problems = processor.problems()
+        if problems:
+            return web.Response(status=503, text="".join(f"{p}\n" for p in problems))
         return web.Response(text="ok\n")
 
     async def status_json(_: web.Request) -> web.Response:

@@ -298,6 +298,8 @@ def test_names_follow_prometheus_conventions(exporter: GapmonExporter, full_repl
         "gapmon_slice_actioned",
         "gapmon_slice_won",
         "gapmon_slice_lost",
+        "gapmon_partition_commit_failures_in_a_row",  # counts
+        "gapmon_partitions_stuck",
     }
     for f in families:
         if f.type == "gauge" and f.name not in unitless:

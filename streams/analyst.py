@@ -34,6 +34,7 @@ from aiokafka.coordinator.protocol import (
     ConsumerProtocolMemberAssignment,
     ConsumerProtocolMemberMetadata,
 )
+from aiokafka.errors import KafkaError
 
 from monitors.engine import Engine
 from monitors.models import checkpoint
@@ -42,7 +43,7 @@ from monitors.models.settings import load_model_settings
 from monitors.report import ReportBuilder
 from monitors.settings import Settings
 from pacing.targets import TargetsTable
-from streams.kafka_io import CompactedView, fetch_was_full, group_consumer
+from streams.kafka_io import CompactedView, fetch_was_full, group_consumer, stop_quietly
 from streams.kafka_settings import KafkaSettings
 from streams.partition import BadMessage, check_message, topic_kinds
 from streams.publisher import Publisher, paced, targets_table
@@ -135,7 +136,7 @@ class Analyst:
         settings: Settings,
         base: TargetsTable,
         exporter: Any = None,
-        alerts: tuple[Any, Any, Any] | None = None,
+        alerts: Any = None,  # a streams.alerting.AlertLoop
         checkpoints: RedisCheckpoints | None = None,
     ) -> None:
         self.ks, self.settings, self.base = ks, settings, base
@@ -169,15 +170,16 @@ class Analyst:
         consumer.subscribe(list(ks.crm_topics.values()), listener=_Listener(self))
         await consumer.start()
         try:
-            await asyncio.gather(
-                self.view.run(stop),
-                self._consume(stop),
-                paced(stop, self.tick, ks.snapshot_interval_for, lambda: self.catching_up),
-                self._checkpoint_every(stop),
-            )
+            async with asyncio.TaskGroup() as group:  # a failure cancels the others
+                group.create_task(self.view.run(stop))
+                group.create_task(self._consume(stop))
+                group.create_task(
+                    paced(stop, self.tick, ks.snapshot_interval_for, lambda: self.catching_up)
+                )
+                group.create_task(self._checkpoint_every(stop))
             await self.save()
         finally:
-            await consumer.stop()
+            await stop_quietly(consumer)
             await self.publisher.close()
 
     async def _consume(self, stop: asyncio.Event) -> None:
@@ -247,7 +249,12 @@ class Analyst:
         as_of = datetime.fromtimestamp(learned.clock, UTC)
         report = ReportBuilder(self.settings, targets).build(learned.engine, as_of, learned.models)
         learned.models.observe_report(report)  # driver shares into the drift detectors
-        return await self.publisher.publish(report)
+        try:
+            return await self.publisher.publish(report)
+        except KafkaError as exc:  # the broker is away: send it again next tick
+            self._built = (-1, -1)
+            log.warning("snapshots not published (%s: %s); next tick", type(exc).__name__, exc)
+            return 0
 
     # ------------------------------------------------------------- checkpoints
 

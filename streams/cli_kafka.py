@@ -62,8 +62,11 @@ def _run(coro: Any) -> Any:
         raise typer.Exit(1) from None
     except Exception as exc:
         from streams.eos import CommitStuck
+        from streams.outage import BrokerUnreachable
 
-        if type(exc).__module__.startswith("aiokafka") or isinstance(exc, CommitStuck):
+        if type(exc).__module__.startswith("aiokafka") or isinstance(
+            exc, CommitStuck | BrokerUnreachable
+        ):
             err.print(f"[red]kafka error:[/red] {type(exc).__name__}: {exc}")
             raise typer.Exit(1) from None
         raise
@@ -144,6 +147,10 @@ def worker(
     logging.basicConfig(
         level=level, format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
     )
+    from streams.outage import RateLimited
+
+    for handler in logging.getLogger().handlers:  # aiokafka logs every failed attempt
+        handler.addFilter(RateLimited("aiokafka"))
     exporter = None
     if ks.metrics_port is not None:
         from monitors.exporter import GapmonExporter

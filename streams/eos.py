@@ -54,7 +54,7 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError, ProducerFenced
 
 from monitors.engine import EngineConfig
-from streams.kafka_io import fetch_was_full, group_consumer, read_to_end, reader
+from streams.kafka_io import fetch_was_full, group_consumer, read_to_end, reader, stop_quietly
 from streams.kafka_settings import KafkaSettings
 from streams.partition import PartitionState
 
@@ -124,6 +124,7 @@ class Processor:
         self._lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
         self._reader: AIOKafkaConsumer | None = None
+        self._generation = 0  # of run(): a listener of an earlier run is ignored
         self._last_commit = time.monotonic()
         self._last_cells = time.monotonic()
         # per partition, kept across its rebuilds: records that made it raise, the offsets
@@ -134,23 +135,31 @@ class Processor:
         self._retry_at: dict[int, float] = {}
         # the last fetch came back full: a backlog (commits, cells and snapshots wait longer)
         self.catching_up = False
+        self.watch: Any = None  # a streams.outage.BrokerWatch, for problems()
 
     # -------------------------------------------------------------------- run
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Consume, apply and commit until ``stop`` is set; then commit and leave."""
+        """Consume, apply and commit until ``stop`` is set; then commit and leave.
+
+        Run again after a failure (a broker outage: :func:`streams.outage.supervised`), it
+        starts over as a new worker would: every partition is restored from what was
+        committed. The callbacks of an earlier run's consumer change nothing any more.
+        """
         ks = self.ks
+        self._generation += 1
+        generation = self._generation
         consumer = group_consumer(
             ks, ks.group_id, RangePartitionAssignor, max_partition_fetch_bytes=4 * 1024 * 1024
         )
         self._consumer = consumer
         self._reader = reader(ks)
-        await self._reader.start()
-        consumer.subscribe(list(self.topics.values()), listener=_Listener(self))
-        await consumer.start()
         committing: asyncio.Task[None] | None = None
-        ahead = 0  # records applied since the commit in flight began
         try:
+            await self._reader.start()
+            consumer.subscribe(list(self.topics.values()), listener=_Listener(self, generation))
+            await consumer.start()
+            ahead = 0  # records applied since the commit in flight began
             while not stop.is_set():
                 batch = await consumer.getmany(timeout_ms=100, max_records=self.max_records)
                 self.catching_up = catching_up = fetch_was_full(batch, self.max_records)
@@ -172,15 +181,20 @@ class Processor:
                     ahead = 0
             if committing is not None:
                 await committing
+                committing = None
             await self._commit_locked(cells=True)
-        finally:
-            try:
-                await consumer.stop()
-            finally:
-                for owned in self.owned.values():
-                    await owned.producer.stop()
-                self.owned.clear()
-                await self._reader.stop()
+        finally:  # a restart after a broker outage starts from here: nothing kept
+            self._generation += 1  # this consumer's callbacks change nothing from now on
+            if committing is not None and not committing.done():
+                committing.cancel()
+                await asyncio.gather(committing, return_exceptions=True)
+            await stop_quietly(consumer)
+            for owned in self.owned.values():
+                await stop_quietly(owned.producer)
+            self.owned.clear()
+            self._retry_at.clear()
+            await stop_quietly(self._reader)
+            self._consumer = None
 
     def _apply(self, batch: dict[TopicPartition, list[Any]]) -> int:
         """Apply fetched records to their partitions' states (no await: nothing interleaves).
@@ -249,9 +263,11 @@ class Processor:
                 await self._take(ps)
 
     def problems(self) -> list[str]:
-        """What makes this worker unhealthy: each stuck partition (its last
-        ``stuck_after`` commits or more failed), with the count, since when and the error."""
-        out = []
+        """What makes this worker unhealthy: the broker unreachable (:attr:`watch`), each
+        stuck partition (its last ``stuck_after`` commits or more failed), with the
+        count, since when and the error."""
+        broker = None if self.watch is None else self.watch.problem()
+        out = [] if broker is None else [broker]
         for p, f in sorted(self.failing.items()):
             if f.count >= self.ks.stuck_after:
                 since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(f.since))
@@ -333,7 +349,11 @@ class Processor:
             log.warning("partition %d: another worker owns it now (fenced); dropping it", p)
             await self._drop(p)
             return
-        except KafkaError as exc:
+        except (KafkaError, asyncio.CancelledError) as exc:
+            if isinstance(exc, asyncio.CancelledError) and _really_cancelled():
+                raise
+            # (aiokafka cancels a transaction's futures when its connection drops: that
+            # CancelledError is a failed commit, not a request to stop this task)
             self.stats.failed_commits += 1
             failing = self.failing.setdefault(p, Failing(since=time.time()))
             failing.count += 1
@@ -350,10 +370,11 @@ class Processor:
             )
             if self.exporter is not None:
                 self.exporter.commit_failed(p, failing.count, failing.count >= ks.stuck_after)
-            try:
-                await producer.abort_transaction()
-            except KafkaError:
-                pass
+            try:  # the next owner's producer aborts it anyway: do not wait for an outage
+                await asyncio.wait_for(producer.abort_transaction(), 5)
+            except (KafkaError, TimeoutError, asyncio.CancelledError):
+                if _really_cancelled():
+                    raise
             await self._drop(p)
             self._retry_at[p] = time.monotonic() + wait
             return
@@ -428,14 +449,21 @@ class Processor:
 
         ``keep``: partitions whose state we hold and know to be current (no restore).
         """
+        generation = self._generation
         old = {p: o for p in ps if (o := self.owned.pop(p, None)) is not None}
-        await asyncio.gather(*(o.producer.stop() for o in old.values()))
+        await asyncio.gather(*(stop_quietly(o.producer) for o in old.values()))
         producers = [self._producer(p) for p in ps]
-        # init_transactions: from here on the previous owners can commit nothing more
-        await asyncio.gather(*(producer.start() for producer in producers))
-        restored = await self._restore([p for p in ps if p not in keep or p not in old])
+        try:
+            # init_transactions: from here on the previous owners can commit nothing more
+            await asyncio.gather(*(producer.start() for producer in producers))
+            restored = await self._restore([p for p in ps if p not in keep or p not in old])
+        except BaseException:
+            await asyncio.gather(*(stop_quietly(producer) for producer in producers))
+            raise
         consumer = self._consumer
-        assert consumer is not None
+        if generation != self._generation or consumer is None:  # the run ended meanwhile
+            await asyncio.gather(*(stop_quietly(producer) for producer in producers))
+            return
         assignment = consumer.assignment()
         for p, producer in zip(ps, producers, strict=True):
             if p in restored:
@@ -468,7 +496,7 @@ class Processor:
     async def _drop(self, p: int) -> None:
         owned = self.owned.pop(p, None)
         if owned is not None:
-            await owned.producer.stop()
+            await stop_quietly(owned.producer)
         consumer = self._consumer
         if consumer is not None:
             tps = [TopicPartition(t, p) for t in self.topics.values()]
@@ -512,6 +540,13 @@ class Processor:
         return out
 
 
+def _really_cancelled() -> bool:
+    """Whether the current task was asked to stop (a CancelledError can also come out of
+    a future that aiokafka cancelled when a connection dropped)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 async def send_all(
     producer: AIOKafkaProducer,
     topic: str,
@@ -539,11 +574,13 @@ async def send_all(
 
 
 class _Listener(ConsumerRebalanceListener):
-    def __init__(self, processor: Processor) -> None:
-        self.processor = processor
+    def __init__(self, processor: Processor, generation: int) -> None:
+        self.processor, self.generation = processor, generation
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self.processor._revoked(revoked)
+        if self.generation == self.processor._generation:
+            await self.processor._revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        await self.processor._assigned(assigned)
+        if self.generation == self.processor._generation:
+            await self.processor._assigned(assigned)

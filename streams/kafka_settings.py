@@ -63,6 +63,23 @@ class KafkaSettings(BaseSettings):
         description="seconds a commit may take before the worker gives up on it and exits "
         "(a stuck transaction: the next owner continues from the last commit)",
     )
+    alerts_interval: float = Field(
+        30.0,
+        gt=0,
+        le=86_400,
+        description="seconds between evaluations of the latest report when no new one "
+        "came (min_duration, alerts due during a Redis outage)",
+    )
+    broker_deadline: float = Field(
+        300.0,
+        gt=0,
+        le=86_400,
+        description="seconds a worker waits out an unreachable broker (retrying, /health "
+        "503) before it exits with a message saying so",
+    )
+    kafka_request_timeout: float = Field(
+        40.0, ge=1, le=600, description="seconds an aiokafka request may take (its default: 40)"
+    )
     commit_retry_backoff: float = Field(
         0.5,
         gt=0,
@@ -219,6 +236,7 @@ class KafkaSettings(BaseSettings):
         kw: dict[str, Any] = {
             "bootstrap_servers": self.kafka_bootstrap,
             "security_protocol": self.kafka_security_protocol,
+            "request_timeout_ms": int(self.kafka_request_timeout * 1000),
         }
         ctx = self.ssl_context()
         if ctx is not None:

@@ -78,7 +78,9 @@ class BacktestResult:
         }
 
 
-def _parsed(lines: Iterable[tuple[int, str]]) -> tuple[list[tuple[float, Event]], int]:
+def _parsed(
+    lines: Iterable[tuple[int, str | bytes]],
+) -> tuple[list[tuple[float, Event]], int]:
     """Valid events with their timestamps, in time order, and the count of bad lines."""
     good: list[tuple[float, Event]] = []
     bad = 0
@@ -115,7 +117,7 @@ class _Incremental:
 
 
 def backtest(
-    lines: Iterable[tuple[int, str]],
+    lines: Iterable[tuple[int, str | bytes]],
     settings: Settings,
     targets: TargetsTable,
     rules: Sequence[AlertRule],

@@ -3,6 +3,13 @@
 Firing: region, quarter, severity, the projected miss in dollars against quota, the
 ranked drivers with their shares, the narrative and what changed since the last
 alert. Resolved: what the value is now against the resolve level. Pure functions.
+
+Everything in a payload can come from events (an AM id, a vertical, a region in the
+narrative and the title), so for Slack every string of it is escaped first (``&``,
+``<``, ``>`` as ``&amp;``, ``&lt;``, ``&gt;``: :func:`slack_escape`) and the mrkdwn text
+objects are ``verbatim`` (no automatic links or mentions): an AM id ``<!channel>`` or
+``<http://evil|click>`` shows as that text, never as an @channel or a link. The
+markup around the values (bold, quotes, code) is ours.
 """
 
 from __future__ import annotations
@@ -12,9 +19,20 @@ from typing import Any
 
 from monitors.narrative import usd
 
-__all__ = ["render_blocks", "render_text", "title"]
+__all__ = ["render_blocks", "render_text", "slack_escape", "title"]
 
 _ICON = {"critical": ":rotating_light:", "warning": ":warning:", "info": ":information_source:"}
+
+
+def slack_escape(value: Any) -> Any:
+    """``value`` with ``&``, ``<``, ``>`` escaped in every string, at any depth."""
+    if isinstance(value, str):
+        return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    if isinstance(value, Mapping):
+        return {k: slack_escape(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [slack_escape(v) for v in value]
+    return value
 
 
 def _num(v: Any, what: str) -> str:
@@ -71,8 +89,10 @@ def _driver_lines(alert: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def render_text(alert: Mapping[str, Any], short: bool = False) -> str:
-    """Plain text: the console fallback and Slack's notification text."""
+def render_text(alert: Mapping[str, Any], short: bool = False, slack: bool = False) -> str:
+    """Plain text: the console fallback, and (``slack``: escaped) Slack's notification text."""
+    if slack:
+        alert = slack_escape(alert)
     icon = _ICON.get(alert.get("severity", ""), "") if alert["kind"] != "resolved" else ""
     head = f"{icon} {title(alert)}: {_headline(alert)}".strip()
     if short:
@@ -96,11 +116,12 @@ def render_text(alert: Mapping[str, Any], short: bool = False) -> str:
 
 
 def _section(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": text[:2900]}}
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text[:2900], "verbatim": True}}
 
 
 def render_blocks(alert: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Block Kit blocks for an incoming webhook."""
+    """Block Kit blocks for an incoming webhook (every string of ``alert`` escaped)."""
+    alert = slack_escape(alert)
     resolved = alert["kind"] == "resolved"
     icon = ":white_check_mark:" if resolved else _ICON.get(alert.get("severity", ""), "")
     blocks: list[dict[str, Any]] = [
@@ -131,6 +152,7 @@ def render_blocks(alert: Mapping[str, Any]) -> list[dict[str, Any]]:
                     "type": "mrkdwn",
                     "text": f"rule `{alert['rule']}` · as of {alert.get('as_of')} · "
                     f"since {alert.get('since')} · delivery `{alert['delivery_id']}`",
+                    "verbatim": True,
                 }
             ],
         }

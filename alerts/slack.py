@@ -133,7 +133,7 @@ class Notifier:
             url, timeout=max(1, round(self.timeout)), logger=self._logger, retry_handlers=[]
         )
         blocks = render_blocks(alert)
-        text = render_text(alert, short=True)
+        text = render_text(alert, short=True, slack=True)
         did = alert.get("delivery_id", "?")
         started = time.monotonic()
         result = DeliveryResult(ok=False, target=f"slack:{channel}")

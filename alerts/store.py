@@ -247,8 +247,8 @@ class AlertStore:
                 continue
             result = send(json.loads(raw))
             if result.ok:
+                self._ack(did)  # first: the window in which a crash posts it twice
                 stats.sent.append(did)
-                self._ack(did)
             else:
                 stats.failed.append(did)
                 attempts = self.r.incr(self.key("attempts", did))
@@ -275,6 +275,15 @@ class AlertStore:
             # Slack has it; Redis does not know yet (gone, or not answering). Remember,
             # and ack before sending more.
             self._unacked.append(did)
+
+    @property
+    def pending_acks(self) -> int:
+        """Messages Slack accepted whose ack Redis has not taken yet (it was away)."""
+        return len(self._unacked)
+
+    def flush_acks(self) -> None:
+        """Write the acks Redis missed (raises while it is still away)."""
+        self._flush_unacked()
 
     def _flush_unacked(self) -> None:
         while self._unacked:

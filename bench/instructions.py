@@ -16,13 +16,15 @@ model set attached); the differences are the engine's and the models' instructio
 Prints instructions per event for each. With ``--ablate``, one more process per part of
 the model set (of this checkout) with that part's method replaced by a no-op: the
 instructions it saves are what the part costs, itself and what only it calls.
-With ``--pipeline``, two more processes per checkout, from the JSON text of the same
-events: ``pipeline`` (``parse_event`` of each line, then the engine with the model set:
-what ``gapmon replay`` does per line) and ``partition`` (what a worker does per record
+With ``--pipeline``, three more processes per checkout, from the JSON text of the same
+events: ``validate`` (each line to its validated event and instant, as ``replay`` does:
+``parse_event_ts``, or ``parse_event`` and ``timestamp()`` in checkouts without it),
+``pipeline`` (that, then the engine with the model set: what ``gapmon replay`` does per
+line) and ``partition`` (what a worker does per record
 of its partitions, fetching aside: partition 0 of 2 of the CRM topics' records, by a
 crc32 of the key, through :meth:`streams.partition.PartitionState.apply`, with a
 :meth:`~streams.partition.PartitionState.flush` every 900 records and the cells in every
-5th, as the worker's defaults do at ~50,000 events/s); both are counted against ``load``.
+5th, as the worker's defaults do at ~50,000 events/s); all are counted against ``load``.
 
 Needs valgrind (``apt-get install valgrind``). A process takes about 1.5 minutes at
 2,000 assignments per region and five at 8,000; two run at a time.
@@ -43,10 +45,11 @@ import tempfile
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 MODES = ("load", "engine", "models")
-PIPELINE_MODES = ("pipeline", "partition")
+PIPELINE_MODES = ("validate", "pipeline", "partition")
 WINDOW, CELLS_EVERY = 900, 5  # the partition mode's flushes (see the docstring)
 # --ablate: a part of the model set -> (module, class, method) made a no-op
 PARTS = {
@@ -87,11 +90,25 @@ def child(root: str, events_file: str, mode: str) -> None:
     engine = Engine(settings.engine)
     if mode in ("models", "pipeline") or mode.startswith("without:"):
         ModelSet().attach(engine)
-    if mode == "pipeline":
-        from streams.events import parse_event
+    if mode in ("pipeline", "validate"):
+        # what replay does to a line: validate it and take its instant (and the checkouts
+        # with a time window check it in parse_event_ts)
+        try:
+            from streams.events import parse_event_ts
+        except ImportError:  # older checkouts: parse, then timestamp() (as replay did)
+            from streams.events import parse_event
 
-        for line in lines:
-            engine.ingest(parse_event(line))
+            def parse_event_ts(line: str) -> tuple[Any, float]:
+                event = parse_event(line)
+                return event, event.occurred_at.timestamp()
+
+        if mode == "validate":
+            for line in lines:
+                parse_event_ts(line)
+        else:
+            ingest = engine.ingest
+            for line in lines:
+                ingest(*parse_event_ts(line))
     elif mode == "partition":
         from streams.kafka_settings import KafkaSettings
         from streams.partition import PartitionState
@@ -195,8 +212,10 @@ def main() -> None:
         print(f"  models:          {(models - engine) / n:>9,.0f} instructions per event")
         print(f"  engine + models: {(models - load) / n:>9,.0f} instructions per event")
         if args.pipeline:
+            validate = counts[(root, "validate")] - load
             pipeline = counts[(root, "pipeline")] - load
             partition = counts[(root, "partition")] - load
+            print(f"  JSON line -> validated event and its time:  {validate / n:>9,.0f} per event")
             print(f"  JSON line -> validation -> engine + models: {pipeline / n:>9,.0f} per event")
             print(
                 f"  worker, partition 0 of 2 (apply + flush): {partition / len(records):>9,.0f}"

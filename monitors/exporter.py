@@ -22,6 +22,14 @@ each label dimension is capped at ``exporter.max_series_per_dimension`` values (
 ``gapmon.yaml``); what is left out is counted in
 ``gapmon_exporter_dropped_label_values{dimension}``. AM-level series are off unless
 ``exporter.am_series: true``.
+
+The report gauges are bounded as a whole, not only per dimension (caps per quarter x
+region multiply): only the quarter of the report's ``as_of`` and the one before it
+(``exporter.quarters``, 2) are exported, at most ``exporter.max_regions`` regions (50,
+the largest by quota first), and at most ``exporter.max_series`` report series in all
+(20,000): the quarter and region series first, then reason buckets, then drill-down
+slices, so a huge report loses slices before it loses a region. What is left out is
+counted (dimensions ``quarter``, ``region``, ``series``).
 """
 
 from __future__ import annotations
@@ -31,8 +39,8 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -56,6 +64,7 @@ from monitors.hypotheses.spec import DRIVERS
 from monitors.registry import MetricSpec, load_registry
 from monitors.settings import Settings, default_config_dir
 from monitors.taxonomy import OTHER, UNKNOWN
+from pacing.calendar import FiscalCalendar
 
 # No `<counter>_created` gauges: they double the series count and nothing here reads them.
 disable_created_metrics()
@@ -72,8 +81,10 @@ REJECT_REASONS = (
     "missing_field",  # a required field is absent
     "timestamp",  # a timestamp without a time zone
     "schema",  # any other validation failure (a value out of range, a bad field)
+    "encoding",  # not UTF-8
     "orphan",  # touch/deal whose assignment never arrived
     "parked_too_long",  # dropped from the bounded wait for its assignment
+    "internal",  # valid, but applying it or building its records raised
     "other",
 )
 #: Bounded reasons of a failed Slack delivery attempt.
@@ -107,6 +118,10 @@ class ExporterSettings:
     max_series_per_dimension: int = 50
     am_series: bool = False
     drilldown_dimensions: tuple[str, ...] = ("vertical", "product", "type")
+    quarters: int = 2  # the report's current quarter and the ones before it
+    max_regions: int = 50
+    max_series: int = 20_000  # report series in all
+    fy_start_month: int = 1  # to tell the current quarter (config/gapmon.yaml)
 
     @property
     def dimensions(self) -> tuple[str, ...]:
@@ -135,7 +150,17 @@ def load_exporter_settings(config_dir: str | Path | None = None) -> ExporterSett
             f"{where}.drilldown_dimensions={dims!r}: must be a list out of "
             f"{', '.join(DRILLDOWN_DIMENSIONS)}"
         )
-    return ExporterSettings(cap, am, tuple(dims))
+    bounds = {}
+    for name, lo, hi in (
+        ("quarters", 1, 40),
+        ("max_regions", 1, 10_000),
+        ("max_series", 100, 10**7),
+    ):
+        value = section.get(name, getattr(ExporterSettings, name))
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise ValueError(f"{where}.{name}={value!r}: must be an integer {lo}..{hi}")
+        bounds[name] = value
+    return ExporterSettings(cap, am, tuple(dims), **bounds)
 
 
 def reason_code(text: str) -> str:
@@ -147,6 +172,8 @@ def reason_code(text: str) -> str:
     """
     if "invalid JSON" in text:
         return "json"
+    if text.startswith("invalid UTF-8"):
+        return "encoding"
     if "required field is missing" in text and not text.startswith("type"):
         return "missing_field"
     if "no time zone" in text:
@@ -177,14 +204,20 @@ def _family(name: str, unit: str | None) -> str:
 class _Snapshot:
     """Gauge families being built from one report; swapped in whole when complete."""
 
-    def __init__(self, docs: Mapping[str, str]) -> None:
+    def __init__(self, docs: Mapping[str, str], budget: int = 10**9) -> None:
         self.docs = docs
         self.families: dict[str, GaugeMetricFamily] = {}
+        self.budget = budget  # series left
+        self.refused = 0  # series left out once the budget was spent
 
     def add(self, name: str, labels: Mapping[str, str], value: Any) -> None:
         v = _num(value)
         if v is None:
             return
+        if self.budget <= 0:
+            self.refused += 1
+            return
+        self.budget -= 1
         fam = self.families.get(name)
         if fam is None:
             if not _FAMILY_NAME.match(name):
@@ -250,8 +283,12 @@ class GapmonExporter:
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: Any) -> GapmonExporter:
         """An exporter configured from the same config folder as the engine."""
-        return cls(
+        exporter_settings = replace(
             load_exporter_settings(settings.config_dir),
+            fy_start_month=settings.engine.fy_start_month,
+        )
+        return cls(
+            exporter_settings,
             registry_specs=settings.registry or None,
             reason_buckets=settings.engine.taxonomy.buckets,
             **kwargs,
@@ -339,6 +376,25 @@ class GapmonExporter:
             ["dimension"],
             registry=r,
         )
+        self.commit_failures = Counter(
+            "gapmon_commit_failures",
+            "Failed transaction commits of the worker's partitions, by partition",
+            ["partition"],
+            registry=r,
+        )
+        self.commit_failures_in_a_row = Gauge(
+            "gapmon_partition_commit_failures_in_a_row",
+            "Commits of a partition that failed since its last successful one (0 = healthy)",
+            ["partition"],
+            registry=r,
+        )
+        self.partitions_stuck = Gauge(
+            "gapmon_partitions_stuck",
+            "Partitions of this worker whose last GAPMON_STUCK_AFTER commits or more failed "
+            "(its /health answers 503 while > 0)",
+            registry=r,
+        )
+        self._stuck: set[int] = set()
         # Zero-valued series from the start, so rate() and dashboards see them.
         for t in EVENT_TYPES:
             self.latency.labels(t)
@@ -347,7 +403,7 @@ class GapmonExporter:
         for reason in REJECT_REASONS:
             self.rejected.labels(reason)
             self.dead_letters.labels(reason)
-        for dim in ("quarter", "region", "driver", "bucket", *DRILLDOWN_DIMENSIONS):
+        for dim in ("quarter", "region", "driver", "bucket", "series", *DRILLDOWN_DIMENSIONS):
             self.dropped.labels(dim).set(0)
             self._dropped_last[dim] = 0
         self._event_children = {
@@ -428,6 +484,16 @@ class GapmonExporter:
         """Count records sent to the dead-letter topic for a reason other than validation
         (``orphan``, ``parked_too_long``); unknown codes count as ``other``."""
         self.dead_letters.labels(reason if reason in REJECT_REASONS else "other").inc(n)
+
+    def commit_failed(self, partition: int, in_a_row: int, stuck: bool) -> None:
+        """A commit of ``partition`` failed (``in_a_row`` > 0), or it committed again (0)."""
+        label = self._admit("partition", str(partition))
+        if in_a_row:
+            self.commit_failures.labels(label).inc()
+        self.commit_failures_in_a_row.labels(label).set(in_a_row)
+        with self._lock:
+            (self._stuck.add if stuck else self._stuck.discard)(partition)
+            self.partitions_stuck.set(len(self._stuck))
 
     def record_replay(self, stats: Any) -> None:
         """Add a replay's rejects (``ReplayStats.reasons``) and orphans to the counters."""
@@ -520,12 +586,42 @@ class GapmonExporter:
             dropped[dimension] = dropped.get(dimension, 0) + n
         return kept
 
+    def _quarters(self, report: Mapping[str, Any]) -> list[str]:
+        """The quarters to export: the one of ``as_of`` and the ones before it, newest first."""
+        quarters = report.get("quarters") or {}
+        n = self.settings.quarters
+        try:
+            as_of = datetime.fromisoformat(str(report.get("as_of")).replace("Z", "+00:00"))
+            cal = FiscalCalendar(self.settings.fy_start_month)
+            current = cal.quarter_of(as_of)
+        except (ValueError, TypeError, OverflowError):  # no as_of: the latest labels
+            return sorted(quarters, reverse=True)[:n]
+        wanted, q = [], current
+        for _ in range(n):
+            wanted.append(q.label)
+            q = cal.quarter_of(q.start - timedelta(days=1))
+        return [label for label in wanted if label in quarters]
+
+    @staticmethod
+    def _by_size(regions: Mapping[str, Any]) -> list[str]:
+        """Region names, the largest quota first (then by name)."""
+
+        def quota(r: str) -> float:
+            return _num(((regions[r] or {}).get("plan") or {}).get("quota")) or 0.0
+
+        return sorted(regions, key=lambda r: (-quota(r), str(r)))
+
     def update_report(self, report: Mapping[str, Any]) -> None:
-        """Replace every report gauge with this snapshot's values."""
-        snap = _Snapshot(self._docs)
+        """Replace every report gauge with this snapshot's values (bounded: module doc)."""
+        settings = self.settings
+        snap = _Snapshot(self._docs, settings.max_series)
         dropped: dict[str, int] = {}
         quarters = report.get("quarters") or {}
-        for quarter in self._cap("quarter", sorted(quarters, reverse=True), dropped):
+        kept = self._cap("quarter", self._quarters(report), dropped)
+        if len(quarters) > len(kept):
+            dropped["quarter"] = len(quarters) - len(kept)
+        selected: list[tuple[str, str]] = []
+        for quarter in kept:
             qdata = quarters[quarter]
             ql = {"quarter": quarter}
             snap.add("gapmon_quarter_elapsed_ratio", ql, qdata.get("elapsed"))
@@ -533,8 +629,19 @@ class GapmonExporter:
             snap.add("gapmon_cost_of_trust_usd", ql, trust.get("cost_of_trust_usd"))
             snap.add("gapmon_trust_win_rate_per_touch_ratio", ql, trust.get("win_rate_per_touch"))
             regions = qdata.get("regions") or {}
-            for region in self._cap("region", sorted(regions), dropped):
-                self._region(snap, quarter, region, regions[region], dropped)
+            names = [r for r in self._by_size(regions) if valid_label_value(r)]
+            room = min(settings.max_regions, settings.max_series_per_dimension)
+            if len(regions) > min(len(names), room):
+                dropped["region"] = dropped.get("region", 0) + len(regions) - min(len(names), room)
+            selected += [(quarter, r) for r in names[:room]]
+        # the core of every region first, then buckets, then drill-down slices: a report
+        # too big for max_series loses slices before regions
+        for stage in ("core", "buckets", "drilldown"):
+            for quarter, region in selected:
+                data = quarters[quarter]["regions"][region]
+                self._region(snap, quarter, region, data, dropped, stage)
+        if snap.refused:
+            dropped["series"] = snap.refused
         self._report.families = list(snap.families.values())
         for dim in {*dropped, *self._dropped_last}:
             self.dropped.labels(dim).set(dropped.get(dim, 0))
@@ -556,25 +663,30 @@ class GapmonExporter:
         region: str,
         r: Mapping[str, Any],
         dropped: dict[str, int],
+        stage: str = "all",
     ) -> None:
+        """The series of one region: ``stage`` core, buckets or drilldown (or all)."""
         lab = {"quarter": quarter, "region": region}
         metrics = r.get("metrics") or {}
         gaps = r.get("gaps") or {}
+        core = stage in ("all", "core")
         for name, spec in self.specs.items():
             if spec.kind == "metric":
-                snap.add(_family(name, spec.unit), lab, metrics.get(name))
+                if core:
+                    snap.add(_family(name, spec.unit), lab, metrics.get(name))
                 continue
             gap = gaps.get(name)
             if not isinstance(gap, Mapping):
                 continue
             unit = gap.get("unit", spec.unit)
-            snap.add(_family(name, unit), lab, gap.get("value"))
-            snap.add(_family(f"{name}_target", unit), lab, gap.get("target"))
-            snap.add(_family(f"{name}_actual", unit), lab, gap.get("actual"))
-            if unit != "usd" and "usd" in gap:
-                snap.add(_family(name, "usd"), lab, gap.get("usd"))
+            if core:
+                snap.add(_family(name, unit), lab, gap.get("value"))
+                snap.add(_family(f"{name}_target", unit), lab, gap.get("target"))
+                snap.add(_family(f"{name}_actual", unit), lab, gap.get("actual"))
+                if unit != "usd" and "usd" in gap:
+                    snap.add(_family(name, "usd"), lab, gap.get("usd"))
             buckets = gap.get("buckets")
-            if isinstance(buckets, Mapping):
+            if stage in ("all", "buckets") and isinstance(buckets, Mapping):
                 for bucket in self._cap("bucket", sorted(buckets), dropped):
                     for key, value in buckets[bucket].items():
                         if key.endswith("_gap"):
@@ -583,6 +695,14 @@ class GapmonExporter:
                                 {**lab, "bucket": bucket},
                                 value,
                             )
+        if core:
+            self._region_core(snap, lab, r, dropped)
+        if stage in ("all", "drilldown"):
+            self._drilldown(snap, lab, r, dropped)
+
+    def _region_core(
+        self, snap: _Snapshot, lab: dict[str, str], r: Mapping[str, Any], dropped: dict[str, int]
+    ) -> None:
         pacing = r.get("pacing") or {}
         snap.add("gapmon_pacing_expected_to_date_usd", lab, pacing.get("expected_to_date"))
         snap.add("gapmon_pacing_actual_to_date_usd", lab, pacing.get("actual_to_date"))
@@ -609,6 +729,10 @@ class GapmonExporter:
             snap.add("gapmon_driver_share_ratio", dl, d.get("share"))
             snap.add("gapmon_driver_rank", dl, d.get("rank"))
             snap.add("gapmon_driver_confidence_ratio", dl, d.get("confidence"))
+
+    def _drilldown(
+        self, snap: _Snapshot, lab: dict[str, str], r: Mapping[str, Any], dropped: dict[str, int]
+    ) -> None:
         drill = r.get("drilldown") or {}
         for dim in self.settings.dimensions:
             table = drill.get(dim) or {}

@@ -10,6 +10,12 @@ the partitions it owns (``streams.partition``); what travels is plain JSON, no p
 * :func:`merged_engine` - an engine whose cells are the sums of parts (cells are
   additive, so the parts of a region add up to the region), and :class:`MergedCells`,
   the same sums grouped the way the report reads them, kept current part by part.
+
+Cell sums are exact Python integers (cents, squared cents) and can outgrow 64 bits (the
+sum of squared won amounts does with one $50M deal); orjson writes 64 bits at most. A
+part whose cells hold such a value writes every value of those cells outside the signed
+64-bit range as a decimal string and lists the cells' positions under ``"big"``; the
+reader turns them back into integers. Parts without one are written as before.
 """
 
 from __future__ import annotations
@@ -80,19 +86,54 @@ def state_from_json(raw: bytes | str, engine: Engine) -> AssignmentState:
     return st
 
 
+_I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
+
+
+def _exact(v: int) -> int | str:
+    """An integer as JSON can carry it exactly: itself within 64 bits, else its digits."""
+    return v if _I64_MIN <= v <= _I64_MAX else str(v)
+
+
+def _fits(cell: Cell) -> bool:
+    """Whether every value of ``cell`` is within the signed 64-bit range."""
+    return all(_I64_MIN <= v <= _I64_MAX for v in cell.vals) and all(
+        _I64_MIN <= n <= _I64_MAX for h in cell.hist for n in h.values()
+    )
+
+
 def part_json(cells: Iterable[tuple[tuple[str, ...], Cell]], latest_ts: float) -> bytes:
     """The JSON of a part with these ``(key, cell)`` pairs and clock, without building one
-    (a worker writes a part per changed cell)."""
+    (a worker writes a part per changed cell). Exact for integers of any size (module doc)."""
+    if not isinstance(cells, (list, tuple)):  # a tuple: faster than list | tuple
+        cells = list(cells)
     # histogram keys are ints (days, touch counts) or strings (reason buckets): as
     # [key, count] pairs JSON keeps both types
-    return orjson.dumps(
-        {
-            "cells": [
-                [key, cell.vals, [list(h.items()) for h in cell.hist]] for key, cell in cells
-            ],
-            "latest_ts": _num(latest_ts),
-        }
-    )
+    try:
+        return orjson.dumps(
+            {
+                "cells": [
+                    [key, cell.vals, [list(h.items()) for h in cell.hist]] for key, cell in cells
+                ],
+                "latest_ts": _num(latest_ts),
+            }
+        )
+    except TypeError:  # an integer beyond 64 bits (anything else fails again below)
+        pass
+    out: list[list[Any]] = []
+    big: list[int] = []
+    for i, (key, cell) in enumerate(cells):
+        if _fits(cell):
+            out.append([key, cell.vals, [list(h.items()) for h in cell.hist]])
+        else:
+            big.append(i)
+            out.append(
+                [
+                    key,
+                    [_exact(v) for v in cell.vals],
+                    [[[k, _exact(n)] for k, n in h.items()] for h in cell.hist],
+                ]
+            )
+    return orjson.dumps({"cells": out, "latest_ts": _num(latest_ts), "big": big})
 
 
 class CellPart:
@@ -120,6 +161,11 @@ class CellPart:
             cell.hist = [dict(pairs) for pairs in hists]
             rc.cells[tuple(key)] = cell
         rc.latest_ts = -math.inf if data["latest_ts"] is None else data["latest_ts"]
+        for i in data.get("big", ()):  # cells with values beyond 64 bits, as strings
+            key, vals, hists = data["cells"][i]
+            cell = rc.cells[tuple(key)]
+            cell.vals = [int(v) for v in vals]
+            cell.hist = [{k: int(n) for k, n in pairs} for pairs in hists]
         return rc
 
 

@@ -34,6 +34,7 @@ from aiokafka.coordinator.protocol import (
     ConsumerProtocolMemberAssignment,
     ConsumerProtocolMemberMetadata,
 )
+from aiokafka.errors import KafkaError
 
 from monitors.engine import Engine
 from monitors.models import checkpoint
@@ -42,7 +43,7 @@ from monitors.models.settings import load_model_settings
 from monitors.report import ReportBuilder
 from monitors.settings import Settings
 from pacing.targets import TargetsTable
-from streams.kafka_io import CompactedView, fetch_was_full, group_consumer
+from streams.kafka_io import CompactedView, fetch_was_full, group_consumer, stop_quietly
 from streams.kafka_settings import KafkaSettings
 from streams.partition import BadMessage, check_message, topic_kinds
 from streams.publisher import Publisher, paced, targets_table
@@ -135,7 +136,7 @@ class Analyst:
         settings: Settings,
         base: TargetsTable,
         exporter: Any = None,
-        alerts: tuple[Any, Any, Any] | None = None,
+        alerts: Any = None,  # a streams.alerting.AlertLoop
         checkpoints: RedisCheckpoints | None = None,
     ) -> None:
         self.ks, self.settings, self.base = ks, settings, base
@@ -149,7 +150,7 @@ class Analyst:
         self._saved = -1  # the version of the last checkpoint
         self._consumer: AIOKafkaConsumer | None = None
         self.catching_up = False  # its last fetch came back full: a backlog
-        self.stats = {"events": 0, "checkpoints": 0, "restored_from_checkpoint": 0}
+        self.stats = {"events": 0, "checkpoints": 0, "restored_from_checkpoint": 0, "poison": 0}
 
     @property
     def published(self) -> int:
@@ -169,15 +170,16 @@ class Analyst:
         consumer.subscribe(list(ks.crm_topics.values()), listener=_Listener(self))
         await consumer.start()
         try:
-            await asyncio.gather(
-                self.view.run(stop),
-                self._consume(stop),
-                paced(stop, self.tick, ks.snapshot_interval_for, lambda: self.catching_up),
-                self._checkpoint_every(stop),
-            )
+            async with asyncio.TaskGroup() as group:  # a failure cancels the others
+                group.create_task(self.view.run(stop))
+                group.create_task(self._consume(stop))
+                group.create_task(
+                    paced(stop, self.tick, ks.snapshot_interval_for, lambda: self.catching_up)
+                )
+                group.create_task(self._checkpoint_every(stop))
             await self.save()
         finally:
-            await consumer.stop()
+            await stop_quietly(consumer)
             await self.publisher.close()
 
     async def _consume(self, stop: asyncio.Event) -> None:
@@ -209,13 +211,24 @@ class Analyst:
                     continue
                 offsets[where] = r.offset + 1
                 try:
-                    event = check_message(r.value, r.key, tp.topic, topics, kind)
+                    event, ts = check_message(r.value, r.key, tp.topic, topics, kind)
                 except BadMessage:
                     continue  # the partition workers dead-letter it
-                ts = event.occurred_at.timestamp()
+                try:
+                    ingest(event, ts)
+                except Exception as exc:  # the partition workers dead-letter it too
+                    self.stats["poison"] += 1
+                    log.error(
+                        "%s[%d]@%d raised while applied (%s: %s); skipped",
+                        tp.topic,
+                        tp.partition,
+                        r.offset,
+                        type(exc).__name__,
+                        exc,
+                    )
+                    continue
                 if learned.clock is None or ts > learned.clock:
                     learned.clock = ts
-                ingest(event, ts)
                 n += 1
         self.stats["events"] += n
 
@@ -236,7 +249,12 @@ class Analyst:
         as_of = datetime.fromtimestamp(learned.clock, UTC)
         report = ReportBuilder(self.settings, targets).build(learned.engine, as_of, learned.models)
         learned.models.observe_report(report)  # driver shares into the drift detectors
-        return await self.publisher.publish(report)
+        try:
+            return await self.publisher.publish(report)
+        except KafkaError as exc:  # the broker is away: send it again next tick
+            self._built = (-1, -1)
+            log.warning("snapshots not published (%s: %s); next tick", type(exc).__name__, exc)
+            return 0
 
     # ------------------------------------------------------------- checkpoints
 

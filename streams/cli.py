@@ -24,6 +24,7 @@ from streams import cli_kafka
 from streams.cli_alerts import alerts_app, drivers_app
 from streams.cli_models import taxonomy_app
 from streams.cli_options import parse_timestamp
+from streams.events import time_window_from_env
 from streams.replay import replay_lines
 from streams.runtime import tune_gc
 from streams.scenarios import DEMO_AS_OF, DEMO_CAUSES, demo_history
@@ -45,8 +46,14 @@ err = Console(stderr=True, soft_wrap=True)
 
 @app.callback()
 def _process() -> None:
-    """Before any command: the process-wide settings (streams.runtime)."""
+    """Before any command: the process-wide settings (streams.runtime, the accepted
+    window of event times from GAPMON_EVENTS_*)."""
     tune_gc()
+    try:
+        time_window_from_env()
+    except ValueError as exc:
+        err.print(f"[red]settings error:[/red] {exc}")
+        raise typer.Exit(2) from None
 
 
 ConfigDir = Annotated[

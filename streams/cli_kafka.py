@@ -9,6 +9,7 @@ Every option falls back to its ``GAPMON_*`` environment variable
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import sys
@@ -61,8 +62,11 @@ def _run(coro: Any) -> Any:
         raise typer.Exit(1) from None
     except Exception as exc:
         from streams.eos import CommitStuck
+        from streams.outage import BrokerUnreachable
 
-        if type(exc).__module__.startswith("aiokafka") or isinstance(exc, CommitStuck):
+        if type(exc).__module__.startswith("aiokafka") or isinstance(
+            exc, CommitStuck | BrokerUnreachable
+        ):
             err.print(f"[red]kafka error:[/red] {type(exc).__name__}: {exc}")
             raise typer.Exit(1) from None
         raise
@@ -143,6 +147,10 @@ def worker(
     logging.basicConfig(
         level=level, format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
     )
+    from streams.outage import RateLimited
+
+    for handler in logging.getLogger().handlers:  # aiokafka logs every failed attempt
+        handler.addFilter(RateLimited("aiokafka"))
     exporter = None
     if ks.metrics_port is not None:
         from monitors.exporter import GapmonExporter
@@ -398,6 +406,15 @@ def dlq_replay(
     still_bad = 0
     for d in letters:
         where = f"{d.get('topic')}[{d.get('partition')}]@{d.get('offset')}"
+        if d.get("truncated"):
+            still_bad += 1
+            kept = len(base64.b64decode(d.get("raw_b64") or ""))
+            err.print(
+                f"  still invalid {where}: only the first {kept:,} of {d.get('raw_size', 0):,} "
+                f"bytes were kept (sha256 {d.get('raw_sha256')}); put the whole fixed "
+                "message in `raw` and set `truncated` to false"
+            )
+            continue
         try:
             event = parse_event(d["raw"])
         except (EventError, KeyError, TypeError) as exc:

@@ -26,7 +26,19 @@ line of defence (an input record seen again changes nothing).
 
 A commit that fails because the producer was fenced means another worker owns the
 partition now: the partition is dropped and paused until the group gives it back. Any
-other failure aborts the transaction and rebuilds the partition from the changelog.
+other failure aborts the transaction, drops the partition and rebuilds it from the
+changelog after a backoff (``commit_retry_backoff``, doubling up to
+``commit_retry_backoff_max``); a partition whose last ``stuck_after`` commits failed is
+*stuck*: :meth:`Processor.problems` names it (``/health`` answers 503) and the exporter
+shows it, until one of its commits succeeds.
+
+No input record can stop a partition: an exception while one is applied (after
+validation: a bug or a limit of the engine) marks the record as poison, and the
+partition is rebuilt from its last commit and reads its input again from there; the
+poison record is dead-lettered (reason ``internal``, with the error, topic, partition and
+offset) instead of applied. A flush whose records cannot be built is handled the same
+way: the partition is rebuilt and applies its input in careful mode, building each
+record's state and cell records as it goes, which finds the record to blame.
 """
 
 from __future__ import annotations
@@ -42,7 +54,7 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError, ProducerFenced
 
 from monitors.engine import EngineConfig
-from streams.kafka_io import fetch_was_full, group_consumer, read_to_end, reader
+from streams.kafka_io import fetch_was_full, group_consumer, read_to_end, reader, stop_quietly
 from streams.kafka_settings import KafkaSettings
 from streams.partition import PartitionState
 
@@ -60,6 +72,16 @@ class Owned:
     state: PartitionState
     producer: AIOKafkaProducer
     state_end: int = -1  # the state changelog's end offset after our last commit
+    broken: bool = False  # an apply or a flush raised: rebuild before anything else
+
+
+@dataclass
+class Failing:
+    """A partition whose commits fail: how many in a row, since when, the last error."""
+
+    count: int = 0
+    since: float = 0.0  # time.time() of the first failure in the row
+    error: str = ""
 
 
 @dataclass
@@ -73,6 +95,7 @@ class ProcessorStats:
     rebalances: int = 0
     fenced: int = 0
     failed_commits: int = 0
+    poison: int = 0  # records that made an apply or a flush raise (dead-lettered)
     last_commit: float = 0.0  # time.time() of the last commit
     # for timing a run from the worker's own clock (bench/kafka_e2e.py):
     first_applied_at: float = 0.0  # time.time() once the first fetched batch was applied
@@ -101,31 +124,48 @@ class Processor:
         self._lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
         self._reader: AIOKafkaConsumer | None = None
+        self._generation = 0  # of run(): a listener of an earlier run is ignored
         self._last_commit = time.monotonic()
         self._last_cells = time.monotonic()
+        # per partition, kept across its rebuilds: records that made it raise, the offsets
+        # up to which it applies in careful mode, its failing commits, when to retake it
+        self.poison: dict[int, dict[tuple[str, int], str]] = {}
+        self._careful: dict[int, dict[str, int]] = {}
+        self.failing: dict[int, Failing] = {}
+        self._retry_at: dict[int, float] = {}
         # the last fetch came back full: a backlog (commits, cells and snapshots wait longer)
         self.catching_up = False
+        self.watch: Any = None  # a streams.outage.BrokerWatch, for problems()
 
     # -------------------------------------------------------------------- run
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Consume, apply and commit until ``stop`` is set; then commit and leave."""
+        """Consume, apply and commit until ``stop`` is set; then commit and leave.
+
+        Run again after a failure (a broker outage: :func:`streams.outage.supervised`), it
+        starts over as a new worker would: every partition is restored from what was
+        committed. The callbacks of an earlier run's consumer change nothing any more.
+        """
         ks = self.ks
+        self._generation += 1
+        generation = self._generation
         consumer = group_consumer(
             ks, ks.group_id, RangePartitionAssignor, max_partition_fetch_bytes=4 * 1024 * 1024
         )
         self._consumer = consumer
         self._reader = reader(ks)
-        await self._reader.start()
-        consumer.subscribe(list(self.topics.values()), listener=_Listener(self))
-        await consumer.start()
         committing: asyncio.Task[None] | None = None
-        ahead = 0  # records applied since the commit in flight began
         try:
+            await self._reader.start()
+            consumer.subscribe(list(self.topics.values()), listener=_Listener(self, generation))
+            await consumer.start()
+            ahead = 0  # records applied since the commit in flight began
             while not stop.is_set():
                 batch = await consumer.getmany(timeout_ms=100, max_records=self.max_records)
                 self.catching_up = catching_up = fetch_was_full(batch, self.max_records)
                 ahead += self._apply(batch)
+                if any(o.broken for o in self.owned.values()) or self._retry_due():
+                    await self._repair()
                 # getmany does not suspend while records are buffered: let the commit in
                 # flight, the snapshot publisher and the status server have their turn
                 await asyncio.sleep(0)
@@ -141,15 +181,20 @@ class Processor:
                     ahead = 0
             if committing is not None:
                 await committing
+                committing = None
             await self._commit_locked(cells=True)
-        finally:
-            try:
-                await consumer.stop()
-            finally:
-                for owned in self.owned.values():
-                    await owned.producer.stop()
-                self.owned.clear()
-                await self._reader.stop()
+        finally:  # a restart after a broker outage starts from here: nothing kept
+            self._generation += 1  # this consumer's callbacks change nothing from now on
+            if committing is not None and not committing.done():
+                committing.cancel()
+                await asyncio.gather(committing, return_exceptions=True)
+            await stop_quietly(consumer)
+            for owned in self.owned.values():
+                await stop_quietly(owned.producer)
+            self.owned.clear()
+            self._retry_at.clear()
+            await stop_quietly(self._reader)
+            self._consumer = None
 
     def _apply(self, batch: dict[TopicPartition, list[Any]]) -> int:
         """Apply fetched records to their partitions' states (no await: nothing interleaves).
@@ -161,16 +206,76 @@ class Processor:
         n = 0
         for tp, records in batch.items():
             part = owned.get(tp.partition)
-            if part is None:
-                continue  # dropped after a fence; paused until the group gives it back
+            if part is None or part.broken:
+                continue  # dropped after a fence (paused until the group gives it back),
+                # or to be rebuilt: these records are read again after it
             apply, topic = part.state.apply, tp.topic
-            for r in records:
-                n += apply(topic, r.offset, r.key, r.value)
+            r = None
+            try:
+                for r in records:
+                    n += apply(topic, r.offset, r.key, r.value)
+            except Exception as exc:
+                assert r is not None
+                self._poisoned(tp.partition, topic, r.offset, exc)
         stats = self.stats
         if n and not stats.events:
             stats.first_applied_at, stats.first_batch = time.time(), n
         stats.events += n
         return n
+
+    def _poisoned(self, p: int, topic: str, offset: int, exc: BaseException) -> None:
+        """Record ``topic@offset`` of partition ``p`` as poison and mark ``p`` for a rebuild."""
+        error = f"{type(exc).__name__}: {exc}"[:1000]
+        log.error(
+            "partition %d: %s@%d raised while applied (%s); rebuilding the partition from "
+            "its last commit, the record will be dead-lettered",
+            p,
+            topic,
+            offset,
+            error,
+            exc_info=exc,
+        )
+        self.poison.setdefault(p, {})[(topic, offset)] = error
+        self.stats.poison += 1
+        self.owned[p].broken = True
+
+    def _retry_due(self) -> bool:
+        if not self._retry_at:
+            return False
+        now = time.monotonic()
+        return any(t <= now for t in self._retry_at.values())
+
+    async def _repair(self) -> None:
+        """Rebuild the broken partitions, and retake those whose retry is due."""
+        async with self._lock:
+            consumer = self._consumer
+            assert consumer is not None
+            assigned = {tp.partition for tp in consumer.assignment()}
+            now = time.monotonic()
+            due = [p for p, t in self._retry_at.items() if t <= now]
+            for p in due:
+                del self._retry_at[p]
+            broken = [p for p, o in self.owned.items() if o.broken]
+            for p in broken:
+                await self._drop(p)
+            ps = sorted({p for p in [*broken, *due] if p in assigned and p not in self.owned})
+            if ps:
+                await self._take(ps)
+
+    def problems(self) -> list[str]:
+        """What makes this worker unhealthy: the broker unreachable (:attr:`watch`), each
+        stuck partition (its last ``stuck_after`` commits or more failed), with the
+        count, since when and the error."""
+        broker = None if self.watch is None else self.watch.problem()
+        out = [] if broker is None else [broker]
+        for p, f in sorted(self.failing.items()):
+            if f.count >= self.ks.stuck_after:
+                since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(f.since))
+                out.append(
+                    f"partition {p}: {f.count} commits failed in a row since {since} "
+                    f"(last: {f.error})"
+                )
+        return out
 
     # ----------------------------------------------------------------- commit
 
@@ -204,7 +309,7 @@ class Processor:
         due = [
             (p, o)
             for p, o in self.owned.items()
-            if o.state.pending or (cells and o.state.cells_waiting)
+            if not o.broken and (o.state.pending or (cells and o.state.cells_waiting))
         ]
         if due:
             await asyncio.gather(*(self._commit(p, o, cells) for p, o in due))
@@ -212,7 +317,20 @@ class Processor:
     async def _commit(self, p: int, owned: Owned, cells: bool) -> None:
         ks = self.ks
         applied = owned.state.pending
-        changes = owned.state.flush(cells)
+        try:
+            changes = owned.state.flush(cells)
+        except Exception as exc:  # a record cannot be built: find the input that made it
+            log.error(
+                "partition %d: its records could not be built (%s: %s); rebuilding it and "
+                "applying its input in careful mode to find the record to blame",
+                p,
+                type(exc).__name__,
+                exc,
+                exc_info=exc,
+            )
+            self._careful[p] = dict(owned.state.offsets)
+            owned.broken = True
+            return
         producer = owned.producer
         t0 = time.perf_counter()
         try:
@@ -231,18 +349,45 @@ class Processor:
             log.warning("partition %d: another worker owns it now (fenced); dropping it", p)
             await self._drop(p)
             return
-        except KafkaError as exc:
+        except (KafkaError, asyncio.CancelledError) as exc:
+            if isinstance(exc, asyncio.CancelledError) and _really_cancelled():
+                raise
+            # (aiokafka cancels a transaction's futures when its connection drops: that
+            # CancelledError is a failed commit, not a request to stop this task)
             self.stats.failed_commits += 1
-            log.error(
-                "partition %d: commit failed (%s: %s); rebuilding it", p, type(exc).__name__, exc
+            failing = self.failing.setdefault(p, Failing(since=time.time()))
+            failing.count += 1
+            failing.error = f"{type(exc).__name__}: {exc}"[:500]
+            wait = min(
+                ks.commit_retry_backoff * 2 ** (failing.count - 1), ks.commit_retry_backoff_max
             )
-            try:
-                await producer.abort_transaction()
-            except KafkaError:
-                pass
+            log.error(
+                "partition %d: commit failed (%s), %d in a row; rebuilding it in %.1f s",
+                p,
+                failing.error,
+                failing.count,
+                wait,
+            )
+            if self.exporter is not None:
+                self.exporter.commit_failed(p, failing.count, failing.count >= ks.stuck_after)
+            try:  # the next owner's producer aborts it anyway: do not wait for an outage
+                await asyncio.wait_for(producer.abort_transaction(), 5)
+            except (KafkaError, TimeoutError, asyncio.CancelledError):
+                if _really_cancelled():
+                    raise
             await self._drop(p)
-            await self._take([p])
+            self._retry_at[p] = time.monotonic() + wait
             return
+        if p in self._careful and owned.state.careful is None:
+            del self._careful[p]  # applied past the failed flush: the culprits are found
+        if self.failing.pop(p, None) is not None:
+            log.info("partition %d: committed again", p)
+            if self.exporter is not None:
+                self.exporter.commit_failed(p, 0, False)
+        poison = self.poison.get(p)
+        if poison:  # dead-lettered in this commit or an earlier one: forget them
+            for t, o in [k for k in poison if k[1] < changes.offsets.get(k[0], 0)]:
+                del poison[(t, o)]
         if state_sends:  # the last state record, then the commit marker
             last = sent[len(state_sends) - 1]
             owned.state_end = last.offset + state_sends[-1][1] + 1
@@ -278,7 +423,15 @@ class Processor:
                     )
             for p in [p for p in self.owned if p not in numbers]:
                 await self._drop(p)
+            for p in [p for p in self._retry_at if p not in numbers]:
+                del self._retry_at[p]  # not ours any more
+            for p in [p for p in self.failing if p not in numbers]:
+                del self.failing[p]
+                if self.exporter is not None:
+                    self.exporter.commit_failed(p, 0, False)
             current = await self._current_ends([p for p in numbers if p in self.owned])
+            for p in numbers:
+                self._retry_at.pop(p, None)  # taken now
             await self._take(sorted(numbers), keep={p for p, ok in current.items() if ok})
             log.info("owning partitions %s", sorted(self.owned))
 
@@ -296,18 +449,26 @@ class Processor:
 
         ``keep``: partitions whose state we hold and know to be current (no restore).
         """
+        generation = self._generation
         old = {p: o for p in ps if (o := self.owned.pop(p, None)) is not None}
-        await asyncio.gather(*(o.producer.stop() for o in old.values()))
+        await asyncio.gather(*(stop_quietly(o.producer) for o in old.values()))
         producers = [self._producer(p) for p in ps]
-        # init_transactions: from here on the previous owners can commit nothing more
-        await asyncio.gather(*(producer.start() for producer in producers))
-        restored = await self._restore([p for p in ps if p not in keep or p not in old])
+        try:
+            # init_transactions: from here on the previous owners can commit nothing more
+            await asyncio.gather(*(producer.start() for producer in producers))
+            restored = await self._restore([p for p in ps if p not in keep or p not in old])
+        except BaseException:
+            await asyncio.gather(*(stop_quietly(producer) for producer in producers))
+            raise
         consumer = self._consumer
-        assert consumer is not None
+        if generation != self._generation or consumer is None:  # the run ended meanwhile
+            await asyncio.gather(*(stop_quietly(producer) for producer in producers))
+            return
         assignment = consumer.assignment()
         for p, producer in zip(ps, producers, strict=True):
             if p in restored:
                 state, state_end = restored[p]
+                state.careful = self._careful.get(p)  # until it has applied up to them
             else:
                 state, state_end = old[p].state, old[p].state_end
             self.owned[p] = Owned(state, producer, state_end)
@@ -335,7 +496,7 @@ class Processor:
     async def _drop(self, p: int) -> None:
         owned = self.owned.pop(p, None)
         if owned is not None:
-            await owned.producer.stop()
+            await stop_quietly(owned.producer)
         consumer = self._consumer
         if consumer is not None:
             tps = [TopicPartition(t, p) for t in self.topics.values()]
@@ -353,7 +514,16 @@ class Processor:
         for tp in tps:
             p = tp.partition
             changelog = ((r.key, r.value) for r in records[tp])
-            state = PartitionState.restore(p, self.topics, changelog, self.config, self.exporter)
+            state = PartitionState.restore(
+                p,
+                self.topics,
+                changelog,
+                self.config,
+                self.exporter,
+                poison=self.poison.setdefault(p, {}),
+                excerpt=self.ks.dlq_excerpt_bytes,
+                max_record_bytes=self.ks.max_record_bytes,
+            )
             out[p] = (state, ends[tp])
             log.info(
                 "partition %d: restored %d assignments from %d changelog records",
@@ -368,6 +538,13 @@ class Processor:
         stats.restore_seconds += elapsed
         log.info("restored partitions %s in %.2f s", ps, elapsed)
         return out
+
+
+def _really_cancelled() -> bool:
+    """Whether the current task was asked to stop (a CancelledError can also come out of
+    a future that aiokafka cancelled when a connection dropped)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 async def send_all(
@@ -397,11 +574,13 @@ async def send_all(
 
 
 class _Listener(ConsumerRebalanceListener):
-    def __init__(self, processor: Processor) -> None:
-        self.processor = processor
+    def __init__(self, processor: Processor, generation: int) -> None:
+        self.processor, self.generation = processor, generation
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self.processor._revoked(revoked)
+        if self.generation == self.processor._generation:
+            await self.processor._revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        await self.processor._assigned(assigned)
+        if self.generation == self.processor._generation:
+            await self.processor._assigned(assigned)

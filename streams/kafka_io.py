@@ -46,6 +46,15 @@ async def _start(client: Any) -> None:
         raise
 
 
+async def stop_quietly(client: Any, timeout: float = 10.0) -> None:
+    """Stop an aiokafka client; during a broker outage that can fail or hang: give up on
+    it after ``timeout`` seconds (its connections are closed either way)."""
+    try:
+        await asyncio.wait_for(client.stop(), timeout)
+    except Exception as exc:
+        log.warning("stopping %s: %s: %s", type(client).__name__, type(exc).__name__, exc)
+
+
 def reader(settings: KafkaSettings) -> AIOKafkaConsumer:
     """A consumer outside any group that sees only committed records, from the start."""
     return AIOKafkaConsumer(
@@ -127,7 +136,7 @@ class ProduceStats:
 
 
 async def produce_lines(
-    lines: Iterable[tuple[int, str]],
+    lines: Iterable[tuple[int, str | bytes]],
     settings: KafkaSettings,
     rejects: IO[str] | None,
     progress: Callable[[int], None] | None = None,
@@ -141,7 +150,7 @@ async def produce_lines(
     await _start(producer)
     try:
         pending: list[asyncio.Future[Any]] = []
-        for raw, event in validated(lines, stats, rejects, progress):
+        for _, raw, event, _ in validated(lines, stats, rejects, progress):
             topic = topics[event.type]
             pending.append(
                 await producer.send(topic, raw.encode(), key=event.assignment_id.encode())
@@ -294,4 +303,4 @@ class CompactedView:
                             table[r.key] = r.value
                         self.version += 1
         finally:
-            await consumer.stop()
+            await stop_quietly(consumer)

@@ -63,6 +63,55 @@ class KafkaSettings(BaseSettings):
         description="seconds a commit may take before the worker gives up on it and exits "
         "(a stuck transaction: the next owner continues from the last commit)",
     )
+    alerts_interval: float = Field(
+        30.0,
+        gt=0,
+        le=86_400,
+        description="seconds between evaluations of the latest report when no new one "
+        "came (min_duration, alerts due during a Redis outage)",
+    )
+    broker_deadline: float = Field(
+        300.0,
+        gt=0,
+        le=86_400,
+        description="seconds a worker waits out an unreachable broker (retrying, /health "
+        "503) before it exits with a message saying so",
+    )
+    kafka_request_timeout: float = Field(
+        40.0, ge=1, le=600, description="seconds an aiokafka request may take (its default: 40)"
+    )
+    commit_retry_backoff: float = Field(
+        0.5,
+        gt=0,
+        le=600,
+        description="seconds before a partition whose commit failed is rebuilt and retried; "
+        "doubles with each failure in a row",
+    )
+    commit_retry_backoff_max: float = Field(
+        30.0, gt=0, le=3600, description="the longest wait between a partition's commit retries"
+    )
+    stuck_after: int = Field(
+        3,
+        ge=1,
+        le=1000,
+        description="commits of a partition failed in a row after which it is stuck: "
+        "/health answers 503 and gapmon_partitions_stuck counts it",
+    )
+    dlq_excerpt_bytes: int = Field(
+        16 * 1024,
+        ge=256,
+        le=512 * 1024,
+        description="bytes of a bad message's value kept in its dead letter (with its size "
+        "and SHA-256), so no dead letter outgrows the DLQ topic's record limit",
+    )
+    max_record_bytes: int = Field(
+        1_000_000,
+        ge=10_000,
+        le=100 * 1024 * 1024,
+        description="the largest state or cell record a worker writes (keep it under the "
+        "topics' max.message.bytes, 1 MiB by default): the input record that would make "
+        "one larger is dead-lettered instead of jamming its partition",
+    )
     cells_interval: float | None = Field(
         None,
         gt=0,
@@ -187,6 +236,7 @@ class KafkaSettings(BaseSettings):
         kw: dict[str, Any] = {
             "bootstrap_servers": self.kafka_bootstrap,
             "security_protocol": self.kafka_security_protocol,
+            "request_timeout_ms": int(self.kafka_request_timeout * 1000),
         }
         ctx = self.ssl_context()
         if ctx is not None:

@@ -9,13 +9,19 @@ records out, so a test drives it the way a worker does.
 
 * :meth:`PartitionState.apply` takes one raw input record (topic, offset, key, value):
   it validates it (bad ones become dead letters with the reason, topic, partition and
-  offset), applies it to the engine, and remembers what changed.
+  offset, and a bounded excerpt of the value with its size and SHA-256:
+  :func:`dead_letter`), applies it to the engine, and remembers what changed. A record
+  the worker has marked as poison (its apply or its records raised before) becomes a
+  dead letter (reason ``internal``) instead.
 * :meth:`PartitionState.flush` returns what changed since the last flush, as records:
   the changed assignments' state (for the compacted ``gapmon.state`` changelog), the
   changed cells (for the compacted ``gapmon.aggregates``, one record per cell keyed
   ``[quarter, region, vertical, product, am, type, p]``, a tombstone once a cell is
   empty), the dead letters, and the input positions. A worker writes
-  them and the positions in one Kafka transaction.
+  them and the positions in one Kafka transaction. A state or cell record over
+  ``max_record_bytes`` (the topics' record limit) raises :class:`RecordTooLarge` here
+  rather than jam the partition at the broker; in :attr:`~PartitionState.careful` mode
+  the apply that makes such a record raises instead, naming the input record.
 * ``flush(cells=False)`` leaves the cells out: they wait for a later flush, and the
   ``~position`` record lists the keys of the cells still waiting (and whether the clock
   record is). A worker commits every ``commit_interval`` but writes cells less often,
@@ -36,6 +42,7 @@ waiting for their assignment. The report's ``as_of`` is the latest clock of all.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import math
 from collections.abc import Iterable, Mapping
@@ -46,7 +53,7 @@ import orjson
 
 from monitors.engine import Engine, EngineConfig
 from monitors.split import part_json, state_from_json, state_to_json
-from streams.events import Assignment, Deal, EventError, Touch, parse_event, parse_event_of
+from streams.events import Assignment, Deal, EventError, Touch, parse_event_of, parse_event_ts
 
 POSITION_KEY = b"~position"  # in the state changelog: input offsets and the clock
 CLOCK_KEY = "~clock|{}"  # in gapmon.aggregates: partition p's clock, without cells
@@ -54,24 +61,60 @@ CLOCK_KEY = "~clock|{}"  # in gapmon.aggregates: partition p's clock, without ce
 Event = Assignment | Touch | Deal
 
 
+DLQ_EXCERPT_BYTES = 16 * 1024  # of a message's value kept in its dead letter
+MAX_RECORD_BYTES = 1_000_000  # a state or cell record larger than this is not written
+ERROR_CHARS = 2000  # of an error message kept in a dead letter
+KEY_CHARS = 512  # of a message's key kept in a dead letter
+
+
 def dead_letter(
-    error: str, reason: str, topic: str, partition: int, offset: int, key: Any, raw: Any
+    error: str,
+    reason: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    key: Any,
+    raw: Any,
+    excerpt: int = DLQ_EXCERPT_BYTES,
 ) -> bytes:
-    """A dead letter: why, where it came from, and the message as it was."""
+    """A dead letter: why, where it came from, and the message as it was.
+
+    Bounded whatever the message: the value's first ``excerpt`` bytes (as text and in
+    base64, ``truncated`` when there was more) with its size and SHA-256, the key's first
+    :data:`KEY_CHARS` characters, the error's first :data:`ERROR_CHARS`. So a huge invalid
+    message cannot make a dead letter over the DLQ topic's record limit; the whole message
+    stays where ``topic``, ``partition`` and ``offset`` say (until its retention).
+    """
     raw_b = raw if isinstance(raw, bytes) else (b"" if raw is None else str(raw).encode())
     key_b = key if isinstance(key, bytes) else (None if key is None else str(key).encode())
+    head = raw_b[:excerpt]
+    key_s = None if key_b is None else key_b[: KEY_CHARS * 4].decode("utf-8", "replace")
     return json.dumps(
         {
-            "error": error,
-            "reason": reason,  # a bounded code: json | schema | topic | key | orphan
+            "error": error if len(error) <= ERROR_CHARS else error[:ERROR_CHARS] + "...",
+            # a bounded code: json | encoding | schema | topic | key | orphan | internal
+            "reason": reason,
             "topic": topic,
             "partition": partition,
             "offset": offset,
-            "key": None if key_b is None else key_b.decode("utf-8", "replace"),
-            "raw": raw_b.decode("utf-8", "replace"),
-            "raw_b64": base64.b64encode(raw_b).decode(),
+            "key": key_s if key_s is None or len(key_s) <= KEY_CHARS else key_s[:KEY_CHARS],
+            "raw": head.decode("utf-8", "replace"),
+            "raw_b64": base64.b64encode(head).decode(),
+            "raw_size": len(raw_b),
+            "raw_sha256": hashlib.sha256(raw_b).hexdigest(),
+            "truncated": len(raw_b) > len(head),
         }
     ).encode()
+
+
+class RecordTooLarge(ValueError):
+    """A record a flush would write is over ``max_record_bytes`` (the topics' limit)."""
+
+    def __init__(self, what: str, size: int, limit: int) -> None:
+        super().__init__(
+            f"{what}: its record would be {size:,} bytes, over the limit of {limit:,} "
+            "(GAPMON_MAX_RECORD_BYTES, below the topics' max.message.bytes)"
+        )
 
 
 class BadMessage(Exception):
@@ -89,8 +132,9 @@ def topic_kinds(topics: Mapping[str, str]) -> dict[str, str]:
 
 def check_message(
     raw: Any, key: Any, topic: str, topics: Mapping[str, str], kind: str | None = None
-) -> Event:
-    """The validated event of a message, or :class:`BadMessage` naming what is wrong.
+) -> tuple[Event, float]:
+    """The validated event of a message and its time (epoch seconds), or
+    :class:`BadMessage` naming what is wrong.
 
     ``kind``: the event type ``topic`` holds (``topics[kind] == topic``), when the caller
     knows it: the message is validated as that type first, and only one that is not a
@@ -98,26 +142,39 @@ def check_message(
     """
     if not raw or not isinstance(raw, (bytes, str)):  # a tuple: faster than bytes | str
         raise BadMessage("json", "value: empty message")
-    event = None if kind is None else parse_event_of(raw, kind)
-    if event is None:
+    checked = None if kind is None else parse_event_of(raw, kind)
+    if checked is None:
         try:
-            event = parse_event(raw)
+            checked = parse_event_ts(raw)
         except EventError as exc:
-            code = "json" if exc.message.startswith("json") or "JSON" in exc.message else "schema"
-            raise BadMessage(code, exc.message) from None
-        expected = topics[event.type]
+            raise BadMessage(_code(exc.message), exc.message) from None
+        expected = topics[checked[0].type]
         if expected != topic:
             raise BadMessage(
-                "topic", f"type={event.type!r} on topic {topic!r}: belongs on {expected!r}"
+                "topic", f"type={checked[0].type!r} on topic {topic!r}: belongs on {expected!r}"
             )
+    event = checked[0]
     key_s = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
     if key_s != event.assignment_id:
         raise BadMessage(
             "key",
-            f"key={key_s!r} but assignment_id={event.assignment_id!r}: the key must be "
-            "the assignment_id (co-partitioning)",
+            f"key={_excerpt_text(key_s)!r} but assignment_id={event.assignment_id!r}: the key "
+            "must be the assignment_id (co-partitioning)",
         )
-    return event
+    return checked
+
+
+def _code(message: str) -> str:
+    """The bounded reason code of a validation message."""
+    if message.startswith("invalid UTF-8"):
+        return "encoding"
+    return "json" if message.startswith("json") or "JSON" in message else "schema"
+
+
+def _excerpt_text(text: Any, limit: int = 200) -> Any:
+    if isinstance(text, str) and len(text) > limit:
+        return text[:limit] + f"... ({len(text):,} characters)"
+    return text
 
 
 @dataclass
@@ -136,6 +193,15 @@ class PartitionState:
     ``topics``: event type -> CRM topic name (``KafkaSettings.crm_topics``).
     ``exporter``: a :class:`monitors.exporter.GapmonExporter` to count events, rejects
     and dead letters (optional).
+    ``poison``: ``(topic, offset) -> error`` of records that made a previous apply or
+    flush of this partition raise (the worker keeps it across rebuilds): such a record is
+    dead-lettered (reason ``internal``) instead of applied. ``excerpt``: bytes of a bad
+    message kept in its dead letter.
+
+    :attr:`careful` (input offsets, or None): until the partition has applied up to
+    them, each record's state and cell records are built right after it is applied, so
+    that a record whose records cannot be built raises in :meth:`apply` (the worker then
+    knows which one it is) rather than in a later :meth:`flush`.
     """
 
     def __init__(
@@ -144,11 +210,18 @@ class PartitionState:
         topics: Mapping[str, str],
         config: EngineConfig | None = None,
         exporter: Any = None,
+        poison: Mapping[tuple[str, int], str] | None = None,
+        excerpt: int = DLQ_EXCERPT_BYTES,
+        max_record_bytes: int = MAX_RECORD_BYTES,
     ) -> None:
         self.partition = partition
+        self.max_record_bytes = max_record_bytes
         self.topics = dict(topics)
         self._kinds = topic_kinds(self.topics)
         self.exporter = exporter
+        self._poison = {} if poison is None else poison
+        self._excerpt = excerpt
+        self.careful: dict[str, int] | None = None
         self.engine = Engine(config, on_dead_letter=self._orphan)
         if exporter is not None:
             exporter.instrument_engine(self.engine)
@@ -169,20 +242,24 @@ class PartitionState:
             return False
         self.offsets[topic] = offset + 1
         self._pending += 1
+        if self._poison and (topic, offset) in self._poison:
+            error = self._poison[(topic, offset)]
+            if self.exporter is not None:
+                self.exporter.dead_lettered("internal")
+            self._letter(f"internal: {error}", "internal", topic, offset, key, value)
+            return True
         try:
-            event = check_message(value, key, topic, self.topics, self._kinds.get(topic))
+            event, ts = check_message(value, key, topic, self.topics, self._kinds.get(topic))
         except BadMessage as bad:
             if self.exporter is not None:
                 self.exporter.event_rejected(bad.message)
-            letter = dead_letter(bad.message, bad.reason, topic, self.partition, offset, key, value)
-            self._letters.append((key if isinstance(key, bytes) else None, letter))
+            self._letter(bad.message, bad.reason, topic, offset, key, value)
             return True
         aid = event.assignment_id
         engine = self.engine
         states = engine.states
         before = engine.cells_of(states.get(aid))  # its cohort cell, and its bookings cell
         self._where = (topic, offset)
-        ts = event.occurred_at.timestamp()  # computed once: the clock's and the engine's
         if engine.ingest(event, ts):
             self._dirty.add(aid)
             self._cells.update(before)
@@ -190,23 +267,50 @@ class PartitionState:
             self._cells.update(engine.cells_of(states.get(aid)))
         if ts > self.clock:
             self.clock = ts
+        if self.careful is not None:
+            self._check_records(aid, before)
         return True
+
+    def _letter(
+        self, error: str, reason: str, topic: str, offset: int, key: Any, value: Any
+    ) -> None:
+        letter = dead_letter(
+            error, reason, topic, self.partition, offset, key, value, self._excerpt
+        )
+        self._letters.append((key if isinstance(key, bytes) else None, letter))
+
+    def _check_records(self, aid: str, before: tuple[tuple[str, ...], ...]) -> None:
+        """Build the records the last apply changed (raises if one cannot be built); leave
+        careful mode once the partition has applied what it had when its flush failed.
+        ``before``: the keys of the cells the assignment was in before the apply."""
+        st = self.engine.states.get(aid)
+        limit = self.max_record_bytes
+        if st is not None and len(value := state_to_json(st)) > limit:
+            raise RecordTooLarge(f"the state of assignment_id={aid!r}", len(value), limit)
+        cells = self.engine.cells
+        for key in {*before, *self.engine.cells_of(st)}:
+            cell = cells.get(key)
+            if cell is not None:
+                value = part_json(((key, cell),), self.clock)
+                if len(value) > limit:
+                    raise RecordTooLarge(f"cell {key}", len(value), limit)
+        offsets, until = self.offsets, self.careful
+        if until is not None and all(offsets.get(t, 0) >= o for t, o in until.items()):
+            self.careful = None
 
     def _orphan(self, why: str, record: dict[str, Any]) -> None:
         """The engine gave up waiting for an assignment: dead-letter its events' ids."""
         aid = record["assignment_id"]
         self._dirty.add(aid)  # gone from the engine: a tombstone in the changelog
         topic, offset = self._where
-        letter = dead_letter(
+        self._letter(
             f"assignment_id={aid!r}: {why}; event ids {', '.join(record['event_ids'])}",
             "orphan",
             topic,
-            self.partition,
             offset,
             aid.encode(),
             json.dumps(record).encode(),
         )
-        self._letters.append((aid.encode(), letter))
         if self.exporter is not None:
             self.exporter.dead_lettered("parked_too_long")
 
@@ -232,17 +336,25 @@ class PartitionState:
         cells = cells and self.cells_waiting
         if not self._pending and not cells:
             return changes
+        limit = self.max_record_bytes
         if cells:
             changes.aggregates = list(self.cell_records(self._cells))
+            for key, value in changes.aggregates:
+                if value is not None and len(value) > limit:
+                    raise RecordTooLarge(f"cell {key.decode()}", len(value), limit)
             if self.clock > self._clock_written:
                 changes.aggregates.append((self.clock_key(), part_json((), self.clock)))
                 self._clock_written = self.clock
             self._cells = set()
         states = self.engine.states
+        out = changes.states
         for aid in sorted(self._dirty):
             st = states.get(aid)
-            changes.states.append((aid.encode(), None if st is None else state_to_json(st)))
-        changes.states.append((POSITION_KEY, self._position()))
+            value = None if st is None else state_to_json(st)
+            if value is not None and len(value) > limit:
+                raise RecordTooLarge(f"the state of assignment_id={aid!r}", len(value), limit)
+            out.append((aid.encode(), value))
+        out.append((POSITION_KEY, self._position()))
         changes.letters = self._letters
         self._dirty, self._letters = set(), []
         self._pending = 0
@@ -288,9 +400,12 @@ class PartitionState:
         records: Iterable[tuple[bytes, bytes | None]],
         config: EngineConfig | None = None,
         exporter: Any = None,
+        poison: Mapping[tuple[str, int], str] | None = None,
+        excerpt: int = DLQ_EXCERPT_BYTES,
+        max_record_bytes: int = MAX_RECORD_BYTES,
     ) -> PartitionState:
         """Rebuild from the state changelog's records of this partition, in offset order."""
-        ps = cls(partition, topics, config, exporter)
+        ps = cls(partition, topics, config, exporter, poison, excerpt, max_record_bytes)
         engine = ps.engine
         states = engine.states
         position: bytes | None = None

@@ -2,8 +2,9 @@
 
 * :class:`Publisher` takes a whole report and publishes each ``quarter|region``
   snapshot that differs from what it last sent to the compacted ``gapmon.drivers``;
-  with an exporter it also refreshes the Prometheus report gauges, with an alert store
-  (Redis) it evaluates the alert rules and drains the outbox.
+  with an exporter it also refreshes the Prometheus report gauges, and with a
+  :class:`~streams.alerting.AlertLoop` it hands the report over for the alert rules
+  (evaluated and delivered there, never on this path).
 * :class:`Snapshots` is the report source of a worker without models: a
   :class:`~streams.kafka_io.CompactedView` keeps, read_committed, the latest record of
   every key of ``gapmon.aggregates`` (every cell of every partition, as the
@@ -30,12 +31,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 
 from monitors.settings import Settings
 from monitors.snapshots import report_of, split_report
 from monitors.split import CellPart, MergedCells
 from pacing.targets import TargetsTable
-from streams.kafka_io import CompactedView
+from streams.kafka_io import CompactedView, stop_quietly
 from streams.kafka_settings import KafkaSettings
 
 log = logging.getLogger("gapmon.worker")
@@ -73,7 +75,7 @@ class Publisher:
         self,
         ks: KafkaSettings,
         exporter: Any = None,
-        alerts: tuple[Any, Any, Any] | None = None,  # (AlertStore, rules, Notifier)
+        alerts: Any = None,  # a streams.alerting.AlertLoop
     ) -> None:
         self.ks, self.exporter, self.alerts = ks, exporter, alerts
         self.producer: AIOKafkaProducer | None = None
@@ -86,40 +88,49 @@ class Publisher:
         if self.exporter is not None:
             self.exporter.update_report(report)
         if self.alerts is not None:
-            await asyncio.to_thread(self._alert, report)
+            self.alerts.offer(report)  # evaluated and delivered off this path
+        # bounded: a broker outage fails this publish (the next tick sends it again)
+        # instead of holding the report source, or a shutdown, for as long as it lasts
+        limit = 2 * self.ks.kafka_request_timeout + 5
+        try:
+            return await asyncio.wait_for(self._send(snaps), limit)
+        except TimeoutError:
+            raise KafkaTimeoutError(f"snapshots not delivered in {limit:g} s") from None
+
+    async def _send(self, snaps: dict[str, bytes]) -> int:
         if self.producer is None:
-            self.producer = AIOKafkaProducer(
+            producer = AIOKafkaProducer(
                 **self.ks.aiokafka_kwargs(), acks="all", max_request_size=8 * 1024 * 1024
             )
-            await self.producer.start()
-        futures = []
+            try:
+                await producer.start()
+            except BaseException:
+                await stop_quietly(producer)
+                raise
+            self.producer = producer
+        futures, sending = [], []
         for key, value in snaps.items():
             if self.sent.get(key) != value:
                 futures.append(
                     await self.producer.send(self.ks.drivers_topic, value, key=key.encode())
                 )
-                self.sent[key] = value
-        await asyncio.gather(*futures)
-        self.published += len(futures)
+                sending.append((key, value))
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        failed = None
+        for (key, value), result in zip(sending, results, strict=True):
+            if isinstance(result, BaseException):
+                failed = failed or result
+            else:
+                self.sent[key] = value  # only what the broker has: the rest is sent again
+                self.published += 1
+        if failed is not None:
+            raise failed
         return len(futures)
-
-    def _alert(self, report: dict[str, Any]) -> None:
-        """Evaluate the rules (Redis keeps state, dedups across workers) and send what is due."""
-        assert self.alerts is not None
-        store, rules, notifier = self.alerts
-        try:
-            store.process(report, rules)
-            stats = store.drain(notifier)
-            log.info("alerts: %s", stats.summary())
-        except Exception as exc:  # Redis down, Slack down: the outbox keeps what is due
-            log.warning(
-                "alerts: %s: %s (will retry with the next snapshot)", type(exc).__name__, exc
-            )
 
     async def close(self) -> None:
         if self.producer is not None:
-            await self.producer.stop()
-            self.producer = None
+            producer, self.producer = self.producer, None
+            await stop_quietly(producer)
 
 
 async def paced(
@@ -170,7 +181,7 @@ class Snapshots:
         settings: Settings,
         base: TargetsTable,
         exporter: Any = None,
-        alerts: tuple[Any, Any, Any] | None = None,
+        alerts: Any = None,
         catching_up: Callable[[], bool] | None = None,
     ) -> None:
         self.ks, self.settings, self.base = ks, settings, base
@@ -210,14 +221,20 @@ class Snapshots:
         report = report_of(self.merged, self.merged.latest_ts, targets, self.settings)
         if report is None:
             return 0
-        return await self.publisher.publish(report)
+        try:
+            return await self.publisher.publish(report)
+        except KafkaError as exc:  # the broker is away: build and send it again next tick
+            self.built_version = -1
+            log.warning("snapshots not published (%s: %s); next tick", type(exc).__name__, exc)
+            return 0
 
     async def run(self, stop: asyncio.Event) -> None:
-        """The view and the paced ticks, until ``stop``."""
+        """The view and the paced ticks, until ``stop`` (or one of them fails)."""
         try:
-            await asyncio.gather(
-                self.view.run(stop),
-                paced(stop, self.tick, self.ks.snapshot_interval_for, self._catching_up),
-            )
+            async with asyncio.TaskGroup() as group:  # a failure cancels the other one
+                group.create_task(self.view.run(stop))
+                group.create_task(
+                    paced(stop, self.tick, self.ks.snapshot_interval_for, self._catching_up)
+                )
         finally:
             await self.publisher.close()

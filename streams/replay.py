@@ -1,12 +1,16 @@
 """Run a file of events through the engine in one process: parse, reject, ingest, count.
 
 Invalid lines never stop a replay: each goes to the rejects file as
-``{"line": n, "error": "...", "raw": "..."}``. Touch and deal events whose assignment
-never arrived are written there too at the end (``"line": null``), so nothing is lost.
+``{"line": n, "error": "...", "raw": "..."}`` (a line that is not UTF-8 also carries
+its bytes as ``"raw_b64"``). Touch and deal events whose assignment never arrived are
+written there too at the end (``"line": null``), so nothing is lost. An event that
+passes validation but makes the engine raise is rejected the same way (``"error":
+"internal: ..."``) and the replay goes on.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 from collections.abc import Callable, Iterable, Iterator
@@ -15,7 +19,7 @@ from datetime import UTC, datetime
 from typing import IO, Any, Protocol
 
 from monitors.engine import Engine
-from streams.events import Assignment, Deal, EventError, Touch, parse_event
+from streams.events import Assignment, Deal, EventError, Touch, parse_event_ts
 
 Progress = Callable[[int], None]
 
@@ -54,27 +58,43 @@ class LineCounts(Protocol):
 
 
 def validated(
-    lines: Iterable[tuple[int, str]],
+    lines: Iterable[tuple[int, str | bytes]],
     stats: LineCounts,
     rejects: IO[str] | None,
     progress: Progress | None = None,
-) -> Iterator[tuple[str, Assignment | Touch | Deal]]:
-    """``(raw line, event)`` for each valid line; each invalid one is counted in ``stats``
-    and written to ``rejects`` as ``{"line": n, "error": "...", "raw": "..."}``."""
+) -> Iterator[tuple[int, str, Assignment | Touch | Deal, float]]:
+    """``(line number, raw line, event, epoch seconds)`` for each valid line; each invalid one is
+    counted in ``stats`` and written to ``rejects`` as ``{"line": n, "error": "...",
+    "raw": "..."}``. A line given as bytes is one that is not UTF-8 (``read_lines``): it
+    is rejected, with its bytes kept in ``"raw_b64"``."""
     for number, raw in lines:
         stats.lines += 1
         if progress is not None:
             progress(len(raw) + 1)
         try:
-            event = parse_event(raw)
+            event, ts = parse_event_ts(raw)
         except EventError as exc:
-            stats.rejected += 1
-            key = _reason_key(exc.message)
-            stats.reasons[key] = stats.reasons.get(key, 0) + 1
-            if rejects is not None:
-                rejects.write(json.dumps({"line": number, "error": exc.message, "raw": raw}) + "\n")
+            reject(stats, rejects, number, exc.message, raw)
             continue
-        yield raw, event
+        yield number, raw, event, ts  # type: ignore[misc]  # bytes are never valid
+
+
+def reject(
+    stats: LineCounts, rejects: IO[str] | None, number: int | None, message: str, raw: str | bytes
+) -> None:
+    """Count one rejected line and write its record to ``rejects``."""
+    stats.rejected += 1
+    key = _reason_key(message)
+    stats.reasons[key] = stats.reasons.get(key, 0) + 1
+    if rejects is None:
+        return
+    record: dict[str, Any] = {"line": number, "error": message}
+    if isinstance(raw, bytes):
+        record["raw"] = raw.decode("utf-8", "replace")
+        record["raw_b64"] = base64.b64encode(raw).decode()
+    else:
+        record["raw"] = raw
+    rejects.write(json.dumps(record) + "\n")
 
 
 def replay_lines(
@@ -92,14 +112,17 @@ def replay_lines(
     # two datetimes of different tzinfo objects asks each for its offset.
     limit = math.inf if as_of is None else as_of.timestamp()
     latest = -math.inf
-    for _, event in validated(lines, stats, rejects, progress):
-        ts = event.occurred_at.timestamp()
+    for number, raw, event, ts in validated(lines, stats, rejects, progress):
         if ts > limit:
             stats.after_as_of += 1
             continue
+        try:
+            ingest(event, ts)
+        except Exception as exc:  # a bug or a limit of the engine: this event, not the run
+            reject(stats, rejects, number, f"internal: {type(exc).__name__}: {exc}", raw)
+            continue
         if ts > latest:
             latest = ts
-        ingest(event, ts)
     if latest > -math.inf:
         stats.latest = datetime.fromtimestamp(latest, UTC)
     stats.duplicates = engine.duplicates - before_dup

@@ -75,15 +75,16 @@ Event = Assignment | Touch | Deal
 # ---- readers and writer ----------------------------------------------------------------
 
 
-def read_lines(path: str) -> Iterator[tuple[int, str]]:
+def read_lines(path: str) -> Iterator[tuple[int, str | bytes]]:
     """Yield ``(line number, line)`` of a JSONL file; ``"-"`` reads stdin.
 
     Line numbers are 1-based and count every line (blank ones included), so they match
     an editor's. Only ``\\n`` ends a line (a stray ``\\r`` at the end is removed with
-    it); blank and whitespace-only lines are skipped. Bytes are decoded as UTF-8 with
-    ``errors="replace"``: a garbage byte becomes U+FFFD and the line is still yielded
-    (it will then fail validation with a reason, not crash the reader). A UTF-8 byte
-    order mark at the start of the file is dropped.
+    it); blank and whitespace-only lines are skipped. A line is decoded as UTF-8; one
+    that is not UTF-8 is yielded as its bytes (without the line break), so the caller
+    rejects it with the bytes as they were (``streams.events.parse_event`` says where
+    the bad byte is) instead of reading U+FFFD into a name. A UTF-8 byte order mark at
+    the start of the file is dropped.
     """
     if path == "-":
         stream = getattr(sys.stdin, "buffer", None)
@@ -96,9 +97,16 @@ def read_lines(path: str) -> Iterator[tuple[int, str]]:
         yield from _numbered(fh)
 
 
-def _numbered(raw_lines: Iterable[bytes]) -> Iterator[tuple[int, str]]:
+def _numbered(raw_lines: Iterable[bytes]) -> Iterator[tuple[int, str | bytes]]:
     for number, raw in enumerate(raw_lines, start=1):
-        line = raw.decode("utf-8", errors="replace").rstrip("\n").rstrip("\r")
+        try:
+            line = raw.decode("utf-8").rstrip("\n").rstrip("\r")
+        except UnicodeDecodeError:
+            raw = raw.rstrip(b"\n").rstrip(b"\r")
+            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            yield number, raw
+            continue
         if number == 1 and line.startswith("\ufeff"):
             line = line[1:]
         if line.strip():

@@ -8,9 +8,14 @@ Ctrl-C:
   role (one worker of the group runs the models and publishes the report, the others
   stand by); without, the :class:`~streams.publisher.Snapshots` view of every region's
   cells and the targets, which publishes the changed snapshots to ``gapmon.drivers``;
+* the :class:`~streams.outage.BrokerWatch`: a broker outage does not stop the worker
+  (its parts are started again after it, :func:`~streams.outage.supervised`) unless it
+  lasts longer than ``GAPMON_BROKER_DEADLINE``;
 * a small HTTP status server on ``web_port`` (loopback): ``GET /health`` answers
-  ``ok`` while the worker runs, ``GET /status`` gives the partitions it owns and its
-  counters as JSON.
+  ``ok`` while the worker runs and nothing is wrong, and 503 with what is wrong (the
+  broker unreachable, a partition whose commits keep failing,
+  :meth:`~streams.eos.Processor.problems`);
+  ``GET /status`` gives the partitions it owns, its counters and those problems as JSON.
 
 On SIGTERM the processor commits what it has applied and leaves the group, so the
 others take its partitions over at once. On kill -9 nothing is committed after the
@@ -29,10 +34,12 @@ from aiohttp import web
 
 from monitors.settings import Settings
 from pacing.targets import TargetsTable
+from streams.alerting import AlertLoop
 from streams.analyst import Analyst, RedisCheckpoints
-from streams.eos import Processor
+from streams.eos import CommitStuck, Processor
 from streams.kafka_io import ensure_topics
 from streams.kafka_settings import KafkaSettings
+from streams.outage import BrokerWatch, supervised, until_reachable
 from streams.publisher import Snapshots
 
 log = logging.getLogger("gapmon.worker")
@@ -45,6 +52,7 @@ def status(processor: Processor, source: Snapshots | Analyst) -> dict[str, Any]:
         "partitions": sorted(processor.owned),
         "processor": dataclasses.asdict(processor.stats),
         "snapshots_published": source.published,
+        "problems": processor.problems(),
     }
     if isinstance(source, Analyst):
         learned = source.learned
@@ -60,14 +68,33 @@ async def _serve_status(
     port: int, processor: Processor, snapshots: Snapshots | Analyst
 ) -> web.AppRunner:
     async def health(_: web.Request) -> web.Response:
+        problems = processor.problems()
+        if problems:
+            return web.Response(status=503, text="".join(f"{p}\n" for p in problems))
         return web.Response(text="ok\n")
 
     async def status_json(_: web.Request) -> web.Response:
         return web.json_response(status(processor, snapshots))
 
+    async def tasks(_: web.Request) -> web.Response:
+        """Each asyncio task and where it waits: what a stuck worker is stuck on."""
+        lines = []
+        for task in sorted(asyncio.all_tasks(), key=lambda t: t.get_name()):
+            where, coro, depth = [], task.get_coro(), 0
+            while coro is not None and depth < 12:  # the chain of awaits, outermost first
+                frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+                if frame is not None:
+                    name = frame.f_code.co_filename.rsplit("/", 2)[-1]
+                    where.append(f"{frame.f_code.co_name} ({name}:{frame.f_lineno})")
+                coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+                depth += 1
+            lines.append(f"{task.get_name()}: {' -> '.join(where)}")
+        return web.Response(text="\n".join(lines) + "\n")
+
     app = web.Application()
     app.router.add_get("/health", health)
     app.router.add_get("/status", status_json)
+    app.router.add_get("/tasks", tasks)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
@@ -79,28 +106,39 @@ async def run_worker(
     settings: Settings,
     base: TargetsTable,
     exporter: Any = None,
-    alerts: tuple[Any, Any, Any] | None = None,
+    alerts: tuple[Any, Any, Any] | None = None,  # (AlertStore, rules, Notifier)
     checkpoints: RedisCheckpoints | None = None,
 ) -> None:
-    """Run one worker until SIGTERM / SIGINT (or until a part of it fails)."""
-    await ensure_topics(ks)
+    """Run one worker until SIGTERM / SIGINT, or until a part of it fails for a reason
+    other than the broker, or the broker has been unreachable for longer than
+    ``GAPMON_BROKER_DEADLINE`` (:class:`~streams.outage.BrokerUnreachable`)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    watch = BrokerWatch(ks)
+    if not await until_reachable("creating the topics", lambda: ensure_topics(ks), stop, watch):
+        return
     processor = Processor(ks, settings.engine, exporter)
+    processor.watch = watch
+    alert_loop = None if alerts is None else AlertLoop(*alerts, every=ks.alerts_interval)
     snapshots: Snapshots | Analyst
     if ks.models:
-        snapshots = Analyst(ks, settings, base, exporter, alerts, checkpoints)
+        snapshots = Analyst(ks, settings, base, exporter, alert_loop, checkpoints)
     else:
         snapshots = Snapshots(
-            ks, settings, base, exporter, alerts, catching_up=lambda: processor.catching_up
+            ks, settings, base, exporter, alert_loop, catching_up=lambda: processor.catching_up
         )
     runner = await _serve_status(ks.web_port, processor, snapshots)
     tasks = [
-        asyncio.create_task(processor.run(stop), name="processor"),
-        asyncio.create_task(snapshots.run(stop), name="report"),
+        asyncio.create_task(
+            supervised("processor", processor.run, stop, watch, (CommitStuck,)), name="processor"
+        ),
+        asyncio.create_task(supervised("report", snapshots.run, stop, watch), name="report"),
+        asyncio.create_task(watch.run(stop), name="broker watch"),
     ]
+    if alert_loop is not None:
+        tasks.append(asyncio.create_task(alert_loop.run(stop), name="alerts"))
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         stop.set()

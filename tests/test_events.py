@@ -8,12 +8,18 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from streams.events import (
+    MONEY_MAX,
     Assignment,
     Deal,
     EventError,
     Touch,
+    event_time,
     parse_event,
     parse_event_obj,
+    parse_event_ts,
+    set_time_window,
+    time_window,
+    time_window_from_env,
     to_json,
 )
 
@@ -128,3 +134,153 @@ def test_to_json_round_trips() -> None:
     for raw in (ASSIGNMENT, TOUCH, DEAL):
         event = parse_event_obj(raw)
         assert parse_event(to_json(event)) == event
+
+
+# ---- strict types, printable text, unknown fields, money range, time window (#18) -------
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ({**TOUCH, "occurred_at": 1_790_000_000}, "occurred_at=1790000000: must be an ISO-8601"),
+        ({**TOUCH, "occurred_at": 1_790_000_000.5}, "occurred_at=1790000000.5: must be an ISO"),
+        ({**DEAL, "amount": True}, "amount=True: must be a JSON number"),
+        ({**DEAL, "amount": "50000"}, "amount='50000': must be a JSON number"),
+        ({**ASSIGNMENT, "expected_rev": "50000"}, "expected_rev='50000': must be a JSON number"),
+        ({**ASSIGNMENT, "opp_score": False}, "opp_score=False: must be a JSON number"),
+        ({**ASSIGNMENT, "region": 5}, "region=5: must be a JSON string"),
+        ({**TOUCH, "event_id": 7}, "event_id=7: must be a JSON string"),
+    ],
+)
+def test_json_types_are_taken_as_written(raw: dict, expected: str) -> None:
+    with pytest.raises(EventError) as info:
+        parse_event(json.dumps(raw))
+    assert expected in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "\ufffdEMEA",  # what a bad byte decoded with errors="replace" becomes
+        "EM\x00EA",
+        "EMEA\x1b[31m",
+        "EM\x85EA",  # a C1 control (NEL)
+        "EM\u200bEA",  # zero-width space: looks like EMEA, splits it
+        "\u202eAEME",  # right-to-left override
+        "EM\u2028EA",  # a line separator (stripped at the ends, like any blank)
+        "\ufeffEMEA",
+    ],
+)
+@pytest.mark.parametrize("field", ["region", "am_id", "vertical", "assignment_id", "event_id"])
+def test_names_and_ids_must_be_printable_text(field: str, value: str) -> None:
+    with pytest.raises(EventError) as info:
+        parse_event(json.dumps({**ASSIGNMENT, field: value}))
+    shown = repr(value).replace("\ufffd", "\\ufffd")  # U+FFFD is shown escaped too
+    assert f"{field}={shown}: must be printable text" in str(info.value)
+    with pytest.raises(EventError, match="must be printable text"):  # the CSV path too
+        parse_event_obj({**ASSIGNMENT, field: value})
+
+
+def test_printable_text_allows_any_language_and_free_text_allows_line_breaks() -> None:
+    a = parse_event(json.dumps({**ASSIGNMENT, "am_id": "Zoë Ñúñez-李", "region": "Île-de-France"}))
+    assert a.am_id == "Zoë Ñúñez-李"
+    d = parse_event(json.dumps({**DEAL, "reason_text": "lost on price.\n\tSee QBR notes"}))
+    assert d.reason_text == "lost on price.\n\tSee QBR notes"
+    with pytest.raises(EventError, match="reason_text=.*must be printable"):
+        parse_event(json.dumps({**DEAL, "reason_text": "bad byte \ufffd here"}))
+    with pytest.raises(EventError, match="reason_code=.*must be printable"):
+        parse_event(json.dumps({**DEAL, "reason_code": "pri\x07cing"}))
+
+
+def test_invalid_utf8_is_rejected_as_such() -> None:
+    raw = json.dumps({**ASSIGNMENT, "region": "EMEA"}).encode().replace(b"EMEA", b"\xffEMEA")
+    with pytest.raises(EventError) as info:
+        parse_event(raw)
+    at = raw.index(b"\xff")
+    assert str(info.value) == f"invalid UTF-8 at byte {at}: invalid start byte (b'\\xffEME')"
+    # a lone surrogate escape is not text either
+    with pytest.raises(EventError, match="invalid JSON"):
+        parse_event(json.dumps({**ASSIGNMENT, "region": "\ud800EMEA"}).encode())
+
+
+def test_unknown_fields_are_rejected_and_named() -> None:
+    """A won deal with "Amount" is not a $0 win: the field is named, with the one meant."""
+    with pytest.raises(EventError) as info:
+        parse_event(json.dumps({**DEAL, "Amount": 45000}))
+    assert str(info.value) == (
+        "Amount=45000: unknown field, not in the event contract (did you mean 'amount'?)"
+    )
+    with pytest.raises(EventError, match="colour='red': unknown field"):
+        parse_event(json.dumps({**TOUCH, "colour": "red"}))
+    with pytest.raises(EventError, match="_extra_cells=.*unknown field"):  # a ragged CSV row
+        parse_event_obj({**TOUCH, "_extra_cells": ["surplus"]})
+    many = {**TOUCH, **{f"x{i}": i for i in range(50)}}
+    with pytest.raises(EventError, match="and 30 more problems$"):  # a bounded message
+        parse_event(json.dumps(many))
+
+
+@pytest.mark.parametrize("field", ["expected_rev", "amount"])
+def test_money_is_0_to_a_trillion(field: str) -> None:
+    base = ASSIGNMENT if field == "expected_rev" else DEAL
+    assert getattr(parse_event(json.dumps({**base, field: MONEY_MAX})), field) == 1e12
+    assert getattr(parse_event(json.dumps({**base, field: 50_000_000})), field) == 5e7
+    for value in (1e12 + 1, 1e307, 10**30):
+        with pytest.raises(EventError) as info:
+            parse_event(json.dumps({**base, field: value}))
+        assert f"{field}=" in str(info.value) and "less than or equal to 1000000000000" in str(
+            info.value
+        )
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        "9999-12-31T20:00:00-05:00",  # the quarter after is past datetime's range
+        "0001-01-01T00:30:00+01:00",  # before year 1 in UTC
+        "0001-01-01T00:30:00-01:00",
+        "1989-12-31T23:59:59Z",
+        "2099-01-01T00:00:00Z",
+    ],
+)
+def test_times_outside_the_window_are_rejected_naming_the_value(when: str) -> None:
+    with pytest.raises(EventError) as info:
+        parse_event(json.dumps({**TOUCH, "occurred_at": when}))
+    message = str(info.value)
+    assert message.startswith("occurred_at='") and "outside the accepted window" in message
+    assert "GAPMON_EVENTS_EARLIEST" in message and "1990-01-01T00:00:00Z .. " in message
+
+
+def test_the_window_is_configurable() -> None:
+    earliest, latest = time_window()
+    assert earliest == datetime(1990, 1, 1, tzinfo=UTC).timestamp()
+    now = datetime.now(UTC).timestamp()
+    assert now + 729 * 86_400 < latest < now + 731 * 86_400
+    edge = json.dumps({**TOUCH, "occurred_at": "1990-01-01T00:00:00Z"})
+    assert parse_event_ts(edge)[1] == earliest
+    try:
+        time_window_from_env(
+            {"GAPMON_EVENTS_EARLIEST": "2020-01-01", "GAPMON_EVENTS_MAX_AHEAD_DAYS": "0"}
+        )
+        with pytest.raises(EventError, match="1990-01-01"):
+            parse_event(edge)
+        tomorrow = datetime.now(UTC) + timedelta(days=1)
+        with pytest.raises(EventError, match="outside the accepted window"):
+            parse_event(json.dumps({**TOUCH, "occurred_at": tomorrow.isoformat()}))
+        set_time_window(max_ahead_days=3_000_000)  # an operator's choice: up to year 9999
+        assert event_time(parse_event_obj({**TOUCH, "occurred_at": "9999-06-01T00:00:00Z"}))
+        with pytest.raises(ValueError, match="GAPMON_EVENTS_EARLIEST='soon'"):
+            time_window_from_env({"GAPMON_EVENTS_EARLIEST": "soon"})
+    finally:
+        set_time_window("1990-01-01T00:00:00Z", 730)
+    assert time_window()[0] == earliest
+
+
+def test_the_csv_path_converts_strings_but_keeps_every_other_rule() -> None:
+    """CSV cells are strings by nature: parse_event_obj converts them (lax), and the
+    ranges, the text rules, the unknown fields and the window still apply."""
+    row = {k: str(v) for k, v in DEAL.items()}
+    assert parse_event_obj(row).amount == 48000
+    with pytest.raises(EventError, match="amount="):
+        parse_event_obj({**row, "amount": "2e12"})
+    with pytest.raises(EventError, match="outside the accepted window"):
+        parse_event_obj({**row, "occurred_at": "1900-01-01T00:00:00Z"})

@@ -20,6 +20,7 @@ import zlib
 from datetime import datetime
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategies import delivered, event_streams
@@ -162,7 +163,7 @@ def test_partitions_through_crashes_equal_the_engine(
     assert sorted((d["topic"], d["key"]) for d in broker.letters) == sorted(
         (TOPICS["touch"], f"G{i}") for i in range(garbage)
     )
-    assert all(d["reason"] in ("json", "schema") for d in broker.letters)
+    assert all(d["reason"] in ("json", "schema", "encoding") for d in broker.letters)
 
 
 def test_a_generated_quarter_through_crashes_gives_the_engine_report_metrics() -> None:
@@ -293,8 +294,17 @@ def _copy(cell: Any) -> Any:
 @settings(max_examples=50, deadline=None)
 @given(
     # any printable text (quotes, backslashes, non-ASCII); the contract strips whitespace
+    # and refuses U+FFFD (what undecodable bytes become)
     names=st.tuples(
-        *[st.text(st.characters(codec="utf-8", exclude_categories=("C", "Z")), min_size=1)] * 3
+        *[
+            st.text(
+                st.characters(
+                    codec="utf-8", exclude_categories=("C", "Z"), exclude_characters="\ufffd"
+                ),
+                min_size=1,
+            )
+        ]
+        * 3
     ),
     p=st.integers(0, 64),
 )
@@ -323,10 +333,11 @@ KINDS = topic_kinds(TOPICS)
 def test_validating_by_the_topics_type_gives_the_unions_event(events: list[Any]) -> None:
     for event in events:
         raw, key, topic = to_json(event).encode(), event.assignment_id.encode(), TOPICS[event.type]
-        typed = check_message(raw, key, topic, TOPICS, KINDS[topic])
-        assert typed == check_message(raw, key, topic, TOPICS) == parse_event(raw) == event
+        typed, ts = check_message(raw, key, topic, TOPICS, KINDS[topic])
+        assert (typed, ts) == check_message(raw, key, topic, TOPICS)
+        assert typed == parse_event(raw) == event and ts == event.occurred_at.timestamp()
         assert type(typed) is type(event)
-        assert parse_event_of(raw, event.type) == event  # the typed path, not the fallback
+        assert parse_event_of(raw, event.type) == (event, ts)  # the typed path
         assert all(parse_event_of(raw, other) is None for other in TOPICS if other != event.type)
 
 
@@ -352,10 +363,116 @@ def test_a_bad_message_is_named_the_same_with_the_topics_type_or_without() -> No
             "schema",
         ),
         (good[:-3], deal.assignment_id.encode(), TOPICS["deal"], "json"),
-        (b"\xff\xfe garbage", b"k", TOPICS["deal"], "json"),
+        (b"\xff\xfe garbage", b"k", TOPICS["deal"], "encoding"),  # not UTF-8
         (b"", b"k", TOPICS["deal"], "json"),
     ]
     for raw, key, topic, reason in cases:
         typed = bad_message(raw, key, topic, KINDS[topic])
         assert typed == bad_message(raw, key, topic, None)
         assert typed[0] == reason, typed
+
+
+# ---- bounded dead letters, poison records, records over the limit (#18 items 2, 3) ---
+
+
+def test_a_huge_bad_message_makes_a_bounded_dead_letter() -> None:
+    """~450 KB of invalid JSON: its dead letter keeps an excerpt, the size and the hash,
+    so it stays far below the DLQ topic's 1 MB record limit (it used to be ~1.3 MB)."""
+    import base64
+    import hashlib
+
+    raw = b'{"type": "touch", "reason_text": "' + b"\xe2\x80\x8b" * 150_000  # never closed
+    ps = PartitionState(0, TOPICS, CONFIG)
+    ps.apply(TOPICS["touch"], 7, b"k" * 100_000, raw)
+    ((key, letter),) = ps.flush().letters
+    assert len(letter) < 64 * 1024
+    d = json.loads(letter)
+    assert (d["reason"], d["topic"], d["partition"], d["offset"]) == ("json", TOPICS["touch"], 0, 7)
+    assert d["truncated"] is True and d["raw_size"] == len(raw)
+    assert d["raw_sha256"] == hashlib.sha256(raw).hexdigest()
+    assert base64.b64decode(d["raw_b64"]) == raw[: 16 * 1024]
+    assert len(d["key"]) == 512 and len(d["error"]) <= 2003
+    small = b"\xff not UTF-8"
+    ps.apply(TOPICS["touch"], 8, b"k", small)
+    d = json.loads(ps.flush().letters[0][1])
+    assert d["truncated"] is False and base64.b64decode(d["raw_b64"]) == small
+    assert d["reason"] == "encoding"
+
+
+def test_a_poison_record_is_dead_lettered_instead_of_applied() -> None:
+    gq = generate_quarter(seed=4, assignments_per_region=2)
+    a = next(e for e in gq.events if e.type == "assignment")
+    raw, key = to_json(a).encode(), a.assignment_id.encode()
+    poison = {(TOPICS["assignment"], 3): "OverflowError: date value out of range"}
+    ps = PartitionState(0, TOPICS, CONFIG, poison=poison)
+    assert ps.apply(TOPICS["assignment"], 3, key, raw)
+    assert not ps.engine.states  # not applied
+    changes = ps.flush()
+    (letter,) = [json.loads(v) for _, v in changes.letters]
+    assert letter["reason"] == "internal" and letter["offset"] == 3
+    assert letter["error"] == "internal: OverflowError: date value out of range"
+    assert changes.offsets == {TOPICS["assignment"]: 4}  # and the partition moves on
+    assert ps.apply(TOPICS["assignment"], 4, key, raw) and a.assignment_id in ps.engine.states
+
+
+def test_a_record_over_the_limit_fails_the_flush_and_careful_mode_names_the_input() -> None:
+    """An assignment whose touch ids grow its state record past the limit: the flush
+    raises instead of handing the broker a record it will refuse (which jammed the
+    partition), and in careful mode the apply of the touch that crosses the limit raises,
+    so the worker can dead-letter that touch."""
+    from streams.partition import RecordTooLarge
+
+    a = parse_event_of(
+        json.dumps(
+            {
+                "type": "assignment",
+                "event_id": "a",
+                "occurred_at": "2026-10-02T00:00:00Z",
+                "assignment_id": "A1",
+                "am_id": "AM",
+                "region": "NA",
+                "vertical": "v",
+                "product": "p",
+                "expected_rev": 10,
+            }
+        ),
+        "assignment",
+    )
+    assert a is not None
+    touches = [
+        json.dumps(
+            {
+                "type": "touch",
+                "event_id": f"{i:03d}" + "x" * 250,
+                "occurred_at": "2026-10-03T00:00:00Z",
+                "assignment_id": "A1",
+                "channel": "call",
+            }
+        ).encode()
+        for i in range(100)
+    ]
+
+    def fresh() -> PartitionState:
+        ps = PartitionState(0, TOPICS, CONFIG, max_record_bytes=20_000)
+        ps.apply(TOPICS["assignment"], 0, b"A1", to_json(a[0]).encode())
+        return ps
+
+    ps = fresh()
+    for i, raw in enumerate(touches):
+        ps.apply(TOPICS["touch"], i, b"A1", raw)
+    with pytest.raises(RecordTooLarge, match="assignment_id='A1'.* over the limit of 20,000"):
+        ps.flush()
+    ps = fresh()
+    ps.careful = {TOPICS["touch"]: len(touches)}
+    crossed = None
+    for i, raw in enumerate(touches):
+        try:
+            ps.apply(TOPICS["touch"], i, b"A1", raw)
+        except RecordTooLarge:
+            crossed = i
+            break
+    assert crossed is not None and 60 < crossed < 80  # ~256 bytes per touch id
+    ps = fresh()
+    for i, raw in enumerate(touches[:crossed]):
+        ps.apply(TOPICS["touch"], i, b"A1", raw)
+    ps.flush()  # everything before it fits

@@ -308,3 +308,64 @@ def test_offsets_other_than_utc_give_the_same_report(quarter: dict[str, Any]) ->
         reports.append(result.stdout)
     assert json.loads(reports[0])["as_of"].endswith("Z")
     assert reports[1] == reports[0]
+
+
+def test_every_poison_class_is_rejected_or_counted_exactly(tmp_path: Path) -> None:
+    """Issue #18's poison events mixed into a quarter: the $50M win and the thousand $1.4M
+    wins are counted to the cent, every invalid one is rejected naming its field and value
+    (the line that is not UTF-8 with its bytes in base64), the assignment in 9999Q4 (valid
+    under a window that reaches it) is rejected as an internal error of the engine, and
+    the report is that of the other lines."""
+    import base64
+
+    from poison import WIDE_WINDOW, poison
+
+    gq = generate_quarter(seed=3, assignments_per_region=150)
+    good = [to_json(e).encode() for e in gq.events]
+    bad = poison(big_wins=1000)
+    mixed = list(good)
+    rng = random.Random(2)
+    for p in bad:
+        mixed.insert(rng.randrange(len(mixed) + 1), p.raw)
+    path = tmp_path / "mixed.jsonl"
+    path.write_bytes(b"\n".join(mixed) + b"\n")
+    applied = tmp_path / "applied.jsonl"
+    applied.write_bytes(b"\n".join(good + [p.raw for p in bad if p.fate == "applied"]) + b"\n")
+    targets = tmp_path / "targets.yaml"
+    targets.write_text(gq.targets_yaml())
+    rejects = tmp_path / "rejects.jsonl"
+    args = ["--targets", str(targets), "--json", "--no-models"]
+    result = runner.invoke(
+        app, ["replay", str(path), *args, "--rejects", str(rejects)], env=WIDE_WINDOW
+    )
+    assert result.exit_code == 0, result.output
+    want = runner.invoke(app, ["replay", str(applied), *args], env=WIDE_WINDOW)
+    assert want.exit_code == 0
+    assert json.loads(result.stdout) == json.loads(want.stdout)
+    rows = [json.loads(x) for x in rejects.read_text().splitlines()]
+    expected = [p for p in bad if p.fate != "applied"]
+    assert len(rows) == len(expected)
+    by_raw = {
+        base64.b64decode(r["raw_b64"]) if "raw_b64" in r else r["raw"].encode(): r for r in rows
+    }
+    for p in expected:
+        row = by_raw[p.raw]
+        assert p.needle in row["error"], (p.name, row["error"])
+        assert row["error"].startswith("internal: ") == (p.fate == "internal"), p.name
+        assert mixed[row["line"] - 1] == p.raw
+    na = json.loads(result.stdout)["quarters"]["2026Q4"]["regions"]["NA"]["metrics"]
+    # 150 generated NA assignments' wins, plus $50M and 1,000 x $1.4M, exactly
+    wins = sum(
+        e.amount
+        for e in gq.events
+        if e.type == "deal" and e.stage == "won" and "NA" in e.assignment_id
+    )
+    assert na["closed_rev"] == pytest.approx(wins + 50_000_000 + 1_400_000_000, abs=0.01)
+    # the default window rejects the 9999Q4 assignment before the engine sees it
+    result = runner.invoke(app, ["replay", str(path), *args, "--rejects", str(rejects)])
+    assert result.exit_code == 0
+    errors = [json.loads(x)["error"] for x in rejects.read_text().splitlines()]
+    assert not any(e.startswith("internal") for e in errors)
+    assert any(
+        "occurred_at='9999-10-01T00:00:00+00:00': outside the accepted window" in e for e in errors
+    )

@@ -217,3 +217,50 @@ def test_resolved_message_and_keys_are_prefixed_tokens_with_ttls(
     allowed = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:-")
     assert all(set(k) <= allowed for k in keys)
     assert all(redis_client.ttl(k) > 0 for k in keys)
+
+
+def test_an_ack_redis_missed_is_written_as_soon_as_redis_is_back(
+    tmp_path: Path, prefix: str, slack: SlackReceiver
+) -> None:
+    """The worker's delivery thread (streams.alerting.AlertLoop): Redis goes down while
+    Slack takes the post, so the ack cannot be written. It is written within a second of
+    Redis answering again (AOF kept the outbox), with no new report and long before the
+    lease runs out: the window in which another sender could post it again is that short."""
+    import asyncio
+
+    from streams.alerting import AlertLoop
+
+    server = RedisProcess(tmp_path, persistent=True)
+    server.start()
+    client = redis.Redis.from_url(
+        server.url, decode_responses=True, socket_timeout=0.5, socket_connect_timeout=0.5
+    )
+    store = store_for(client, prefix, lease=timedelta(seconds=120))
+    loop = AlertLoop(store, RULES, fast_notifier(slack.url), every=3600)
+    slack.script = [lambda: (server.stop(), 200)[1]]  # Redis gone before Slack answers
+
+    async def scenario() -> float:
+        stop = asyncio.Event()
+        task = asyncio.create_task(loop.run(stop))
+        loop.offer(SNAP)
+        while not slack.accepted():
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)
+        assert store.pending_acks == 1  # Slack has it, Redis does not know
+        server.start()
+        back = time.monotonic()
+        while store.pending_acks or not store.was_sent(slack.delivered_ids()[0]):
+            await asyncio.sleep(0.05)
+            assert time.monotonic() - back < 5, "the ack was not written"
+        took = time.monotonic() - back
+        stop.set()
+        await task
+        return took
+
+    try:
+        took = asyncio.run(scenario())
+        assert took < 1.5
+        assert store.pending() == [] and len(slack.accepted()) == 1
+    finally:
+        client.close()
+        server.stop()

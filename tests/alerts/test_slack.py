@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -88,3 +89,70 @@ def test_resolve_webhook_order(tmp_path: Path) -> None:
     assert resolve_webhook("sales-ops", env) == "https://hooks.example/file"
     assert resolve_webhook("other", env) == "https://hooks.example/default"
     assert resolve_webhook("other", {}) is None
+
+
+CRAFTED = ("<!channel>", "<http://evil.example|click>")
+
+
+def test_event_data_cannot_mention_or_link_in_slack(
+    redis_client: Any, prefix: str, slack: SlackReceiver, tmp_path: Path
+) -> None:
+    """A quarter whose EMEA AM ids and verticals are Slack markup, replayed, evaluated in
+    Redis and posted to the local receiver: the payload carries them escaped (as text),
+    in the narrative, the Block Kit sections and the fallback text, never as markup."""
+    from typer.testing import CliRunner
+
+    from alerts.store import AlertStore
+    from streams.cli import app
+    from streams.events import to_json
+    from streams.sources import generate_quarter
+
+    gq = generate_quarter(seed=11, assignments_per_region=300)
+    events = []
+    for e in gq.events:
+        if e.type == "assignment" and e.region in ("EMEA", "LATAM"):
+            n = int(e.am_id.rsplit("AM", 1)[1])
+            e = e.model_copy(
+                update={"am_id": f"{CRAFTED[n % 2]} & {n}", "vertical": f"{CRAFTED[n % 2]} v"}
+            )
+        events.append(to_json(e))
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(events) + "\n")
+    (tmp_path / "targets.yaml").write_text(gq.targets_yaml())
+    result = CliRunner().invoke(
+        app,
+        ["replay", str(path), "--targets", str(tmp_path / "targets.yaml"), "--json", "--no-models"],
+    )
+    assert result.exit_code == 0, result.output
+    full = json.loads(result.stdout)
+    narratives = " ".join(
+        r["narrative"] for q in full["quarters"].values() for r in q["regions"].values()
+    )
+    assert "<!channel>" in narratives or "<http://evil.example|click>" in narratives
+    rules = [
+        r.model_copy(update={"min_duration": timedelta(0)})
+        for r in parse_rules(
+            {"rules": [{"name": "pacing_risk", "kind": "pacing_risk", "threshold": 0.95}]}
+        ).rules
+    ]
+    store = AlertStore(redis_client, prefix=prefix)
+    ev = store.process(full, rules)
+    assert ev.notifications
+    stats = store.drain(fast_notifier(slack.url))
+    assert stats.sent and not stats.failed
+    posts = slack.accepted()
+    assert len(posts) == len(ev.notifications)
+    crafted_seen = False
+    for post in posts:
+        raw = json.dumps(post.body, ensure_ascii=False)
+        for bad in (*CRAFTED, "<http", "<!"):
+            assert bad not in raw, raw
+        crafted_seen |= "&lt;!channel&gt;" in raw or "&lt;http://evil.example|click&gt;" in raw
+        for block in post.body["blocks"]:
+            texts = [block.get("text")] + block.get("elements", [])
+            for t in texts:
+                if t and t.get("type") == "mrkdwn":
+                    assert t["verbatim"] is True  # no automatic links or mentions either
+        assert "<" not in post.body["text"] and ">" not in post.body["text"]
+    assert crafted_seen  # the crafted names did reach the message, as text
+    assert "&gt; &amp; " in json.dumps([p.body for p in posts], ensure_ascii=False)

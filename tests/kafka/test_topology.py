@@ -160,6 +160,7 @@ def test_bad_messages_go_to_the_dlq_and_change_nothing(cluster: Cluster, quarter
     reasons = sorted(d["reason"] for d in letters)
     assert reasons.count("topic") == 1 and reasons.count("key") == 1
     assert reasons.count("schema") >= 3 and reasons.count("json") >= 3
+    assert reasons.count("encoding") == 3  # the bytes that are not UTF-8, one per topic
     by_error = " ".join(d["error"] for d in letters)
     assert "assignment_id" in by_error and "not-the-id" in by_error
     shown = cluster.cli("dlq", "show")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import re
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -303,6 +304,8 @@ def test_names_follow_prometheus_conventions(exporter: GapmonExporter, full_repl
         "gapmon_slice_actioned",
         "gapmon_slice_won",
         "gapmon_slice_lost",
+        "gapmon_partition_commit_failures_in_a_row",  # counts
+        "gapmon_partitions_stuck",
     }
     for f in families:
         if f.type == "gauge" and f.name not in unitless:
@@ -446,3 +449,52 @@ def test_dead_letter_callback_counts_parked_orphans(quarter: Quarter) -> None:
     assert series(s, "gapmon_events_processed_total", type="touch", outcome="applied") == {
         frozenset({("type", "touch"), ("outcome", "applied")}): 5.0
     }
+
+
+def test_total_series_are_bounded_whatever_the_report(
+    quarter: Quarter, full_replay: Replay
+) -> None:
+    """60 quarters x 60 regions x 60 verticals (840,617 series and a 76 MB scrape before):
+    only the quarter of as_of and the one before it, at most max_regions regions, and at
+    most max_series report series; slices go before regions."""
+    exp = GapmonExporter.from_settings(quarter.settings)
+    (qlabel,) = full_replay.report["quarters"]
+    region = copy.deepcopy(full_replay.report["quarters"][qlabel]["regions"]["EMEA"])
+    base = next(iter(region["drilldown"]["vertical"].values()))
+    region["drilldown"]["vertical"] = {f"v{i}": dict(base) for i in range(60)}
+    labels = [f"{y}Q{q}" for y in range(2012, 2027) for q in range(1, 5)]  # 60 quarters
+    report = {
+        "as_of": "2026-12-20T00:00:00Z",
+        "quarters": {
+            label: {"elapsed": 1.0, "regions": {f"R{i:02d}": region for i in range(60)}}
+            for label in labels
+        },
+    }
+    t0 = time.perf_counter()
+    exp.update_report(report)
+    text = exp.exposition()
+    took = time.perf_counter() - t0
+    samples = parse(text)
+    report_series = [k for k in samples if any(name == "quarter" for name, _ in k[1])]
+    assert len(report_series) <= 20_000
+    assert {dict(k[1])["quarter"] for k in report_series} == {"2026Q4", "2026Q3"}
+    assert len({dict(k[1]).get("region") for k in report_series} - {None}) <= 50
+    regions = {dict(k)["region"] for k in series(samples, "gapmon_assigned")}
+    assert len(regions) == 50  # every kept region has its core series
+    dropped = series(samples, "gapmon_exporter_dropped_label_values")
+    assert dropped[frozenset({("dimension", "quarter")})] == 58
+    assert dropped[frozenset({("dimension", "region")})] == 2 * 10
+    assert dropped[frozenset({("dimension", "series")})] > 0  # slices left out
+    assert len(text) < 5_000_000 and took < 10, (len(text), took)
+    # a smaller bound, set in gapmon.yaml's exporter section, holds the same way
+    small = GapmonExporter(
+        ExporterSettings(max_series=2_000, max_regions=5, quarters=1),
+        quarter.settings.registry,
+        quarter.settings.engine.taxonomy.buckets,
+    )
+    small.update_report(report)
+    samples = parse(small.exposition())
+    report_series = [k for k in samples if any(name == "quarter" for name, _ in k[1])]
+    assert len(report_series) <= 2_000
+    assert {dict(k[1])["quarter"] for k in report_series} == {"2026Q4"}
+    assert len({dict(k)["region"] for k in series(samples, "gapmon_assigned")}) == 5

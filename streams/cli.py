@@ -369,17 +369,18 @@ def render(report: dict[str, Any], quarters: list[str] | None = None) -> None:
             title=f"{quarter} as of {report['as_of']} "
             f"({qdata['elapsed']:.0%} of the quarter elapsed)"
         )
+        close = qdata.get("basis", "close") == "close"
         for col in (
             "region",
-            "closed",
+            "booked" if close else "closed",
             "expected",
-            "pace",
             "projected",
+            "likely",
             "at risk",
             "action rate",
             "win rate",
             "deal size",
-            "touches/actioned",
+            "q. touches/deal" if close else "q. touches/actioned",
             "top driver",
         ):
             summary.add_column(
@@ -387,19 +388,26 @@ def render(report: dict[str, Any], quarters: list[str] | None = None) -> None:
             )
         for region, r in qdata["regions"].items():
             m, p = r["metrics"], r["pacing"] or {}
+            # win rate, deal size and touches of the deals decided in the quarter (bookings),
+            # or of the cohort's; the action rate is always the cohort's due assignments
+            b = r.get("bookings") if close else None
+            win = b["win_rate"] if b else m["attempted_win_rate"]
+            size = b["deal_size"] if b else m["deal_size"]
+            per = b["touches_per_decided"] if b else m["touches_per_actioned"]
             # the first driver that costs money; a region ahead of plan has none
             top = next((d for d in r["drivers"] if d["impact_usd"] > 0), None)
+            low, high = p.get("attainment_low"), p.get("attainment_high")
             summary.add_row(
                 region,
-                usd(m["closed_rev"]),
+                usd(p["actual_to_date"]) if p else usd(m["closed_rev"]),
                 usd(p["expected_to_date"]) if p else "-",
-                f"{p['pace_ratio']:.2f}" if p.get("pace_ratio") is not None else "-",
                 usd(p["projected"]) if p.get("projected") is not None else "-",
+                f"{low * 100:.0f}-{pct(high)}" if low is not None and high is not None else "-",
                 "[red]YES[/red]" if p.get("at_risk") else "no",
                 pct(m["action_rate"]),
-                pct(m["attempted_win_rate"]),
-                usd(m["deal_size"]) if m["deal_size"] else "-",
-                f"{m['touches_per_actioned']:.1f}" if m["touches_per_actioned"] else "-",
+                pct(win),
+                usd(size) if size else "-",
+                f"{per:.1f}" if per is not None else "-",
                 f"{top['driver']} ({usd(top['impact_usd'])})" if top else "-",
             )
         out.print(summary)
@@ -416,7 +424,7 @@ def render(report: dict[str, Any], quarters: list[str] | None = None) -> None:
                         return "-"
                     if u == "usd":
                         return usd(v)
-                    if u == "assignments":
+                    if u in ("assignments", "deals decided"):
                         return f"{v:,.0f}"
                     return pct(v) if u == "ratio" else f"{v:,.1f}"
 
@@ -438,6 +446,11 @@ def render(report: dict[str, Any], quarters: list[str] | None = None) -> None:
             body.add_row(r["narrative"])
             if gaps:
                 body.add_row(f"[dim]gaps: {gaps}[/dim]")
+            unsure = "; ".join(
+                f"{n['driver']} ({n['reason']})" for n in r.get("not_measurable") or []
+            )
+            if unsure:
+                body.add_row(f"[dim]not measurable: {unsure}[/dim]")
             body.add_row(drivers)
             out.print(Panel(body, title=f"{region} {quarter}", expand=False))
 

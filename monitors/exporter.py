@@ -541,7 +541,10 @@ class GapmonExporter:
             "gapmon_pacing_ratio": "Actual / expected revenue to date (1 = on pace)",
             "gapmon_pacing_projected_usd": "Projected revenue at quarter end",
             "gapmon_pacing_attainment_projected_ratio": "Projected revenue / quota",
-            "gapmon_pacing_at_risk": "1 when projected attainment is below the at-risk threshold",
+            "gapmon_pacing_attainment_low_ratio": "Lower end of the projection's interval / quota",
+            "gapmon_pacing_attainment_high_ratio": "Upper end of the projection's interval / quota",
+            "gapmon_pacing_at_risk": "1 when even the projection's upper end is below the "
+            "at-risk threshold",
             "gapmon_plan_quota_usd": "Quarter quota of the region",
             "gapmon_quarter_elapsed_ratio": "Fraction of the quarter elapsed at the report time",
             "gapmon_cost_of_trust_usd": "Trust model: revenue value of one more qualified touch",
@@ -711,6 +714,8 @@ class GapmonExporter:
         snap.add(
             "gapmon_pacing_attainment_projected_ratio", lab, pacing.get("attainment_projected")
         )
+        snap.add("gapmon_pacing_attainment_low_ratio", lab, pacing.get("attainment_low"))
+        snap.add("gapmon_pacing_attainment_high_ratio", lab, pacing.get("attainment_high"))
         if "at_risk" in pacing:
             snap.add("gapmon_pacing_at_risk", lab, bool(pacing["at_risk"]))
         snap.add("gapmon_plan_quota_usd", lab, (r.get("plan") or {}).get("quota"))

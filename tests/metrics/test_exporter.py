@@ -90,6 +90,8 @@ def test_values_equal_the_report(
             assert value("gapmon_pacing_ratio") == p["pace_ratio"]
             assert value("gapmon_pacing_projected_usd") == p["projected"]
             assert value("gapmon_pacing_attainment_projected_ratio") == p["attainment_projected"]
+            assert value("gapmon_pacing_attainment_low_ratio") == p["attainment_low"]
+            assert value("gapmon_pacing_attainment_high_ratio") == p["attainment_high"]
             assert value("gapmon_pacing_at_risk") == float(p["at_risk"])
             assert value("gapmon_plan_quota_usd") == r["plan"]["quota"]
             assert r["drivers"], region

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -49,6 +50,7 @@ from monitors.slices import worst_priced_product, worst_slice
 from pacing.bookings import (
     DealMix,
     Projection,
+    Ratios,
     conversion_adjustment,
     open_pipeline,
     pipeline_ratios,
@@ -762,24 +764,24 @@ def _decided_view(m: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
 class _QuarterContext:
     """What every region of a quarter shares."""
 
-    def __init__(self, **kw: Any) -> None:
-        self.quarter: str = kw["quarter"]
-        self.previous: str = kw["previous"]
-        self.past: list[str] = kw["past"]
-        self.elapsed: float = kw["elapsed"]
-        self.revenue_curve: PacingCurve = kw["revenue_curve"]
-        self.assignment_curve: PacingCurve = kw["assignment_curve"]
-        self.trust: TrustEstimate | None = kw["trust"]
-        self.trust_reason: str | None = kw["trust_reason"]
-        self.trust_meta: Mapping[str, Any] | None = kw["trust_meta"]
-        self.ratios = kw["ratios"]
-        self.history_conversion: float | None = kw["history_conversion"]
-        self.global_won: Mapping[str, int] = kw["global_won"]
-        self.global_lost: Mapping[str, int] = kw["global_lost"]
-        self.as_of: datetime = kw["as_of"]
+    quarter: str
+    previous: str
+    past: list[str]
+    elapsed: float
+    revenue_curve: PacingCurve
+    assignment_curve: PacingCurve
+    trust: TrustEstimate | None
+    trust_reason: str | None
+    trust_meta: Mapping[str, Any] | None
+    ratios: Ratios | None
+    history_conversion: float | None
+    global_won: Mapping[str, int]
+    global_lost: Mapping[str, int]
+    as_of: datetime
 
 
 def _bookings_pacing(

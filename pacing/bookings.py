@@ -39,10 +39,12 @@ __all__ = [
     "Adjustment",
     "DealMix",
     "Projection",
+    "Ratios",
     "conversion_adjustment",
     "pipeline_ratios",
     "project_bookings",
     "project_without_history",
+    "open_pipeline",
     "spread_cumulative",
 ]
 

@@ -114,7 +114,7 @@ def test_replay_serves_metrics_until_interrupted(
         assert not series(samples, "gapmon_slice_assigned", dimension="am")
         # Ctrl-C stops the server and exits cleanly
         _interrupt(proc, thread)
-        assert proc.wait(timeout=20) == 0
+        assert proc.wait(timeout=90) == 0  # generous: a loaded machine exits slowly
         time.sleep(0.2)
         while not err.empty():
             seen.append(err.get())

@@ -62,13 +62,76 @@ def _num(where: str, value: Any, lo: float | None = None, hi: float | None = Non
     return float(value)
 
 
+# The keys gapmon.yaml may hold: a typo is an error that names the file, key and line,
+# never a setting silently left at its default. ``models`` and ``exporter`` are read
+# (and checked) by their own modules; their own keys are theirs to check.
+KNOWN_KEYS: dict[str, frozenset[str] | None] = {
+    "fiscal_year_start_month": None,
+    "revenue_basis": None,
+    "grace_days": None,
+    "qualified_channels": None,
+    "stage_weights": None,
+    "pacing": frozenset(
+        {
+            "revenue_curve",
+            "assignment_curve",
+            "at_risk_threshold",
+            "min_curve_fraction",
+            "default_bookings_curve",
+        }
+    ),
+    "drivers": frozenset({"min_slice_assignments"}),
+    "models": None,
+    "exporter": None,
+}
+
+
+def _check_keys(path: Path, text: str) -> None:
+    r"""Unknown keys of gapmon.yaml, with their line, as one error.
+
+    >>> _check_keys(Path("gapmon.yaml"), "grace_dayz: 14\npacing:\n  at_risk: 0.8\n")
+    Traceback (most recent call last):
+    ...
+    ValueError: gapmon.yaml: unknown key(s): grace_dayz (line 1), pacing.at_risk (line 3)
+    """
+    root = yaml.compose(text)
+    if not isinstance(root, yaml.MappingNode):
+        return
+    unknown: list[str] = []
+    for key, value in root.value:
+        name = key.value
+        if name not in KNOWN_KEYS:
+            unknown.append(f"{name} (line {key.start_mark.line + 1})")
+            continue
+        allowed = KNOWN_KEYS[name]
+        if allowed is not None and isinstance(value, yaml.MappingNode):
+            for sub, _ in value.value:
+                if sub.value not in allowed:
+                    unknown.append(f"{name}.{sub.value} (line {sub.start_mark.line + 1})")
+    if unknown:
+        raise ValueError(f"{path}: unknown key(s): {', '.join(unknown)}")
+
+
 def load_settings(config_dir: str | Path | None = None) -> Settings:
-    """Read ``gapmon.yaml``, ``taxonomy.yaml`` and ``metric_registry.yaml`` from a folder."""
+    """Read ``gapmon.yaml``, ``taxonomy.yaml`` and ``metric_registry.yaml`` from a folder.
+
+    A folder that does not exist is an error (a typo in ``--config-dir`` must not run on
+    defaults); a folder without ``gapmon.yaml`` runs on the defaults.
+    """
     cdir = Path(config_dir) if config_dir else default_config_dir()
+    if not cdir.is_dir():
+        raise ValueError(f"config folder {str(cdir)!r} does not exist (or is not a folder)")
     main = cdir / "gapmon.yaml"
     data: dict[str, Any] = {}
     if main.exists():
-        data = yaml.safe_load(main.read_text()) or {}
+        text = main.read_text()
+        try:
+            data = yaml.safe_load(text) or {}
+            _check_keys(main, text)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{main}: not valid YAML: {exc}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{main}: expected a mapping of settings, got {type(data).__name__}")
     w = str(main)
     channels = data.get("qualified_channels", ["call", "meeting", "qbr", "onsite"])
     for ch in channels:

@@ -244,7 +244,8 @@ def replay(
     table = _targets(targets)
     report_time = parse_timestamp("--as-of", as_of)
     if events != "-" and not Path(events).is_file():
-        err.print(f"[red]error:[/red] events file {events!r} does not exist")
+        what = "is a folder, not a file" if Path(events).is_dir() else "does not exist"
+        err.print(f"[red]error:[/red] events file {events!r} {what}")
         raise typer.Exit(2)
     rejects_path = rejects or Path(
         "gapmon.rejects.jsonl" if events == "-" else f"{Path(events).with_suffix('')}.rejects.jsonl"
@@ -255,7 +256,7 @@ def replay(
     if exporter is not None:
         exporter.instrument_engine(engine)
     total = os.path.getsize(events) if events != "-" else None
-    with rejects_path.open("w") as rej, _progress(total) as bar:
+    with RejectsFile(rejects_path) as rej, _progress(total) as bar:
         task = bar.add_task("replay", total=total)
         stats = replay_lines(
             read_lines(events),
@@ -274,6 +275,12 @@ def replay(
         err.print("[red]error:[/red] no valid events, nothing to report")
         raise typer.Exit(1)
     report = ReportBuilder(settings, table).build(engine, when, model_set)
+    if not report["quarters"]:
+        err.print(
+            f"[red]error:[/red] nothing to report as of {when:%Y-%m-%d %H:%M}Z: "
+            f"{stats.after_as_of:,} events come after it and none before"
+        )
+        raise typer.Exit(1)
     if json_out:
         _print_json(report)
     else:
@@ -284,6 +291,45 @@ def replay(
         _serve_until_interrupted(exporter, serve_metrics, metrics_addr)
     if strict and stats.rejected:
         raise typer.Exit(1)
+
+
+class RejectsFile:
+    """The rejects file of a command that reads events: its folder is checked up front
+    (a one-line error, exit 2), and the file is written only once something is rejected,
+    so a clean run leaves no empty ``.rejects.jsonl`` behind."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fh: Any = None
+        if path.is_dir():
+            err.print(f"[red]error:[/red] --rejects {str(path)!r} is a folder, not a file")
+            raise typer.Exit(2)
+        if not path.parent.is_dir():
+            err.print(
+                f"[red]error:[/red] --rejects {str(path)!r}: folder {str(path.parent)!r} "
+                "does not exist"
+            )
+            raise typer.Exit(2)
+
+    def write(self, text: str) -> int:
+        if self._fh is None:
+            try:
+                self._fh = self.path.open("w")
+            except OSError as exc:
+                err.print(f"[red]error:[/red] cannot write {str(self.path)!r}: {exc.strerror}")
+                raise typer.Exit(2) from None
+        return self._fh.write(text)
+
+    @property
+    def written(self) -> bool:
+        return self._fh is not None
+
+    def __enter__(self) -> RejectsFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fh is not None:
+            self._fh.close()
 
 
 def _metrics_exporter(settings: Settings) -> Any:

@@ -2,19 +2,41 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+import sys
+from datetime import UTC, datetime
 
 import typer
 
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
 
 def parse_timestamp(option: str, value: str | None) -> datetime | None:
-    """An ISO-8601 timestamp with a zone (``Z`` allowed), or a BadParameter naming it."""
+    """An ISO-8601 time for an option, as people write it.
+
+    * with a zone (``2026-11-15T09:00:00Z``, ``...+01:00``): that instant;
+    * a date (``2026-11-15``): the start of that day in UTC, the zone quarters are read
+      in (said on stderr);
+    * a time without a zone (``2026-11-15T09:00``): read as UTC, with a warning.
+
+    Anything else is a BadParameter that names the option and shows how to write it.
+    """
     if value is None:
         return None
+    text = value.strip()
     try:
-        ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        ts = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise typer.BadParameter(f"{option}={value!r}: not an ISO-8601 timestamp") from None
+        raise typer.BadParameter(
+            f"{option}={value!r}: not a date or time; write e.g. 2026-11-15 (start of the day, "
+            "UTC) or 2026-11-15T09:00:00Z"
+        ) from None
     if ts.tzinfo is None:
-        raise typer.BadParameter(f"{option}={value!r}: timestamp has no time zone (add Z)")
+        if _DATE.fullmatch(text):
+            sys.stderr.write(f"{option}: {text} read as {text}T00:00:00Z (start of the day, UTC)\n")
+        else:
+            sys.stderr.write(
+                f"warning: {option}={value!r} has no time zone: read as UTC ({ts.isoformat()}Z)\n"
+            )
+        ts = ts.replace(tzinfo=UTC)
     return ts

@@ -271,18 +271,16 @@ def test_missing_file_and_bad_targets_are_clear(tmp_path: Path, quarter: dict[st
     bad_targets.write_text("quarter,region,metric,value\n2026Q4,NA,quoat,5\n")
     result = runner.invoke(app, ["replay", str(quarter["ordered"]), "--targets", str(bad_targets)])
     assert result.exit_code == 2 and "quoat" in result.stderr
-    result = runner.invoke(
-        app,
-        [
-            "replay",
-            str(quarter["ordered"]),
-            "--targets",
-            str(quarter["targets"]),
-            "--as-of",
-            "2026-11-01T00:00:00",
-        ],
-    )
-    assert result.exit_code == 2 and "no time zone" in result.output
+    base = ["replay", str(quarter["ordered"]), "--targets", str(quarter["targets"]), "--json"]
+    result = runner.invoke(app, [*base, "--as-of", "2026-11-01T00:00"])
+    assert result.exit_code == 0, result.output
+    assert "has no time zone: read as UTC" in result.stderr
+    assert json.loads(result.stdout)["as_of"] == "2026-11-01T00:00:00Z"
+    day = runner.invoke(app, [*base, "--as-of", "2026-11-01"])  # a date: its start, UTC
+    assert day.exit_code == 0 and "start of the day, UTC" in day.stderr
+    assert json.loads(day.stdout) == json.loads(result.stdout)
+    bad = runner.invoke(app, [*base, "--as-of", "soon"])
+    assert bad.exit_code == 2 and "write e.g. 2026-11-15" in bad.output
 
 
 def test_offsets_other_than_utc_give_the_same_report(quarter: dict[str, Any]) -> None:

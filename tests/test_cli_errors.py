@@ -1,0 +1,67 @@
+"""A newcomer's mistakes get one line and an honest exit code, never a traceback or a
+silent default (issue #21): config typos, missing folders, empty results, rejects files."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from streams.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+CASE = ROOT / "tests" / "data" / "cases" / "open.jsonl"
+TARGETS = ROOT / "tests" / "data" / "cases" / "open_targets.yaml"
+runner = CliRunner()
+
+
+def replay(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, ["replay", str(CASE), "--targets", str(TARGETS), *args])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    return result.exit_code, result.output
+
+
+def test_a_typo_in_gapmon_yaml_names_the_file_key_and_line(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    shutil.copytree(ROOT / "config", config)
+    main = config / "gapmon.yaml"
+    main.write_text(main.read_text().replace("grace_days: 7", "grace_dayz: 14"))
+    line = 1 + main.read_text().splitlines().index(
+        next(x for x in main.read_text().splitlines() if x.startswith("grace_dayz"))
+    )
+    code, out = replay("--config-dir", str(config))
+    assert code == 2
+    assert f"gapmon.yaml: unknown key(s): grace_dayz (line {line})" in out
+
+
+def test_a_config_dir_that_does_not_exist_is_an_error(tmp_path: Path) -> None:
+    code, out = replay("--config-dir", str(tmp_path / "nope"))
+    assert code == 2 and "does not exist" in out
+
+
+def test_rejects_in_a_missing_folder_is_one_line(tmp_path: Path) -> None:
+    code, out = replay("--rejects", str(tmp_path / "no" / "dir" / "r.jsonl"))
+    assert code == 2 and "does not exist" in out and "Traceback" not in out
+
+
+def test_the_rejects_file_is_written_only_when_something_is_rejected(tmp_path: Path) -> None:
+    rejects = tmp_path / "r.jsonl"
+    code, _ = replay("--rejects", str(rejects), "--json")
+    assert code == 0 and not rejects.exists()
+    dirty = tmp_path / "dirty.jsonl"
+    dirty.write_text(CASE.read_text() + "not json\n")
+    result = runner.invoke(
+        app, ["replay", str(dirty), "--targets", str(TARGETS), "--rejects", str(rejects)]
+    )
+    assert result.exit_code == 0 and rejects.read_text().count("\n") == 1
+
+
+def test_a_report_time_before_the_first_event_says_so(tmp_path: Path) -> None:
+    code, out = replay("--as-of", "2020-01-01", "--rejects", str(tmp_path / "r.jsonl"))
+    assert code == 1 and "nothing to report as of 2020-01-01 00:00Z" in out
+
+
+def test_a_negative_seed_is_a_usage_error() -> None:
+    result = runner.invoke(app, ["demo", "--seed", "-1"])
+    assert result.exit_code == 2 and "Traceback" not in result.output

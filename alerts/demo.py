@@ -3,7 +3,8 @@
 No Redis: the state is in memory and the demo report is taken as having held for
 each rule's ``min_duration`` (a single snapshot cannot show a duration). Messages go
 to the webhook of ``$GAPMON_SLACK_WEBHOOK_URL`` (or a per-channel variable), else to
-the console.
+the console. A webhook that cannot be reached for one alert is not tried again for the
+next ones (each would wait out its retries): they are reported failed with its error.
 """
 
 from __future__ import annotations
@@ -39,4 +40,18 @@ def notify_demo(
     as_of = datetime.fromisoformat(str(report["as_of"]).replace("Z", "+00:00"))
     ev = evaluate(report, instant, as_of, {})
     send = notifier or Notifier(env=env, console=console, max_wait=30.0)
-    return [send.send(t.alert) for t in ev.notifications if t.alert is not None]
+    results: list[DeliveryResult] = []
+    given_up: dict[str, DeliveryResult] = {}  # a target that failed every attempt
+    for t in ev.notifications:
+        if t.alert is None:
+            continue
+        target = send.target(str(t.alert.get("channel") or "default"))
+        if target in given_up:  # the same webhook failed for an earlier alert: not again
+            failed = given_up[target]
+            results.append(DeliveryResult(ok=False, target=target, error=failed.error))
+            continue
+        result = send.send(t.alert)
+        if not result.ok and result.status is None:  # unreachable or malformed, not a 4xx
+            given_up[target] = result
+        results.append(result)
+    return results

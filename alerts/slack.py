@@ -65,6 +65,25 @@ def resolve_webhook(channel: str, env: Mapping[str, str] | None = None) -> str |
     return env.get("GAPMON_SLACK_WEBHOOK_URL") or None
 
 
+def webhook_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a webhook (checked before any attempt), or None.
+
+    >>> webhook_problem("not a url")
+    "not an http(s) URL: 'not a url'"
+    >>> webhook_problem("https://hooks.slack.com/services/T/B/x") is None
+    True
+    """
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return f"not a URL: {url[:40]!r}"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"not an http(s) URL: {url[:40]!r}"
+    return None
+
+
 def _quiet_logger() -> logging.Logger:
     """A logger for slack_sdk that is not in the tree: its debug lines carry the URL."""
     lg = logging.Logger("gapmon.alerts.slack_sdk", level=logging.CRITICAL)
@@ -129,6 +148,10 @@ class Notifier:
     def _post(self, url: str, channel: str, alert: Mapping[str, Any]) -> DeliveryResult:
         from slack_sdk.webhook import WebhookClient
 
+        problem = webhook_problem(url)
+        if problem is not None:  # retrying a malformed URL cannot help
+            return DeliveryResult(ok=False, attempts=0, target=f"slack:{channel}", error=problem)
+
         client = WebhookClient(
             url, timeout=max(1, round(self.timeout)), logger=self._logger, retry_handlers=[]
         )
@@ -143,7 +166,8 @@ class Notifier:
                 resp = client.send(text=text, blocks=blocks)
             except Exception as exc:  # timeouts, refused connections: retry
                 result.status, result.retry_after = None, None
-                result.error = type(exc).__name__
+                reason = getattr(exc, "reason", None) or exc  # URLError wraps the cause
+                result.error = f"{type(exc).__name__}: {str(reason)[:120]}"
             else:
                 result.status = resp.status_code
                 if 200 <= resp.status_code < 300:
@@ -164,16 +188,17 @@ class Notifier:
             wait = min(self.backoff * 2 ** (attempt - 1), self.max_backoff)
             if result.retry_after is not None:
                 wait = result.retry_after
+            last = attempt == self.max_attempts or time.monotonic() - started + wait > self.max_wait
             log.warning(
-                "alert %s to slack channel %s: %s (attempt %d/%d), next try in %.1fs",
+                "alert %s to slack channel %s: %s (attempt %d/%d), %s",
                 did,
                 channel,
                 result.error,
                 attempt,
                 self.max_attempts,
-                wait,
+                "giving up" if last else f"next try in {wait:.1f}s",
             )
-            if attempt == self.max_attempts or time.monotonic() - started + wait > self.max_wait:
+            if last:
                 break
             self.sleep(wait)
         return result

@@ -190,7 +190,13 @@ def _demo_notify(report: dict[str, Any], notify: bool | None, settings: Settings
     if notify is False or (notify is None and not os.environ.get("GAPMON_SLACK_WEBHOOK_URL")):
         return
     from alerts.demo import notify_demo
+    from alerts.slack import webhook_problem
 
+    url = os.environ.get("GAPMON_SLACK_WEBHOOK_URL")
+    problem = webhook_problem(url) if url else None
+    if problem is not None:
+        err.print(f"[red]alerts error:[/red] GAPMON_SLACK_WEBHOOK_URL is {problem}")
+        raise typer.Exit(2)
     try:
         results = notify_demo(
             report, registry=settings.registry, config_dir=settings.config_dir, console=out
@@ -200,6 +206,10 @@ def _demo_notify(report: dict[str, Any], notify: bool | None, settings: Settings
         raise typer.Exit(2) from None
     failed = [r for r in results if not r.ok]
     err.print(f"alerts: {len(results) - len(failed)} sent, {len(failed)} failed")
+    if results and len(failed) == len(results):
+        reason = failed[0].error or "failed"
+        err.print(f"[red]alerts error:[/red] nothing could be sent ({reason})")
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -4,6 +4,7 @@ silent default (issue #21): config typos, missing folders, empty results, reject
 from __future__ import annotations
 
 import shutil
+import socket
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -65,3 +66,26 @@ def test_a_report_time_before_the_first_event_says_so(tmp_path: Path) -> None:
 def test_a_negative_seed_is_a_usage_error() -> None:
     result = runner.invoke(app, ["demo", "--seed", "-1"])
     assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+def test_demo_notify_checks_the_webhook_url_up_front() -> None:
+    result = runner.invoke(
+        app,
+        ["demo", "--no-models", "--assignments", "50", "--notify"],
+        env={"GAPMON_SLACK_WEBHOOK_URL": "hooks.slack.com/services/x"},
+    )
+    assert result.exit_code == 2 and "not an http(s) URL" in result.output
+
+
+def test_demo_notify_to_an_unreachable_webhook_fails_honestly() -> None:
+    with socket.socket() as s:  # a loopback port with nothing listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = runner.invoke(
+        app,
+        ["demo", "--no-models", "--assignments", "200", "--notify"],
+        env={"GAPMON_SLACK_WEBHOOK_URL": f"http://127.0.0.1:{port}/hook"},
+    )
+    assert result.exit_code == 1, result.output
+    assert "0 sent" in result.output and "nothing could be sent" in result.output
+    assert "Connection refused" in result.output  # the cause, not just an exception name

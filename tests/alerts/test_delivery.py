@@ -7,6 +7,7 @@ a Redis restart (AOF persistence), and two workers on the same snapshot.
 from __future__ import annotations
 
 import signal
+import socket
 import threading
 import time
 from datetime import timedelta
@@ -264,3 +265,24 @@ def test_an_ack_redis_missed_is_written_as_soon_as_redis_is_back(
     finally:
         client.close()
         server.stop()
+
+
+def test_a_dead_webhook_is_tried_for_one_demo_alert_only() -> None:
+    """`demo --notify`: once every attempt at a webhook failed without an HTTP answer, the
+    other alerts for it are reported failed with that error instead of waiting again."""
+    from alerts.demo import notify_demo
+    from alerts.slack import Notifier
+    from tests.alerts.helpers import region, report
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {"GAPMON_SLACK_WEBHOOK_URL": f"http://127.0.0.1:{port}/hook"}
+    slept: list[float] = []
+    notifier = Notifier(env=env, max_attempts=3, backoff=0.01, sleep=slept.append)
+    snap = report(NA=region(0.5), EMEA=region(0.6), APAC=region(0.7))
+    results = notify_demo(snap, notifier=notifier, env=env)
+    assert len(results) >= 3 and not any(r.ok for r in results)
+    assert [r.attempts for r in results][:2] == [3, 0]  # the first tried 3 times, then none
+    assert len(slept) == 2  # two waits between the first alert's three attempts, no more
+    assert all("Connection refused" in (r.error or "") for r in results)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from monitors.narrative import usd
+from monitors.narrative import driver_label, usd
 
 __all__ = ["render_blocks", "render_text", "slack_escape", "title"]
 
@@ -85,7 +85,8 @@ def _driver_lines(alert: Mapping[str, Any]) -> list[str]:
             continue  # only what costs money; the report has the rest
         share = "-" if d.get("share") is None else f"{d['share']:.0%}"
         money = usd(d["impact_usd"])
-        lines.append(f"{d['rank']}. {d['driver']}: {money} ({share} of the shortfall)")
+        name = driver_label(d["driver"])
+        lines.append(f"{d['rank']}. {name}: {money} ({share} of the shortfall)")
     return lines
 
 

@@ -62,6 +62,28 @@ def usd_pair(a: float, b: float) -> tuple[str, str]:
     return x, y
 
 
+_LABELS = {
+    "coverage": "volume (deals decided)",
+    "action_rate": "action rate",
+    "win_rate": "win rate",
+    "deal_size": "deal size",
+    "trust": "qualified touches",
+    "opp_score": "high-score follow-up",
+    "product_fit": "product motion (CLI/SLI)",
+}
+
+
+def driver_label(driver: str) -> str:
+    """A driver id in the words of a sales-ops reader.
+
+    >>> driver_label("trust"), driver_label("reason:pricing")
+    ('qualified touches', 'losses to pricing')
+    """
+    if driver.startswith("reason:"):
+        return f"losses to {driver[7:]}"
+    return _LABELS.get(driver, driver)
+
+
 def pct(value: float | None) -> str:
     """A ratio as a whole percentage.
 

@@ -11,12 +11,9 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.panel import Panel
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 from monitors.engine import Engine
-from monitors.narrative import pct, usd
 from monitors.report import ReportBuilder
 from monitors.settings import Settings, load_settings
 from pacing.targets import TargetsTable
@@ -25,6 +22,7 @@ from streams.cli_alerts import alerts_app, drivers_app
 from streams.cli_models import taxonomy_app
 from streams.cli_options import parse_timestamp
 from streams.events import time_window_from_env
+from streams.render import render as render_report
 from streams.replay import replay_lines
 from streams.runtime import tune_gc
 from streams.scenarios import DEMO_AS_OF, DEMO_CAUSES, demo_history
@@ -415,100 +413,8 @@ def _print_json(report: dict[str, Any]) -> None:
 
 
 def render(report: dict[str, Any], quarters: list[str] | None = None) -> None:
-    """Rich tables: per region the narrative, the gaps, pacing and ranked drivers."""
-    # a pipe or a file gets the full table, not one squeezed to 80 columns
-    out = Console(width=None if sys.stdout.isatty() else 160)
-    for quarter, qdata in report["quarters"].items():
-        if quarters and quarter not in quarters:
-            continue
-        summary = Table(
-            title=f"{quarter} as of {report['as_of']} "
-            f"({qdata['elapsed']:.0%} of the quarter elapsed)"
-        )
-        close = qdata.get("basis", "close") == "close"
-        for col in (
-            "region",
-            "booked" if close else "closed",
-            "expected",
-            "projected",
-            "likely",
-            "at risk",
-            "action rate",
-            "win rate",
-            "deal size",
-            "q. touches/deal" if close else "q. touches/actioned",
-            "top driver",
-        ):
-            summary.add_column(
-                col, justify="right" if col not in ("region", "top driver") else "left"
-            )
-        for region, r in qdata["regions"].items():
-            m, p = r["metrics"], r["pacing"] or {}
-            # win rate, deal size and touches of the deals decided in the quarter (bookings),
-            # or of the cohort's; the action rate is always the cohort's due assignments
-            b = r.get("bookings") if close else None
-            win = b["win_rate"] if b else m["attempted_win_rate"]
-            size = b["deal_size"] if b else m["deal_size"]
-            per = b["touches_per_decided"] if b else m["touches_per_actioned"]
-            # the first driver that costs money; a region ahead of plan has none
-            top = next((d for d in r["drivers"] if d["impact_usd"] > 0), None)
-            low, high = p.get("attainment_low"), p.get("attainment_high")
-            summary.add_row(
-                region,
-                usd(p["actual_to_date"]) if p else usd(m["closed_rev"]),
-                usd(p["expected_to_date"]) if p else "-",
-                usd(p["projected"]) if p.get("projected") is not None else "-",
-                f"{low * 100:.0f}-{pct(high)}" if low is not None and high is not None else "-",
-                "[red]YES[/red]" if p.get("at_risk") else "no",
-                pct(m["action_rate"]),
-                pct(win),
-                usd(size) if size else "-",
-                f"{per:.1f}" if per is not None else "-",
-                f"{top['driver']} ({usd(top['impact_usd'])})" if top else "-",
-            )
-        out.print(summary)
-        for region, r in qdata["regions"].items():
-            drivers = Table(show_header=True, box=None, pad_edge=False)
-            for col in ("rank", "driver", "impact", "share", "confidence", "actual", "plan"):
-                drivers.add_column(col, justify="left" if col == "driver" else "right")
-            for d in r["drivers"]:
-                ev = d["evidence"]
-                unit = ev.get("unit")
-
-                def fmt(v: float | None, u: str | None = unit) -> str:
-                    if v is None:
-                        return "-"
-                    if u == "usd":
-                        return usd(v)
-                    if u in ("assignments", "deals decided"):
-                        return f"{v:,.0f}"
-                    return pct(v) if u == "ratio" else f"{v:,.1f}"
-
-                drivers.add_row(
-                    str(d["rank"]),
-                    d["driver"],
-                    usd(d["impact_usd"]),
-                    "-" if d["share"] is None else f"{d['share'] + 0.0:.0%}".replace("-0%", "0%"),
-                    f"{d['confidence']:.2f}",
-                    fmt(ev.get("actual")),
-                    fmt(ev.get("plan")),
-                )
-            gaps = ", ".join(
-                f"{name} {g['value']:,.2f}"
-                for name, g in r["gaps"].items()
-                if isinstance(g, dict) and g.get("value") is not None and g["unit"] != "usd"
-            )
-            body = Table.grid()
-            body.add_row(r["narrative"])
-            if gaps:
-                body.add_row(f"[dim]gaps: {gaps}[/dim]")
-            unsure = "; ".join(
-                f"{n['driver']} ({n['reason']})" for n in r.get("not_measurable") or []
-            )
-            if unsure:
-                body.add_row(f"[dim]not measurable: {unsure}[/dim]")
-            body.add_row(drivers)
-            out.print(Panel(body, title=f"{region} {quarter}", expand=False))
+    """The report on stdout (streams.render): fits the terminal, plain text in a pipe."""
+    render_report(report, quarters)
 
 
 app.add_typer(taxonomy_app, name="taxonomy")

@@ -38,8 +38,8 @@ def test_block_kit_message_says_region_quarter_miss_drivers_narrative(
     assert body["blocks"][0]["type"] == "header"
     assert "EMEA 2026Q4" in text and "[CRITICAL]" not in text  # default severity: warning
     assert "Projected miss $400k ($600k of $1.0M quota, 60%)" in text
-    assert "1. action_rate: $300k (75% of the shortfall)" in text
-    assert "2. trust: $100k (25% of the shortfall)" in text
+    assert "1. action rate: $300k (75% of the shortfall)" in text
+    assert "2. qualified touches: $100k (25% of the shortfall)" in text
     assert "Revenue miss" in text  # the narrative
     assert "first alert for this rule and region" in text
     assert "EMEA 2026Q4" in body["text"]

@@ -313,6 +313,22 @@ def evaluate(
         err.print(f"outbox: {store.drain(Notifier()).summary()}")
 
 
+def _value(v: float | None, rule: Any) -> str:
+    """An alert's value as the terminal shows numbers: a share, money, or ranks."""
+    from monitors.narrative import usd
+
+    if v is None:
+        return "-"
+    kind = getattr(rule, "kind", "")
+    if kind == "driver_shift":
+        return f"{v:.0f} ranks"
+    if kind == "pacing_risk" or (kind == "driver_threshold" and rule.field == "share"):
+        return f"{v:.0%}"
+    if kind == "driver_threshold" or abs(v) >= 1000:
+        return usd(v)
+    return f"{v:.0%}" if abs(v) <= 1 else f"{v:,.3g}"
+
+
 @contextmanager
 def _steps_bar() -> Iterator[tuple[Progress, TaskID]]:
     """A progress bar of the backtest's steps on a terminal's stderr (silent otherwise)."""
@@ -389,6 +405,7 @@ def backtest(
     table_out = Table(title="alerts that would have fired")
     for col in ("rule", "quarter", "region", "subject", "fired", "value", "notified", "resolved"):
         table_out.add_column(col)
+    by_name = {r.name: r for r in rule_set.rules}
     for e in result.episodes:
         table_out.add_row(
             e.rule,
@@ -396,7 +413,7 @@ def backtest(
             e.region,
             e.subject or "-",
             e.fired_at,
-            "-" if e.value_at_fire is None else f"{e.value_at_fire:.4g}",
+            _value(e.value_at_fire, by_name.get(e.rule)),
             e.notified_at or f"no ({e.suppressed})",
             e.resolved_at or "-",
         )

@@ -14,11 +14,12 @@ planned factor is derived by dividing by a curve, so no planned rate can leave [
 however early in the quarter. The gap ``expected - booked`` is split over the three
 factors with the **Shapley value** of the multiplicative model.
 
-Worked example (docs/metrics.md has it in full): quota $150k, plan win rate 60% and deal
-size $2,500, so 100 decided deals planned; at 55% of the curve, 55 are due to date
-($82.5k). Booked: 30 won of 50 decided at $2,500 = $75k. Win rate and deal size are on
-plan, so the whole $7.5k gap is volume: 5 deals too few decided, while 50 more sit open
-in the pipeline - pipeline, not a win-rate shortfall.
+Worked example (docs/metrics.md has it in full; tests/data/cases/open): quota $150,000,
+plan win rate 60% and deal size $2,500, so 100 decided deals planned for the quarter; at
+40.5% of the bookings curve, 40.5 of them and $60,776 are due by now. Booked: 30 won of
+50 decided at $2,500 = $75,000. Win rate and deal size are on plan, so the whole gap,
+-$14,224 (ahead), is volume: more deals decided than planned, while 50 more sit open in
+the pipeline - pipeline, not a win-rate shortfall.
 
 **The cohort basis** (``revenue_basis: cohort``) counts revenue in the quarter of the
 assignment: ``assigned x action_rate x progress x win_rate x deal_size`` with action

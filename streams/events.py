@@ -1,4 +1,4 @@
-"""The event vocabulary: pydantic models of the public event contract (DESIGN.md).
+"""The event vocabulary: pydantic models of the public event contract (docs/design.md).
 
 A leaf module: it imports nothing of ours, so every layer can depend on it.
 Three event types share a discriminated union on ``type``. Validation is strict, and

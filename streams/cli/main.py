@@ -19,7 +19,15 @@ from streams.cli import kafka as kafka_commands
 from streams.cli.alerts import alerts_app, drivers_app
 from streams.cli.models import taxonomy_app
 from streams.cli.options import parse_timestamp
-from streams.cli.output import RejectsFile, err, print_json, progress, render
+from streams.cli.output import (
+    RejectsFile,
+    err,
+    print_json,
+    progress,
+    rejects_path,
+    render,
+    say_rejects,
+)
 from streams.events import time_window_from_env
 from streams.replay import replay_lines
 from streams.runtime import tune_gc
@@ -251,16 +259,14 @@ def replay(
         what = "is a folder, not a file" if Path(events).is_dir() else "does not exist"
         err.print(f"[red]error:[/red] events file {events!r} {what}")
         raise typer.Exit(2)
-    rejects_path = rejects or Path(
-        "gapmon.rejects.jsonl" if events == "-" else f"{Path(events).with_suffix('')}.rejects.jsonl"
-    )
+    rejects_to = rejects_path(events, rejects)
     engine = Engine(settings.engine)
     model_set = _attach_models(engine, settings) if models else None
     exporter = _metrics_exporter(settings) if serve_metrics is not None else None
     if exporter is not None:
         exporter.instrument_engine(engine)
     total = os.path.getsize(events) if events != "-" else None
-    with RejectsFile(rejects_path) as rej, progress(total) as bar:
+    with RejectsFile(rejects_to) as rej, progress(total) as bar:
         task = bar.add_task("replay", total=total)
         stats = replay_lines(
             read_lines(events),
@@ -270,10 +276,7 @@ def replay(
             progress=lambda n: bar.advance(task, n),
         )
     err.print(f"replay: {stats.summary()}")
-    if stats.rejected or stats.orphans:
-        err.print(f"replay: rejects written to {rejects_path}")
-        for reason, n in sorted(stats.reasons.items(), key=lambda kv: -kv[1])[:10]:
-            err.print(f"  {n:>8,}  {reason}")
+    say_rejects("replay", stats.rejected + stats.orphans, stats.reasons, rejects_to)
     when = report_time or stats.latest
     if when is None:
         err.print("[red]error:[/red] no valid events, nothing to report")

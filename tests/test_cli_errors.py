@@ -130,3 +130,20 @@ def test_taxonomy_suggest_of_a_csv_exits_1_without_mentioning_as_of(tmp_path: Pa
     assert result.exit_code == 1, result.output
     assert "--as-of" not in result.output and "nothing to cluster" in result.output
     assert len((tmp_path / "export.rejects.jsonl").read_text().splitlines()) == 2
+
+
+def test_a_targets_row_for_a_region_no_event_names_is_warned_about(tmp_path: Path) -> None:
+    targets = tmp_path / "targets.yaml"
+    targets.write_text(
+        TARGETS.read_text()
+        + '  - {quarter: "*", region: na, quota: 90000}\n'
+        + '  - {quarter: "*", region: NA, quota: 150000}\n'
+    )
+    result = runner.invoke(app, ["replay", str(CASE), "--targets", str(targets)])
+    assert result.exit_code == 0, result.output
+    assert (
+        "warning: replay: targets row for region 'na' matches no region in the events "
+        "(did you mean 'NA'?); regions seen: NA"
+    ) in result.output
+    assert "region 'NA'" not in result.output
+    assert "quota: targets file for NA" in result.output  # the table says where it came from

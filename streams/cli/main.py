@@ -27,6 +27,7 @@ from streams.cli.output import (
     rejects_path,
     render,
     say_rejects,
+    warn_unmatched_targets,
 )
 from streams.events import time_window_from_env
 from streams.replay import replay_lines
@@ -282,6 +283,7 @@ def replay(
         err.print("[red]error:[/red] no valid events, nothing to report")
         raise typer.Exit(1)
     report = ReportBuilder(settings, table).build(engine, when, model_set)
+    warn_unmatched_targets("replay", table, report)
     if not report["quarters"]:
         err.print(
             f"[red]error:[/red] nothing to report as of {when:%Y-%m-%d %H:%M}Z: "

@@ -38,6 +38,19 @@ def say_rejects(command: str, rejected: int, reasons: dict[str, int], path: Path
         err.print(f"  {n:>8,}  {reason}", markup=False)
 
 
+def warn_unmatched_targets(command: str, targets: Any, report: dict[str, Any]) -> None:
+    """Warn (stderr) about each region of the targets file that no event names: its
+    quota would otherwise silently not apply (a typo such as ``na`` for ``NA``)."""
+    seen = {r for q in (report.get("quarters") or {}).values() for r in q.get("regions", {})}
+    for region in sorted(targets.regions() - seen):
+        close = sorted(r for r in seen if r.lower() == region.lower())
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        err.print(
+            f"[yellow]warning:[/yellow] {command}: targets row for region {region!r} matches "
+            f"no region in the events{hint}; regions seen: {', '.join(sorted(seen)) or 'none'}"
+        )
+
+
 class RejectsFile:
     """The rejects file of a command that reads events: its folder is checked up front
     (a one-line error, exit 2), and the file is written only once something is rejected,

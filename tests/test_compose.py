@@ -29,7 +29,7 @@ import yaml
 
 from pacing.targets import TargetsTable
 from streams.events import parse_event
-from streams.kafka_settings import KafkaSettings
+from streams.kafka.settings import KafkaSettings
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = REPO / "docker-compose.yml"

@@ -1,4 +1,4 @@
-"""`gapmon taxonomy ...`: commands over the online models (registered by streams/cli.py)."""
+"""`gapmon taxonomy ...`: commands over the online models (registered by streams/cli/main.py)."""
 
 from __future__ import annotations
 

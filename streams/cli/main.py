@@ -1,28 +1,26 @@
-"""The `gapmon` command line: demo and replay here (one process, no Kafka); the Kafka,
-alerts and model commands live in `cli_kafka`, `cli_alerts` and `cli_models`."""
+"""The `gapmon` root command and its one-process commands (demo, replay, metrics); the Kafka,
+alerts and model commands live in `streams.cli.kafka`, `.alerts` and `.models`, which this
+module assembles into one app."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from monitors.engine import Engine
 from monitors.report import ReportBuilder
 from monitors.settings import Settings, load_settings
 from pacing.targets import TargetsTable
-from streams import cli_kafka
-from streams.cli_alerts import alerts_app, drivers_app
-from streams.cli_models import taxonomy_app
-from streams.cli_options import parse_timestamp
+from streams.cli import kafka as kafka_commands
+from streams.cli.alerts import alerts_app, drivers_app
+from streams.cli.models import taxonomy_app
+from streams.cli.options import parse_timestamp
+from streams.cli.output import RejectsFile, err, print_json, progress, render
 from streams.events import time_window_from_env
-from streams.render import render as render_report
 from streams.replay import replay_lines
 from streams.runtime import tune_gc
 from streams.scenarios import DEMO_AS_OF, DEMO_CAUSES, demo_history
@@ -38,8 +36,6 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-# soft_wrap: messages are single lines that tests and log scrapers can grep
-err = Console(stderr=True, soft_wrap=True)
 
 
 @app.callback()
@@ -159,7 +155,7 @@ def demo(
             engine.ingest(event)
     report = ReportBuilder(settings, targets).build(engine, report_time, model_set)
     if json_out:
-        _print_json(report)
+        print_json(report)
         _demo_notify(report, notify, settings, sys.stderr)
         return
     err.print(
@@ -264,7 +260,7 @@ def replay(
     if exporter is not None:
         exporter.instrument_engine(engine)
     total = os.path.getsize(events) if events != "-" else None
-    with RejectsFile(rejects_path) as rej, _progress(total) as bar:
+    with RejectsFile(rejects_path) as rej, progress(total) as bar:
         task = bar.add_task("replay", total=total)
         stats = replay_lines(
             read_lines(events),
@@ -290,7 +286,7 @@ def replay(
         )
         raise typer.Exit(1)
     if json_out:
-        _print_json(report)
+        print_json(report)
     else:
         render(report)
     if exporter is not None and serve_metrics is not None:
@@ -299,45 +295,6 @@ def replay(
         _serve_until_interrupted(exporter, serve_metrics, metrics_addr)
     if strict and stats.rejected:
         raise typer.Exit(1)
-
-
-class RejectsFile:
-    """The rejects file of a command that reads events: its folder is checked up front
-    (a one-line error, exit 2), and the file is written only once something is rejected,
-    so a clean run leaves no empty ``.rejects.jsonl`` behind."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fh: Any = None
-        if path.is_dir():
-            err.print(f"[red]error:[/red] --rejects {str(path)!r} is a folder, not a file")
-            raise typer.Exit(2)
-        if not path.parent.is_dir():
-            err.print(
-                f"[red]error:[/red] --rejects {str(path)!r}: folder {str(path.parent)!r} "
-                "does not exist"
-            )
-            raise typer.Exit(2)
-
-    def write(self, text: str) -> int:
-        if self._fh is None:
-            try:
-                self._fh = self.path.open("w")
-            except OSError as exc:
-                err.print(f"[red]error:[/red] cannot write {str(self.path)!r}: {exc.strerror}")
-                raise typer.Exit(2) from None
-        return self._fh.write(text)
-
-    @property
-    def written(self) -> bool:
-        return self._fh is not None
-
-    def __enter__(self) -> RejectsFile:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._fh is not None:
-            self._fh.close()
 
 
 def _metrics_exporter(settings: Settings) -> Any:
@@ -379,50 +336,12 @@ def _serve_until_interrupted(exporter: Any, port: int, addr: str) -> None:
         exporter.shutdown()
 
 
-class _Quiet:
-    """A stand-in for a progress bar when stderr is not a terminal."""
-
-    def __enter__(self) -> _Quiet:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def add_task(self, *args: Any, **kwargs: Any) -> int:
-        return 0
-
-    def advance(self, task: int, n: float) -> None:
-        return None
-
-
-def _progress(total: int | None) -> Any:
-    if not err.is_terminal or (total is not None and total < 5_000_000):
-        return _Quiet()
-    return Progress(
-        TextColumn("[bold]replay"),
-        BarColumn(),
-        DownloadColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        transient=True,
-    )
-
-
-def _print_json(report: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(report, indent=2, sort_keys=False, default=str) + "\n")
-
-
-def render(report: dict[str, Any], quarters: list[str] | None = None) -> None:
-    """The report on stdout (streams.render): fits the terminal, plain text in a pipe."""
-    render_report(report, quarters)
-
-
 app.add_typer(taxonomy_app, name="taxonomy")
-app.command()(cli_kafka.worker)
-app.command()(cli_kafka.produce)
-app.command()(cli_kafka.report)
-app.add_typer(cli_kafka.targets_app, name="targets")
-app.add_typer(cli_kafka.dlq_app, name="dlq")
+app.command()(kafka_commands.worker)
+app.command()(kafka_commands.produce)
+app.command()(kafka_commands.report)
+app.add_typer(kafka_commands.targets_app, name="targets")
+app.add_typer(kafka_commands.dlq_app, name="dlq")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(drivers_app, name="drivers")
 

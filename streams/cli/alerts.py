@@ -31,7 +31,7 @@ from rich.progress import (
 from rich.table import Table
 
 from alerts.rules import RulesError, RuleSet, check_token, load_rules, parse_duration
-from streams.cli_options import parse_timestamp
+from streams.cli.options import parse_timestamp
 
 if TYPE_CHECKING:
     from alerts.store import AlertStore

@@ -296,23 +296,6 @@ class MappingSpec(BaseModel):
     _check_zone = field_validator("timezone")(_zone)
     _check_hhmm = field_validator("time_of_day")(_hhmm)
 
-    @model_validator(mode="after")
-    def _lookups_exist(self) -> MappingSpec:
-        for i, source in enumerate(self.sources):
-            for block_name in ("assignment", "deal", "touch"):
-                block = getattr(source, block_name)
-                if block is None:
-                    continue
-                for field, rules in block:
-                    for rule in rules if isinstance(rules, list) else []:
-                        if rule.lookup is not None and rule.lookup not in self.lookups:
-                            known = ", ".join(self.lookups) or "none defined"
-                            raise ValueError(
-                                f"sources[{i}].{block_name}.{field}: lookup {rule.lookup!r} "
-                                f"is not under 'lookups' ({known})"
-                            )
-        return self
-
 
 # ---- loading ------------------------------------------------------------------------------
 
@@ -336,9 +319,30 @@ def load_mapping(path: str | Path) -> MappingSpec:
     if not isinstance(data, Mapping):
         raise MappingError(f"{path}: expected a mapping with a 'sources' list")
     try:
-        return MappingSpec.model_validate(data)
+        spec = MappingSpec.model_validate(data)
     except ValidationError as exc:
         raise MappingError(_describe(path, root, exc)) from None
+    _check_lookups(path, root, spec)
+    return spec
+
+
+def _check_lookups(path: Path, root: yaml.Node | None, spec: MappingSpec) -> None:
+    """Every ``lookup:`` names a table under ``lookups``."""
+    for i, source in enumerate(spec.sources):
+        for block_name in ("assignment", "deal", "touch"):
+            block = getattr(source, block_name)
+            if block is None:
+                continue
+            for field, rules in block:
+                for j, rule in enumerate(rules if isinstance(rules, list) else []):
+                    if rule.lookup is not None and rule.lookup not in spec.lookups:
+                        loc: list[Any] = ["sources", i, block_name, field, j, "lookup"]
+                        line, loc = _walk(root, loc)
+                        known = ", ".join(spec.lookups) or "none defined"
+                        raise MappingError(
+                            f"{path}: line {line}: {_dotted(loc)}: {rule.lookup!r} is not "
+                            f"a table under 'lookups' ({known})"
+                        )
 
 
 _MODEL_TAGS = {"Rule", "str", "list[Rule]", "function-before[_rules(), list[Rule]]"}
@@ -346,9 +350,11 @@ _MODEL_TAGS = {"Rule", "str", "list[Rule]", "function-before[_rules(), list[Rule
 
 def _describe(path: Path, root: yaml.Node | None, exc: ValidationError) -> str:
     """The first error of a validation, as ``FILE: line N: key.path: problem``."""
-    err = exc.errors(include_url=False)[0]
+    errors = exc.errors(include_url=False)
+    # a typo in a key says more than the required key it leaves missing
+    err = min(errors, key=lambda e: e.get("type") != "extra_forbidden")
     loc = [p for p in err.get("loc", ()) if not (isinstance(p, str) and p in _MODEL_TAGS)]
-    line = _walk(root, loc)
+    line, loc = _walk(root, loc)
     key = _dotted(loc)
     kind = err.get("type", "")
     value = err.get("input")
@@ -382,30 +388,30 @@ def _dotted(loc: list[Any]) -> str:
     return out
 
 
-def _walk(root: yaml.Node | None, loc: list[Any]) -> int | None:
-    """The 1-based line of the YAML node at ``loc`` (as deep as it goes)."""
+def _walk(root: yaml.Node | None, loc: list[Any]) -> tuple[int | None, list[Any]]:
+    """The 1-based line of the YAML node at ``loc`` (as deep as it goes), and ``loc``
+    without the list index pydantic adds to a single rule written without a list."""
     node = root
     line = node.start_mark.line + 1 if node is not None else None
-    depth = 0
-    for part in loc:
+    shown: list[Any] = []
+    last = len(loc) - 1
+    for i, part in enumerate(loc):
+        if isinstance(part, int) and node is not None and not isinstance(node, yaml.SequenceNode):
+            continue
+        shown.append(part)
         nxt = None
         if isinstance(node, yaml.MappingNode):
             for key, value in node.value:
                 if str(getattr(key, "value", None)) == str(part):
-                    nxt = value if depth < len(loc) - 1 else key
+                    nxt = key if i == last else value  # an unknown key: point at the key
                     break
         elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
             if 0 <= part < len(node.value):
                 nxt = node.value[part]
-        elif isinstance(part, int) and part == 0:  # a single rule written without a list
-            depth += 1
-            continue
-        if nxt is None:
-            break
         node = nxt
-        line = node.start_mark.line + 1
-        depth += 1
-    return line
+        if node is not None:
+            line = node.start_mark.line + 1
+    return line, shown
 
 
 _KNOWN = {

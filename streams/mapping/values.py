@@ -63,7 +63,7 @@ def parse_time(
     >>> parse_time("2026-10-01", None, ZoneInfo("Europe/Berlin"), time(12))[0].isoformat()
     '2026-10-01T12:00:00+02:00'
     >>> parse_time("1790000000000", "epoch_ms", ZoneInfo("UTC"), time(0))[0].isoformat()
-    '2026-09-21T13:33:20+00:00'
+    '2026-09-21T14:13:20+00:00'
     """
     value = text.strip()
     try:

@@ -346,3 +346,34 @@ def test_user_mistakes_are_one_line_exit_2(args: list[str], message: str) -> Non
     res = runner.invoke(app, args)
     assert res.exit_code == 2, res.output
     assert message in res.output
+
+
+def test_backtest_with_mapping_equals_backtest_of_the_imported_file(tmp_path: Path) -> None:
+    _import(tmp_path)
+    common = ["--targets", str(TARGETS), "--start", "2026-10-15", "--end", "2026-12-01", "--json"]
+    from_file = runner.invoke(app, ["alerts", "backtest", str(tmp_path / "events.jsonl"), *common])
+    mapped = runner.invoke(
+        app, ["alerts", "backtest", "--mapping", str(MAPPING), "--data-dir", str(DATA), *common]
+    )
+    assert from_file.exit_code == mapped.exit_code == 0, mapped.output
+    assert json.loads(mapped.stdout) == json.loads(from_file.stdout)
+    assert json.loads(mapped.stdout)["episodes"]  # the sample does fire something
+
+
+def test_produce_reads_the_mapping_before_it_connects(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(MAPPING.read_text().replace("sources:", "sourcse:"))
+    res = runner.invoke(
+        app,
+        [
+            "produce",
+            "--mapping",
+            str(bad),
+            "--bootstrap",
+            "127.0.0.1:1",
+            "--rejects",
+            str(tmp_path / "r.jsonl"),
+        ],
+    )
+    assert res.exit_code == 2, res.output
+    assert "unknown key 'sourcse'" in res.output

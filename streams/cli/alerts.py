@@ -31,6 +31,7 @@ from rich.progress import (
 from rich.table import Table
 
 from alerts.rules import RulesError, RuleSet, check_token, load_rules, parse_duration
+from streams.cli.mapped import DataDir, MappingOpt, check_source, mapped_lines
 from streams.cli.options import parse_timestamp
 
 if TYPE_CHECKING:
@@ -348,8 +349,12 @@ def _steps_bar() -> Iterator[tuple[Progress, TaskID]]:
 
 @alerts_app.command()
 def backtest(
-    events: Annotated[str, typer.Argument(help="Events file (JSONL); - = stdin.")],
-    targets: Annotated[Path, typer.Option("--targets", help="Targets table (YAML or CSV).")],
+    events: Annotated[str | None, typer.Argument(help="Events file (JSONL); - = stdin.")] = None,
+    targets: Annotated[
+        Path, typer.Option("--targets", help="Targets table (YAML or CSV).")
+    ] = Path(),
+    mapping: MappingOpt = None,
+    data_dir: DataDir = None,
     step: Annotated[str, typer.Option("--step", help="Report every ... (e.g. 1d, 6h).")] = "1d",
     start: Annotated[str | None, typer.Option(help="First evaluation (ISO-8601).")] = None,
     end: Annotated[str | None, typer.Option(help="Last evaluation (ISO-8601).")] = None,
@@ -357,12 +362,20 @@ def backtest(
     config_dir: ConfigDir = None,
     json_out: JsonOut = False,
 ) -> None:
-    """Replay a file in-process, evaluate the rules every --step, print fire/resolve times."""
+    """Replay a file in-process, evaluate the rules every --step, print fire/resolve times.
+
+    With --mapping, the events come from CRM exports (docs/import.md); rows that do not
+    map are counted on stderr (not written anywhere: use `gapmon import` to see them).
+    """
     from alerts.backtest import backtest as run
     from monitors.settings import load_settings
     from pacing.targets import TargetsTable
     from streams.sources import read_lines
 
+    check_source(events, mapping, "alerts backtest")
+    if targets == Path():
+        err.print("[red]error:[/red] alerts backtest: --targets TARGETS.yaml is required")
+        raise typer.Exit(2)
     rule_set = _rules(rules, config_dir)
     settings = load_settings(config_dir)
     try:
@@ -370,20 +383,25 @@ def backtest(
     except (OSError, ValueError) as exc:
         err.print(f"[red]targets error:[/red] {exc}")
         raise typer.Exit(2) from None
-    if events != "-" and not Path(events).is_file():
+    if events is not None and events != "-" and not Path(events).is_file():
         err.print(f"[red]error:[/red] events file {events!r} does not exist")
         raise typer.Exit(2)
     try:
         step_td = parse_duration(step)
     except ValueError as exc:
         raise typer.BadParameter(f"--step={step!r}: {exc}") from None
+    lines = (
+        mapped_lines(mapping, data_dir, None, "alerts backtest")
+        if mapping is not None
+        else read_lines(str(events))
+    )
     with _steps_bar() as (bar, task):
 
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
         result = run(
-            read_lines(events),
+            lines,
             settings,
             table,
             rule_set.rules,

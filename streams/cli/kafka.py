@@ -20,6 +20,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from streams.cli.mapped import DataDir, MappingOpt, check_source, mapped_lines
 from streams.cli.output import err, print_json, progress, render
 
 Bootstrap = Annotated[
@@ -214,7 +215,9 @@ def _model_checkpoints(ks: Any) -> Any:
 
 
 def produce(
-    events: Annotated[str, typer.Argument(help="Events file (JSONL); - = stdin.")],
+    events: Annotated[str | None, typer.Argument(help="Events file (JSONL); - = stdin.")] = None,
+    mapping: MappingOpt = None,
+    data_dir: DataDir = None,
     bootstrap: Bootstrap = None,
     topic_prefix: Prefix = None,
     rejects: Annotated[
@@ -225,27 +228,36 @@ def produce(
     """Validate a file of events and publish each to its topic, keyed by assignment_id.
 
     Lines are published as written; invalid ones go to the rejects file with their
-    reason, as in `gapmon replay`.
+    reason, as in `gapmon replay`. With --mapping, the events come from CRM exports
+    (docs/import.md): their ids are stable, so publishing a newer export again sends
+    copies of the unchanged events, which the workers count once.
     """
     from streams.kafka.client import ensure_topics, produce_lines
     from streams.sources import read_lines
 
+    check_source(events, mapping, "produce")
     ks = _kafka_settings(kafka_bootstrap=bootstrap, topic_prefix=topic_prefix)
-    if events != "-" and not Path(events).is_file():
+    if events is not None and events != "-" and not Path(events).is_file():
         err.print(f"[red]error:[/red] events file {events!r} does not exist")
         raise typer.Exit(2)
-    rejects_path = rejects or Path(
-        "gapmon.rejects.jsonl" if events == "-" else f"{Path(events).with_suffix('')}.rejects.jsonl"
-    )
-    total = os.path.getsize(events) if events != "-" else None
+    if mapping is not None:
+        rejects_path = rejects or Path(f"{mapping.stem}.rejects.jsonl")
+    elif events == "-":
+        rejects_path = rejects or Path("gapmon.rejects.jsonl")
+    else:
+        rejects_path = rejects or Path(f"{Path(str(events)).with_suffix('')}.rejects.jsonl")
+    total = os.path.getsize(events) if events is not None and events != "-" else None
+    mapped = None
+    if mapping is not None:  # read the exports before connecting: their mistakes first
+        with rejects_path.open("w") as rej:
+            mapped = mapped_lines(mapping, data_dir, rej, "produce")
 
     async def go() -> Any:
         await ensure_topics(ks)
-        with rejects_path.open("w") as rej, progress(total) as bar:
+        with rejects_path.open("a" if mapped is not None else "w") as rej, progress(total) as bar:
+            lines = mapped if mapped is not None else read_lines(str(events))
             task = bar.add_task("produce", total=total)
-            return await produce_lines(
-                read_lines(events), ks, rej, progress=lambda n: bar.advance(task, n)
-            )
+            return await produce_lines(lines, ks, rej, progress=lambda n: bar.advance(task, n))
 
     stats = _run(go())
     err.print(f"produce: {stats.summary()}")

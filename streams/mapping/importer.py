@@ -42,7 +42,7 @@ from streams.mapping.readers import Table, open_table
 from streams.mapping.spec import MappingError, MappingSpec, Rule, SourceSpec
 from streams.mapping.values import Resolver, RowError
 
-__all__ = ["ImportStats", "MappedEvent", "SourceCounts", "import_events", "map_rows"]
+__all__ = ["ImportStats", "MappedEvent", "Mapper", "SourceCounts", "import_events"]
 
 EXTRA = "\x00extra"  # set by the readers on a row with more cells than the header
 FINAL = frozenset({"won", "lost", "self_closed"})
@@ -321,9 +321,39 @@ def _rules_text(rules: list[Rule] | None) -> str:
     return " or ".join(r.describe() for r in rules or []) or "not mapped"
 
 
-def map_rows(
-    spec: MappingSpec, mapper: _RowMapper, source: SourceSpec, row: dict[str, str]
-) -> list[MappedEvent]:
+class Mapper:
+    """A mapping ready to map rows: its lookup tables loaded (from ``base_dir``).
+
+    Used by :func:`import_events` for the rows of files, and by ``gapmon map`` for the
+    messages of raw topics (``streams.mapping.messages``).
+    """
+
+    def __init__(self, spec: MappingSpec, base_dir: Path, stats: ImportStats | None = None) -> None:
+        self.spec = spec
+        lookups = _load_lookups(spec, base_dir, stats or ImportStats(mapping=spec.name))
+        self.resolver = Resolver(
+            lookups, {n: lk.key for n, lk in spec.lookups.items()}, spec.timezone, spec.time_of_day
+        )
+        self._rows = _RowMapper(spec, self.resolver)
+
+    @staticmethod
+    def keeps(source: SourceSpec, row: dict[str, str]) -> bool:
+        """Whether the source's ``where`` keeps the row."""
+        return all(w.keeps(row.get(w.column, "")) for w in source.where)
+
+    def map(self, source: SourceSpec, row: dict[str, str]) -> list[MappedEvent]:
+        """The row's events, validated against the contract; :class:`RowError` if any fails
+        (then the row gives none)."""
+        try:
+            events = map_rows(self._rows, source, row)
+        except RowError:
+            self.resolver.discard()
+            raise
+        self.resolver.commit()
+        return events
+
+
+def map_rows(mapper: _RowMapper, source: SourceSpec, row: dict[str, str]) -> list[MappedEvent]:
     """One row's events, validated against the contract; :class:`RowError` if it fails."""
     out = []
     for obj in mapper.map_row(source, row):
@@ -353,18 +383,17 @@ def import_events(
     by time then id, and what happened. :class:`MappingError` for a mistake in the mapping
     or a file it names (missing file, missing column); bad rows go to ``rejects``."""
     stats = ImportStats(mapping=spec.name)
-    lookups = _load_lookups(spec, base_dir, stats)
-    resolver = Resolver(
-        lookups, {n: lk.key for n, lk in spec.lookups.items()}, spec.timezone, spec.time_of_day
-    )
-    mapper = _RowMapper(spec, resolver)
+    mapper = Mapper(spec, base_dir, stats)
+    resolver = mapper.resolver
     seen: dict[str, MappedEvent] = {}
     tables = []
-    for i, source in enumerate(spec.sources):
-        table = open_table(_path(base_dir, source.file), source.sheet)
+    sources = [s for s in spec.sources if s.file is not None]  # others are topics (gapmon map)
+    for source in sources:
+        i = spec.sources.index(source)
+        table = open_table(_path(base_dir, source.file or ""), source.sheet)
         _require_columns(table, _source_columns(source), f"sources[{i}]")
         tables.append(table)
-    for source, table in zip(spec.sources, tables, strict=True):
+    for source, table in zip(sources, tables, strict=True):
         name = table.path.name
         counts = stats.sources.setdefault(name, SourceCounts())
         done = 0
@@ -373,13 +402,12 @@ def import_events(
             done += 1
             if progress is not None and done % 1000 == 0:
                 progress(name, done, table.rows_hint)
-            if not all(w.keeps(row.get(w.column, "")) for w in source.where):
+            if not mapper.keeps(source, row):
                 counts.skipped += 1
                 continue
             try:
-                events = map_rows(spec, mapper, source, row)
+                events = mapper.map(source, row)
             except RowError as exc:
-                resolver.discard()
                 counts.rejected += 1
                 stats.rejected += 1
                 stats.reasons[exc.reason] += 1
@@ -393,7 +421,6 @@ def import_events(
                     }
                     rejects.write(json.dumps(record) + "\n")
                 continue
-            resolver.commit()
             for ev in events:
                 kind = ev.kind
                 if ev.event_id in seen:

@@ -232,22 +232,24 @@ class Where(BaseModel):
         return f"{self.column} " + " and ".join(tests)
 
 
-class _FileSpec(BaseModel):
+class LookupSpec(BaseModel):
+    """A table joined by ``key`` (users, accounts, products...)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     file: str
     sheet: str | None = None  # .xlsx: the worksheet (default: the first)
-
-
-class LookupSpec(_FileSpec):
-    """A table joined by ``key`` (users, accounts, products...)."""
-
     key: str
 
 
-class SourceSpec(_FileSpec):
-    """A file of rows that give events, and its role."""
+class SourceSpec(BaseModel):
+    """A file of rows, or a raw topic of messages (``gapmon map``), that give events."""
 
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    file: str | None = None
+    topic: str | None = None  # a raw CRM topic whose messages are rows of this source
+    sheet: str | None = None  # .xlsx: the worksheet (default: the first)
     role: Literal["opportunities", "stage_history", "activities"]
     id: str | None = None  # the row's own id column (activities: the touch's event_id)
     where: list[Where] = []
@@ -257,6 +259,8 @@ class SourceSpec(_FileSpec):
 
     @model_validator(mode="after")
     def _blocks_of_role(self) -> SourceSpec:
+        if self.file is None and self.topic is None:
+            raise ValueError("give 'file' (an export) or 'topic' (a raw topic), or both")
         need = {
             "opportunities": ("assignment",),
             "stage_history": ("deal",),

@@ -267,6 +267,47 @@ def produce(
         raise typer.Exit(1)
 
 
+def map_(
+    mapping: Annotated[
+        Path, typer.Argument(help="Mapping whose sources name raw topics ('topic:').")
+    ],
+    data_dir: DataDir = None,
+    bootstrap: Bootstrap = None,
+    topic_prefix: Prefix = None,
+    loglevel: Annotated[str, typer.Option(help="crit, error, warn, info or debug.")] = "info",
+) -> None:
+    """Map raw CRM topics onto the CRM topics, exactly once, until Ctrl-C or SIGTERM.
+
+    Reads the raw topics the mapping's sources name (a Kafka Connect source, Change
+    Data Capture, webhook payloads: one JSON object per message), applies the same
+    rules as `gapmon import`, and writes the events to crm.* keyed by assignment_id in
+    Kafka transactions with the raw offsets. Messages that give no event go to
+    gapmon.dlq with the reason. Lookup tables (users, accounts...) are read from
+    --data-dir at start. Run several with the same settings: they share the partitions.
+    """
+    import logging
+
+    from streams.kafka.mapstage import run_map
+    from streams.mapping import MappingError, load_mapping
+    from streams.mapping.messages import MessageMapper
+
+    ks = _kafka_settings(kafka_bootstrap=bootstrap, topic_prefix=topic_prefix)
+    try:
+        spec = load_mapping(mapping)
+        mapper = MessageMapper(spec, data_dir if data_dir is not None else mapping.parent)
+    except MappingError as exc:
+        err.print(f"[red]mapping error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    level = {"crit": "CRITICAL", "warn": "WARNING"}.get(loglevel, loglevel.upper())
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    stats = _run(run_map(ks, mapper))
+    err.print(
+        f"map: {stats.messages:,} messages: {stats.events:,} events, {stats.skipped:,} skipped, "
+        f"{stats.dead_lettered:,} dead-lettered",
+        markup=False,
+    )
+
+
 # --------------------------------------------------------------------- targets
 
 targets_app = typer.Typer(help="The targets table on the compacted gapmon.targets topic.")

@@ -417,6 +417,7 @@ def _serve_until_interrupted(exporter: Any, port: int, addr: str) -> None:
 app.add_typer(taxonomy_app, name="taxonomy")
 app.command()(kafka_commands.worker)
 app.command()(kafka_commands.produce)
+app.command("map")(kafka_commands.map_)
 app.command()(kafka_commands.report)
 app.add_typer(kafka_commands.targets_app, name="targets")
 app.add_typer(kafka_commands.dlq_app, name="dlq")

@@ -57,6 +57,7 @@ class MappedEvent:
     event_id: str
     json: str
     kind: str
+    key: str  # the assignment_id: the Kafka message key
 
 
 @dataclass
@@ -365,7 +366,13 @@ def map_rows(mapper: _RowMapper, source: SourceSpec, row: dict[str, str]) -> lis
             key = first.split("=")[0].split(":")[0].strip()
             raise RowError(key, "invalid for the contract", exc.message) from None
         out.append(
-            MappedEvent(event.occurred_at.timestamp(), event.event_id, to_json(event), event.type)
+            MappedEvent(
+                event.occurred_at.timestamp(),
+                event.event_id,
+                to_json(event),
+                event.type,
+                event.assignment_id,
+            )
         )
     return out
 

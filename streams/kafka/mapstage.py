@@ -60,6 +60,10 @@ class MapStage:
         self.group = f"{ks.group_id}.map"
         self.stats = MapStats()
         self.producers: dict[TopicPartition, AIOKafkaProducer] = {}
+        # the next raw offset to map per owned partition: a batch fetched before a
+        # rebalance (the consumer was seeked back to the committed offset since) may
+        # hold records that will be fetched again; they are mapped once, from here
+        self.next: dict[TopicPartition, int] = {}
         self.lock = asyncio.Lock()
         self.consumer: Any = None
 
@@ -90,6 +94,9 @@ class MapStage:
 
     async def _commit(self, tp: TopicPartition, records: list[Any]) -> None:
         """One transaction: the batch's events and dead letters, and the offset after it."""
+        records = [r for r in records if r.offset >= self.next.get(tp, 0)]
+        if not records:
+            return
         producer = self.producers[tp]
         crm = self.ks.crm_topics
         sent: dict[str, int] = {}
@@ -129,10 +136,9 @@ class MapStage:
                 await producer.abort_transaction()
             except Exception as exc:  # fenced or gone: the next owner continues
                 log.warning("abort on %s: %s: %s", tp, type(exc).__name__, exc)
-            # read this partition again from the last committed offset
-            committed = await self.consumer.committed(tp)
-            self.consumer.seek(tp, committed or 0)
+            self.consumer.seek(tp, self.next.get(tp, 0))  # read it again from the last commit
             raise
+        self.next[tp] = records[-1].offset + 1
         st = self.stats
         st.messages += len(records)
         st.events += n_events
@@ -169,15 +175,16 @@ class MapStage:
                 self.producers[tp] = producer
                 committed = await self.consumer.committed(tp)
                 if committed is None:
-                    await self.consumer.seek_to_beginning(tp)
-                else:
-                    self.consumer.seek(tp, committed)
+                    committed = (await self.consumer.beginning_offsets([tp]))[tp]
+                self.consumer.seek(tp, committed)
+                self.next[tp] = committed
             log.info("owns %s", ", ".join(f"{t.topic}[{t.partition}]" for t in sorted(assigned)))
 
     async def _revoked(self, revoked: set[TopicPartition]) -> None:
         async with self.lock:
             for tp in revoked:
                 producer = self.producers.pop(tp, None)
+                self.next.pop(tp, None)
                 if producer is not None:
                     await stop_quietly(producer)
 

@@ -7,7 +7,7 @@ import csv
 import io
 import json
 import shutil
-from datetime import datetime, time
+from datetime import date, datetime, time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -127,9 +127,12 @@ def test_xlsx_exports_give_the_same_events_as_csv(tmp_path: Path) -> None:
         for i, row in enumerate(rows):
             cells: list[object] = list(row)
             if i and src.stem == "Opportunity":
-                # Excel keeps times as date-times and amounts as numbers, not text
+                # Excel keeps times as date-times, dates as dates (a date-time at midnight
+                # shown without a time) and amounts as numbers, not text
                 col = rows[0].index("CreatedDate")
                 cells[col] = datetime.fromisoformat(row[col]).replace(tzinfo=None)
+                close = rows[0].index("CloseDate")
+                cells[close] = date.fromisoformat(row[close])
                 amount = rows[0].index("Amount")
                 cells[amount] = float(row[amount]) if row[amount] else None
             ws.append(cells)

@@ -8,7 +8,8 @@ number in Excel, and the 1-based data row in Parquet (no header line).
 
 Excel and Parquet values that are not text are written the way a CSV export writes
 them: a date-time as ISO-8601 (``2026-10-01T09:00:00``, with its offset when it has
-one), a date as ``2026-10-01``, a whole float without ``.0`` only when it is an int.
+one), a date as ``2026-10-01`` (in Excel: a cell whose number format shows no time), a
+whole number without ``.0``.
 """
 
 from __future__ import annotations
@@ -119,6 +120,18 @@ def _cell_text(value: Any) -> str:
     return str(value).strip()
 
 
+def _xlsx_text(cell: Any) -> str:
+    """A worksheet cell as text. Excel keeps a date as a date-time at midnight; a cell
+    whose number format shows no time of day is written as the date alone, as a CSV
+    export writes it (so the mapping gives it its stated time of day)."""
+    value = getattr(cell, "value", None)
+    if isinstance(value, datetime) and value.time() == datetime.min.time():
+        fmt = str(getattr(cell, "number_format", "") or "").lower()
+        if "h" not in fmt and "s" not in fmt.replace("mm", ""):
+            return value.date().isoformat()
+    return _cell_text(value)
+
+
 def _xlsx(path: Path, sheet: str | None) -> Table:
     try:
         import openpyxl
@@ -133,16 +146,16 @@ def _xlsx(path: Path, sheet: str | None) -> Table:
     if sheet is not None and sheet not in book.sheetnames:
         raise MappingError(f"{path}: no worksheet {sheet!r} (sheets: {', '.join(book.sheetnames)})")
     ws = book[sheet] if sheet is not None else book.worksheets[0]
-    it = ws.iter_rows(values_only=True)
-    header = [_cell_text(v) for v in next(it, ())]
+    it = ws.iter_rows()
+    header = [_cell_text(c.value) for c in next(it, ())]
     while header and not header[-1]:
         header.pop()
     _check_header(path, header)
 
     def rows() -> Iterator[tuple[int, dict[str, str]]]:
         try:
-            for number, values in enumerate(it, start=2):
-                cells = [_cell_text(v) for v in values]
+            for number, row_cells in enumerate(it, start=2):
+                cells = [_xlsx_text(c) for c in row_cells]
                 if not any(cells):
                     continue
                 row = {name: "" for name in header}

@@ -199,6 +199,15 @@ class TouchBlock(_Block):
     response_latency_hours: Rules | None = None
 
 
+def _as_cell(value: Scalar) -> str:
+    """A YAML value as the readers write a cell: ``true``/``false``, ``2`` for 2.0."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 class Where(BaseModel):
     """Keep only rows whose ``column`` passes every test given (others are skipped)."""
 
@@ -215,9 +224,9 @@ class Where(BaseModel):
             return False
         if self.prefix is not None and not cell.startswith(self.prefix):
             return False
-        if self.in_ is not None and cell not in {str(v) for v in self.in_}:
+        if self.in_ is not None and cell not in {_as_cell(v) for v in self.in_}:
             return False
-        return self.not_in is None or cell not in {str(v) for v in self.not_in}
+        return self.not_in is None or cell not in {_as_cell(v) for v in self.not_in}
 
     def describe(self) -> str:
         tests = []

@@ -377,3 +377,14 @@ def test_produce_reads_the_mapping_before_it_connects(tmp_path: Path) -> None:
     )
     assert res.exit_code == 2, res.output
     assert "unknown key 'sourcse'" in res.output
+
+
+def test_import_writes_stdout_by_default_and_strict_exits_1(tmp_path: Path) -> None:
+    events, _ = _import(tmp_path)
+    args = ["import", str(MAPPING), "--data-dir", str(DATA), "--rejects", str(tmp_path / "r")]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0
+    assert [json.loads(x) for x in res.stdout.splitlines()] == events
+    strict = runner.invoke(app, [*args, "--strict"])
+    assert strict.exit_code == 1  # 3 rows rejected; the events are still written
+    assert strict.stdout == res.stdout

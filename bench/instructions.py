@@ -110,8 +110,12 @@ def child(root: str, events_file: str, mode: str) -> None:
             for line in lines:
                 ingest(*parse_event_ts(line))
     elif mode == "partition":
-        from streams.kafka.partition import PartitionState
-        from streams.kafka.settings import KafkaSettings
+        try:
+            from streams.kafka.partition import PartitionState
+            from streams.kafka.settings import KafkaSettings
+        except ImportError:  # a checkout from before streams/kafka/ (issue #21)
+            from streams.kafka_settings import KafkaSettings  # type: ignore[no-redef]
+            from streams.partition import PartitionState  # type: ignore[no-redef]
 
         ps = PartitionState(0, KafkaSettings().crm_topics, settings.engine)
         for i, record in enumerate(records, 1):

@@ -19,7 +19,6 @@ from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -33,6 +32,8 @@ from rich.table import Table
 from alerts.rules import RulesError, RuleSet, check_token, load_rules, parse_duration
 from streams.cli.mapped import DataDir, MappingOpt, check_source, mapped_lines
 from streams.cli.options import parse_timestamp
+from streams.cli.output import RejectsFile, err, rejects_path, say_rejects
+from streams.cli.render import console_for
 
 if TYPE_CHECKING:
     from alerts.store import AlertStore
@@ -42,7 +43,6 @@ alerts_app = typer.Typer(
     no_args_is_help=True,
 )
 drivers_app = typer.Typer(help="Driver rankings over time (from Redis).", no_args_is_help=True)
-err = Console(stderr=True, soft_wrap=True)
 
 ConfigDir = Annotated[
     Path | None,
@@ -123,7 +123,7 @@ def list_alerts(prefix: Prefix = "gapmon:", json_out: JsonOut = False) -> None:
             + "\n"
         )
         return
-    out = Console(width=None if sys.stdout.isatty() else 160)
+    out = console_for(sys.stdout)
     table = Table(title="alerts")
     for col in ("rule", "quarter", "region", "subject", "status", "since", "value", "notified"):
         table.add_column(col)
@@ -361,15 +361,24 @@ def backtest(
     rules: RulesPath = None,
     config_dir: ConfigDir = None,
     json_out: JsonOut = False,
+    rejects: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where invalid lines go (default EVENTS.rejects.jsonl, or "
+            "gapmon.rejects.jsonl for stdin); written only when a line is rejected."
+        ),
+    ] = None,
 ) -> None:
     """Replay a file in-process, evaluate the rules every --step, print fire/resolve times.
 
-    With --mapping, the events come from CRM exports (docs/import.md); rows that do not
-    map are counted on stderr (not written anywhere: use `gapmon import` to see them).
+    Exit 1 when the file holds no valid event (nothing to evaluate). With --mapping, the
+    events come from CRM exports (docs/import.md); rows that do not map go to the
+    rejects file (default MAPPING.rejects.jsonl) with their export file and row.
     """
     from alerts.backtest import backtest as run
     from monitors.settings import load_settings
     from pacing.targets import TargetsTable
+    from streams.replay import ReplayStats, reject
     from streams.sources import read_lines
 
     check_source(events, mapping, "alerts backtest")
@@ -390,12 +399,21 @@ def backtest(
         step_td = parse_duration(step)
     except ValueError as exc:
         raise typer.BadParameter(f"--step={step!r}: {exc}") from None
+    if mapping is not None:
+        rejects_to = rejects or Path(f"{mapping.stem}.rejects.jsonl")
+    else:
+        rejects_to = rejects_path(str(events), rejects)
+    counts = ReplayStats()
+    rej = RejectsFile(rejects_to)
+    # the exports are read before the steps' bar starts (one live display at a time)
     lines = (
-        mapped_lines(mapping, data_dir, None, "alerts backtest")
+        mapped_lines(mapping, data_dir, rej, "alerts backtest")
         if mapping is not None
         else read_lines(str(events))
     )
-    with _steps_bar() as (bar, task):
+    if mapping is not None and rej.written:
+        err.print(f"alerts backtest: rejects written to {rejects_to}", markup=False)
+    with rej, _steps_bar() as (bar, task):
 
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
@@ -409,17 +427,30 @@ def backtest(
             start=parse_timestamp("--start", start),
             end=parse_timestamp("--end", end),
             progress=progress,
+            on_reject=lambda n, why, raw: reject(counts, rej, n, why, raw),
         )
+    say_rejects("backtest", counts.rejected, counts.reasons, rejects_to)
+    if result.events == 0:
+        source = (
+            f"the exports of {str(mapping)!r}"
+            if mapping is not None
+            else ("stdin" if events == "-" else repr(events))
+        )
+        err.print(
+            f"[red]error:[/red] no valid events in {source}, nothing to evaluate "
+            f"({result.rejected:,} rejected lines)"
+        )
+        raise typer.Exit(1)
     if json_out:
         sys.stdout.write(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
         return
     for note in result.notes:
         err.print(f"[yellow]note:[/yellow] {note}")
     err.print(
-        f"backtest: {result.steps} steps from {result.start} to {result.end}, "
-        f"{result.rejected} rejected lines"
+        f"backtest: {result.steps:,} steps from {result.start} to {result.end}, "
+        f"{result.rejected:,} rejected lines"
     )
-    out = Console(width=None if sys.stdout.isatty() else 160)
+    out = console_for(sys.stdout)
     table_out = Table(title="alerts that would have fired")
     for col in ("rule", "quarter", "region", "subject", "fired", "value", "notified", "resolved"):
         table_out.add_column(col)
@@ -480,7 +511,7 @@ def history(
             json.dumps({"quarter": quarter, "region": region, "history": rows}, indent=2) + "\n"
         )
         return
-    out = Console(width=None if sys.stdout.isatty() else 160)
+    out = console_for(sys.stdout)
     table = Table(title=f"drivers of {region} {quarter} (last {since})")
     table.add_column("as of")
     table.add_column("shift")

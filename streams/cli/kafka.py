@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from streams.cli.mapped import DataDir, MappingOpt, check_source, mapped_lines
 from streams.cli.output import err, print_json, progress, render
+from streams.cli.render import console_for
 
 Bootstrap = Annotated[
     str | None,
@@ -421,7 +421,7 @@ def dlq_show(
         table.add_row(
             f"{d['topic']}[{d['partition']}]@{d['offset']}", d["reason"], d["error"], d["raw"][:200]
         )
-    Console(width=None if sys.stdout.isatty() else 160).print(table)
+    console_for(sys.stdout).print(table)
 
 
 @dlq_app.command("replay")

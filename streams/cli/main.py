@@ -20,7 +20,16 @@ from streams.cli.alerts import alerts_app, drivers_app
 from streams.cli.mapped import DataDir, MappingOpt, check_source, mapped_events, mapped_lines
 from streams.cli.models import taxonomy_app
 from streams.cli.options import parse_timestamp
-from streams.cli.output import RejectsFile, err, print_json, progress, render
+from streams.cli.output import (
+    RejectsFile,
+    err,
+    print_json,
+    progress,
+    rejects_path,
+    render,
+    say_rejects,
+    warn_unmatched_targets,
+)
 from streams.events import time_window_from_env
 from streams.replay import replay_lines
 from streams.runtime import tune_gc
@@ -263,13 +272,13 @@ def replay(
         what = "is a folder, not a file" if Path(events).is_dir() else "does not exist"
         err.print(f"[red]error:[/red] events file {events!r} {what}")
         raise typer.Exit(2)
-    rejects_path = rejects or _rejects_path(events, mapping)
+    rejects_to = rejects or _rejects_path(events, mapping)
     engine = Engine(settings.engine)
     model_set = _attach_models(engine, settings) if models else None
     exporter = _metrics_exporter(settings) if serve_metrics is not None else None
     if exporter is not None:
         exporter.instrument_engine(engine)
-    with RejectsFile(rejects_path) as rej:
+    with RejectsFile(rejects_to) as rej:
         if mapping is not None:
             stats = replay_lines(
                 mapped_lines(mapping, data_dir, rej, "replay"), engine, rej, report_time
@@ -287,15 +296,13 @@ def replay(
                     progress=lambda n: bar.advance(task, n),
                 )
     err.print(f"replay: {stats.summary()}")
-    if stats.rejected or stats.orphans:
-        err.print(f"replay: rejects written to {rejects_path}")
-        for reason, n in sorted(stats.reasons.items(), key=lambda kv: -kv[1])[:10]:
-            err.print(f"  {n:>8,}  {reason}")
+    say_rejects("replay", stats.rejected + stats.orphans, stats.reasons, rejects_to)
     when = report_time or stats.latest
     if when is None:
         err.print("[red]error:[/red] no valid events, nothing to report")
         raise typer.Exit(1)
     report = ReportBuilder(settings, table).build(engine, when, model_set)
+    warn_unmatched_targets("replay", table, report)
     if not report["quarters"]:
         err.print(
             f"[red]error:[/red] nothing to report as of {when:%Y-%m-%d %H:%M}Z: "
@@ -319,9 +326,7 @@ def _rejects_path(events: str | None, mapping: Path | None) -> Path:
     gapmon.rejects.jsonl."""
     if mapping is not None:
         return Path(f"{mapping.stem}.rejects.jsonl")
-    if events is None or events == "-":
-        return Path("gapmon.rejects.jsonl")
-    return Path(f"{Path(events).with_suffix('')}.rejects.jsonl")
+    return rejects_path(events or "-", None)
 
 
 @app.command("import")
@@ -348,15 +353,15 @@ def import_(
     each file gave, the constants and defaults filled in, the counts per reason) goes
     to stderr.
     """
-    rejects_path = rejects or _rejects_path(None, mapping)
+    rejects_to = rejects or _rejects_path(None, mapping)
     if out is not None and (out.is_dir() or not out.parent.is_dir()):
         what = "is a folder" if out.is_dir() else f"folder {str(out.parent)!r} does not exist"
         err.print(f"[red]error:[/red] --out {str(out)!r}: {what}")
         raise typer.Exit(2)
-    with RejectsFile(rejects_path) as rej:
+    with RejectsFile(rejects_to) as rej:
         events, stats = mapped_events(mapping, data_dir, rej, "import")
     if stats.rejected:
-        err.print(f"import: rejects written to {rejects_path}", markup=False)
+        err.print(f"import: rejects written to {rejects_to}", markup=False)
     try:
         fh = sys.stdout if out is None else out.open("w", encoding="utf-8", newline="\n")
     except OSError as exc:

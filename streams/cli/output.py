@@ -19,6 +19,38 @@ from streams.cli.render import render as render_report
 err = Console(stderr=True, soft_wrap=True)
 
 
+def rejects_path(events: str, given: Path | None) -> Path:
+    """Where a command's rejects go: ``--rejects``, else EVENTS.rejects.jsonl (stdin:
+    gapmon.rejects.jsonl in the working folder)."""
+    if given is not None:
+        return given
+    if events == "-":
+        return Path("gapmon.rejects.jsonl")
+    return Path(f"{Path(events).with_suffix('')}.rejects.jsonl")
+
+
+def say_rejects(command: str, rejected: int, reasons: dict[str, int], path: Path) -> None:
+    """On stderr: where the rejects went and the ten commonest reasons, if any."""
+    if not rejected:
+        return
+    err.print(f"{command}: rejects written to {path}", markup=False)
+    for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:10]:
+        err.print(f"  {n:>8,}  {reason}", markup=False)
+
+
+def warn_unmatched_targets(command: str, targets: Any, report: dict[str, Any]) -> None:
+    """Warn (stderr) about each region of the targets file that no event names: its
+    quota would otherwise silently not apply (a typo such as ``na`` for ``NA``)."""
+    seen = {r for q in (report.get("quarters") or {}).values() for r in q.get("regions", {})}
+    for region in sorted(targets.regions() - seen):
+        close = sorted(r for r in seen if r.lower() == region.lower())
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        err.print(
+            f"[yellow]warning:[/yellow] {command}: targets row for region {region!r} matches "
+            f"no region in the events{hint}; regions seen: {', '.join(sorted(seen)) or 'none'}"
+        )
+
+
 class RejectsFile:
     """The rejects file of a command that reads events: its folder is checked up front
     (a one-line error, exit 2), and the file is written only once something is rejected,

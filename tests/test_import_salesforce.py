@@ -352,12 +352,26 @@ def test_backtest_with_mapping_equals_backtest_of_the_imported_file(tmp_path: Pa
     _import(tmp_path)
     common = ["--targets", str(TARGETS), "--start", "2026-10-15", "--end", "2026-12-01", "--json"]
     from_file = runner.invoke(app, ["alerts", "backtest", str(tmp_path / "events.jsonl"), *common])
+    rejects = tmp_path / "bt.rejects.jsonl"
     mapped = runner.invoke(
-        app, ["alerts", "backtest", "--mapping", str(MAPPING), "--data-dir", str(DATA), *common]
+        app,
+        [
+            "alerts",
+            "backtest",
+            "--mapping",
+            str(MAPPING),
+            "--data-dir",
+            str(DATA),
+            *common,
+            "--rejects",
+            str(rejects),
+        ],
     )
     assert from_file.exit_code == mapped.exit_code == 0, mapped.output
     assert json.loads(mapped.stdout) == json.loads(from_file.stdout)
     assert json.loads(mapped.stdout)["episodes"]  # the sample does fire something
+    # the 3 rows that do not map, with their export file and row
+    assert [json.loads(x)["row"] for x in rejects.read_text().splitlines()] == [9, 10, 12]
 
 
 def test_produce_reads_the_mapping_before_it_connects(tmp_path: Path) -> None:

@@ -42,9 +42,10 @@ def test_import_summary_and_rejects(tmp_path: Path) -> None:
     # Stage dates filled: 5001 3 (appointment, qualified, won), 5002 2, 5003 2, 5004 3
     # (appointment, presentation = qualified, won), 5005 1: 11 deal events.
     assert "deals.csv: 7 rows -> 5 assignment, 11 deal (2 rejected)" in res.output
-    # engagements.csv: 11 rows; 7004 NOTE and 7009 TASK are not touches, 7010 has no deal.
-    assert "engagements.csv: 11 rows -> 8 touch (3 skipped by 'where')" in res.output
-    assert "24 events (5 assignment, 8 touch, 11 deal)" in res.output
+    # engagements.csv: 12 rows; 7004 NOTE and 7009 TASK are not touches, 7010 has no deal;
+    # 7012 is a call on two deals (5002;5004): a touch each.
+    assert "engagements.csv: 12 rows -> 10 touch (3 skipped by 'where')" in res.output
+    assert "26 events (5 assignment, 10 touch, 11 deal)" in res.output
     # Fabrikam (9003) has no industry: the default fills 5003's vertical.
     assert "assignment.vertical = default 'unknown' where the export has none (1 rows)" in (
         res.output
@@ -60,8 +61,15 @@ def test_import_summary_and_rejects(tmp_path: Path) -> None:
     events = [json.loads(x) for x in out.read_text().splitlines()]
     by_id = {e["event_id"]: e for e in events}
     # engagement.timestamp 1791039600000 ms is 2026-10-03T15:00:00Z (date -u -d @1791039600)
-    assert by_id["hs:7001:touch"]["occurred_at"] == "2026-10-03T15:00:00Z"
-    assert by_id["hs:7011:touch"]["channel"] == "email"  # INCOMING_EMAIL
+    assert by_id["hs:7001:touch:5001"]["occurred_at"] == "2026-10-03T15:00:00Z"
+    assert by_id["hs:7011:touch:5005"]["channel"] == "email"  # INCOMING_EMAIL
+    assert (
+        by_id["hs:7012:touch:5002"]["assignment_id"],
+        by_id["hs:7012:touch:5004"]["channel"],
+    ) == (
+        "5002",
+        "call",
+    )
 
 
 def test_report_numbers_worked_by_hand(tmp_path: Path) -> None:
@@ -86,8 +94,8 @@ def test_report_numbers_worked_by_hand(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     q4 = json.loads(res.stdout)["quarters"]["2026Q4"]["regions"]
     # NA: 5001 (Dana, 10-02 = day 1, $20k; 7001 call, 7002 email, 7003 meeting; won
-    # 11-12 = day 42), 5002 (Dana, day 5, $35k; 7005 call; qualified 10-20), 5003 (Eli,
-    # day 7, $15k; 7006 email; lost 11-03 = day 33). All past the grace period.
+    # 11-12 = day 42), 5002 (Dana, day 5, $35k; 7005 call, 7012 call; qualified 10-20),
+    # 5003 (Eli, day 7, $15k; 7006 email; lost 11-03 = day 33). All past the grace period.
     assert q4["NA"]["metrics"] == {
         "assigned": 3,
         "sli_assigned": 0,
@@ -112,9 +120,9 @@ def test_report_numbers_worked_by_hand(tmp_path: Path) -> None:
         "pipeline_qualified": 35000.0,
         "worked_pipeline": 35000.0,
         "weighted_pipeline": 0.5 * 35000,
-        "touches": 5,
-        "qualified_touches": 3,
-        "touches_per_actioned": 1.0,
+        "touches": 6,
+        "qualified_touches": 4,
+        "touches_per_actioned": 4 / 3,
         "scored": 0,
         "score_assigned": 0.0,
         "score_touched": 0.0,
@@ -149,8 +157,8 @@ def test_report_numbers_worked_by_hand(tmp_path: Path) -> None:
         "lost_by_reason": {"unknown": 1},
         "booked_by_day": {"42": 20000.0},
     }
-    # EMEA: 5004 (Fay, 10-01 = day 0, $50k; 7007 meeting, 7008 call; won 11-28 = day 58)
-    # and 5005 (Fay, 11-10 = day 40, $12k; 7011 incoming email; open).
+    # EMEA: 5004 (Fay, 10-01 = day 0, $50k; 7007 meeting, 7008 call, 7012 call; won 11-28
+    # = day 58) and 5005 (Fay, 11-10 = day 40, $12k; 7011 incoming email; open).
     assert q4["EMEA"]["metrics"] == {
         "assigned": 2,
         "sli_assigned": 0,
@@ -175,15 +183,15 @@ def test_report_numbers_worked_by_hand(tmp_path: Path) -> None:
         "pipeline_qualified": 0.0,
         "worked_pipeline": 12000.0,
         "weighted_pipeline": 0.25 * 12000,
-        "touches": 3,
-        "qualified_touches": 2,
-        "touches_per_actioned": 1.0,
+        "touches": 4,
+        "qualified_touches": 3,
+        "touches_per_actioned": 3 / 2,
         "scored": 0,
         "score_assigned": 0.0,
         "score_touched": 0.0,
         "score_due": 0.0,
         "score_due_touched": 0.0,
-        "won_by_qt": {"2": 1},
+        "won_by_qt": {"3": 1},
         "lost_by_qt": {},
         "won_by_reason": {"unknown": 1},
         "lost_by_reason": {},
@@ -203,10 +211,10 @@ def test_report_numbers_worked_by_hand(tmp_path: Path) -> None:
         "deal_size": 50000.0,
         "won_amount_sq_sum": 50000.0**2,
         "decided_expected": 50000.0,
-        "touches": 2,
-        "qualified_touches": 2,
-        "touches_per_decided": 2.0,
-        "won_by_qt": {"2": 1},
+        "touches": 3,
+        "qualified_touches": 3,
+        "touches_per_decided": 3.0,
+        "won_by_qt": {"3": 1},
         "lost_by_qt": {},
         "won_by_reason": {"unknown": 1},
         "lost_by_reason": {},

@@ -172,6 +172,8 @@ def _require_columns(table: Table, columns: set[str], where: str) -> None:
 
 def _source_columns(source: SourceSpec) -> set[str]:
     cols = {w.column for w in source.where}
+    if source.explode is not None:
+        cols.add(source.explode.column)
     if source.id:
         cols.add(source.id)
     for rule in _all_rules(source):
@@ -315,7 +317,11 @@ class _RowMapper:
         row_id = row.get(source.id, "") if source.id else _digest(row)
         if not row_id:
             raise RowError("event_id", "empty id", f"event_id: column {source.id!r} is empty")
-        return {"type": "touch", "event_id": f"{self.prefix}{row_id}:touch", **fields}
+        if source.explode is not None:  # one touch per item: the item is part of the id
+            row_id = f"{row_id}:touch:{row.get(source.explode.column, '')}"
+        else:
+            row_id = f"{row_id}:touch"
+        return {"type": "touch", "event_id": f"{self.prefix}{row_id}", **fields}
 
 
 def _rules_text(rules: list[Rule] | None) -> str:
@@ -346,7 +352,16 @@ class Mapper:
         """The row's events, validated against the contract; :class:`RowError` if any fails
         (then the row gives none)."""
         try:
-            events = map_rows(self._rows, source, row)
+            if source.explode is None:
+                events = map_rows(self._rows, source, row)
+            else:
+                column, sep = source.explode.column, source.explode.sep
+                items = [x.strip() for x in row.get(column, "").split(sep) if x.strip()]
+                events = [
+                    ev
+                    for item in items
+                    for ev in map_rows(self._rows, source, {**row, column: item})
+                ]
         except RowError:
             self.resolver.discard()
             raise

@@ -241,6 +241,15 @@ class Where(BaseModel):
         return f"{self.column} " + " and ".join(tests)
 
 
+class Explode(BaseModel):
+    """One row per item of a list cell (``1;2``): an activity on several deals."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    column: str
+    sep: str = Field(default=";", min_length=1)
+
+
 class LookupSpec(BaseModel):
     """A table joined by ``key`` (users, accounts, products...)."""
 
@@ -262,6 +271,7 @@ class SourceSpec(BaseModel):
     role: Literal["opportunities", "stage_history", "activities"]
     id: str | None = None  # the row's own id column (activities: the touch's event_id)
     where: list[Where] = []
+    explode: Explode | None = None
     assignment: AssignmentBlock | None = None
     deal: DealBlock | None = None
     touch: TouchBlock | None = None
@@ -435,6 +445,7 @@ _KNOWN = {
     "deal": list(DealBlock.model_fields),
     "touch": list(TouchBlock.model_fields),
     "where": ["column", "in", "not_in", "prefix", "not_empty"],
+    "explode": ["column", "sep"],
     "rule": [
         "column",
         "const",

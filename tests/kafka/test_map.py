@@ -182,3 +182,26 @@ def test_map_stage_is_exactly_once_across_a_kill(cluster: Cluster, tmp_path: Pat
     )
     assert all(d["offset"] >= 0 and d["raw"] for d in letters)
     assert "stopped:" in log.read_text()  # the second process stopped cleanly on SIGTERM
+
+
+def test_produce_with_a_mapping_publishes_what_import_gives(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    imported = CliRunner().invoke(
+        app,
+        ["import", str(MAPPING), "--data-dir", str(DATA), "--rejects", str(tmp_path / "i.jsonl")],
+    )
+    assert imported.exit_code == 0, imported.output
+    rejects = tmp_path / "p.rejects.jsonl"
+    res = cluster.cli(
+        "produce", "--mapping", str(MAPPING), "--data-dir", str(DATA), "--rejects", str(rejects)
+    )
+    assert res.exit_code == 0, res.output
+    assert "32 lines: 32 sent" in res.output
+    got = _crm_events(cluster)
+    assert sorted(got) == sorted(imported.stdout.splitlines())
+    # the three rows that do not map are in the rejects file, with their export file and row
+    rows = [
+        (Path(r["file"]).name, r["row"]) for r in map(json.loads, rejects.read_text().splitlines())
+    ]
+    assert rows == [("Opportunity.csv", 9), ("Opportunity.csv", 10), ("OpportunityHistory.csv", 12)]

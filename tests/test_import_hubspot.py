@@ -47,7 +47,7 @@ def test_import_summary_and_rejects(tmp_path: Path) -> None:
     assert "engagements.csv: 12 rows -> 10 touch (3 skipped by 'where')" in res.output
     assert "26 events (5 assignment, 10 touch, 11 deal)" in res.output
     # Fabrikam (9003) has no industry: the default fills 5003's vertical.
-    assert "assignment.vertical = default 'unknown' where the export has none (1 rows)" in (
+    assert "assignment.vertical = default 'unknown' where the export has none (1 row)" in (
         res.output
     )
     got = [

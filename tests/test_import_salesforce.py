@@ -70,11 +70,11 @@ def test_import_summary_counts_every_row(tmp_path: Path) -> None:
     # O4 and O6 have no line item, so their product is the constant 'none'; E2 has no Type.
     assert "assignment.assignment_type = constant 'CLI' (7 rows)" in output
     assert "assignment.product = constant 'none' (2 rows)" in output
-    assert "touch.channel = constant 'meeting' (1 rows)" in output
+    assert "touch.channel = constant 'meeting' (1 row)" in output
     # CloseDate is a date: O1, O2, O5, O7 (closed) and the history's O1, O2, O5 closed rows.
     assert "column 'CloseDate' read as 12:00 UTC (7 values)" in output
     # T10 has no CompletedDateTime: its ActivityDate is used.
-    assert "column 'ActivityDate' read as 12:00 UTC (1 values)" in output
+    assert "column 'ActivityDate' read as 12:00 UTC (1 value)" in output
     # O7 has two line items: the first one is used.
     assert "lookup line_items: 1 repeated keys" in output
     kinds = [e["type"] for e in events]

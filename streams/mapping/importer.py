@@ -92,12 +92,12 @@ class ImportStats:
             if c.rejected:
                 extra.append(f"{c.rejected:,} rejected")
             tail = f" ({'; '.join(extra)})" if extra else ""
-            out.append(f"{name}: {c.rows:,} rows -> {made}{tail}")
+            out.append(f"{name}: {_count(c.rows, 'row')} -> {made}{tail}")
         total = sum(self.events.values())
         kinds = ", ".join(f"{self.events[t]:,} {t}" for t in ("assignment", "touch", "deal"))
         out.append(
             f"{total:,} events ({kinds}); {self.merged:,} given by two rows, written once; "
-            f"{self.rejected:,} rows rejected"
+            f"{_count(self.rejected, 'row')} rejected"
         )
         out.extend(f"filled in: {line}" for line in self.filled)
         out.extend(f"dates without a time: {line}" for line in self.dates)
@@ -324,6 +324,10 @@ class _RowMapper:
         return {"type": "touch", "event_id": f"{self.prefix}{row_id}", **fields}
 
 
+def _count(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
 def _rules_text(rules: list[Rule] | None) -> str:
     return " or ".join(r.describe() for r in rules or []) or "not mapped"
 
@@ -454,9 +458,11 @@ def import_events(
         if progress is not None:
             progress(name, done, done)
     for (where, what), n in sorted(resolver.constants.items()):
-        stats.filled.append(f"{where} = constant {what} ({n:,} rows)")
+        stats.filled.append(f"{where} = constant {what} ({_count(n, 'row')})")
     for (where, what), n in sorted(resolver.defaults.items()):
-        stats.filled.append(f"{where} = default {what} where the export has none ({n:,} rows)")
+        stats.filled.append(
+            f"{where} = default {what} where the export has none ({_count(n, 'row')})"
+        )
     for (what, when), n in sorted(resolver.date_only.items()):
-        stats.dates.append(f"{what} read as {when} ({n:,} values)")
+        stats.dates.append(f"{what} read as {when} ({_count(n, 'value')})")
     return sorted(seen.values()), stats

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -138,8 +139,10 @@ def demo(
         Path | None,
         typer.Option(
             "--events-out",
-            help="Also write the generated events (JSONL, all of them) to this file and "
-            "their targets to FILE.targets.yaml, to try `gapmon replay` on.",
+            help="Also write the events the report reads (those up to its time) to this "
+            "file (JSONL) and their targets beside it (demo.jsonl -> demo.targets.yaml): "
+            "`gapmon replay demo.jsonl --targets demo.targets.yaml --as-of 2026-12-01` "
+            "gives the same report.",
         ),
     ] = None,
 ) -> None:
@@ -156,7 +159,7 @@ def demo(
     history = demo_history(seed=seed, assignments_per_quarter=assignments)
     report_time = parse_timestamp("--as-of", as_of) or DEMO_AS_OF
     if events_out is not None:
-        _write_demo_events(history, events_out)
+        _write_demo_events(history, events_out, report_time)
     targets = TargetsTable.from_rows(history.targets_rows())
     engine = Engine(settings.engine)
     model_set = _attach_models(engine, settings) if models else None
@@ -179,15 +182,18 @@ def demo(
     _demo_notify(report, notify, settings, sys.stdout)
 
 
-def _write_demo_events(history: Any, path: Path) -> None:
+def _write_demo_events(history: Any, path: Path, until: datetime) -> None:
     targets = path.with_name(f"{path.stem}.targets.yaml")
     try:
-        n = write_jsonl(history.events, path)
+        n = write_jsonl((e for e in history.events if e.occurred_at <= until), path)
         targets.write_text(history.targets_yaml())
     except OSError as exc:
         err.print(f"[red]error:[/red] --events-out {str(path)!r}: {exc.strerror or exc}")
         raise typer.Exit(2) from None
-    err.print(f"demo: wrote {n:,} events to {path} and their targets to {targets}")
+    err.print(
+        f"demo: wrote {n:,} events (up to {until:%Y-%m-%d %H:%M}Z) to {path} "
+        f"and their targets to {targets}"
+    )
 
 
 def _demo_notify(report: dict[str, Any], notify: bool | None, settings: Settings, out: Any) -> None:

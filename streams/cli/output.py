@@ -120,7 +120,9 @@ def progress(total: int | None) -> Any:
 
 
 def print_json(report: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(report, indent=2, sort_keys=False, default=str) + "\n")
+    # allow_nan=False: the report is JSON any parser reads (the builder nulls non-finite values)
+    text = json.dumps(report, indent=2, sort_keys=False, default=str, allow_nan=False)
+    sys.stdout.write(text + "\n")
 
 
 def render(report: dict[str, Any], quarters: list[str] | None = None) -> None:

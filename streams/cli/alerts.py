@@ -351,8 +351,8 @@ def _steps_bar() -> Iterator[tuple[Progress, TaskID]]:
 def backtest(
     events: Annotated[str | None, typer.Argument(help="Events file (JSONL); - = stdin.")] = None,
     targets: Annotated[
-        Path, typer.Option("--targets", help="Targets table (YAML or CSV).")
-    ] = Path(),
+        Path | None, typer.Option("--targets", help="Targets table (YAML or CSV); required.")
+    ] = None,
     mapping: MappingOpt = None,
     data_dir: DataDir = None,
     step: Annotated[str, typer.Option("--step", help="Report every ... (e.g. 1d, 6h).")] = "1d",
@@ -382,7 +382,7 @@ def backtest(
     from streams.sources import read_lines
 
     check_source(events, mapping, "alerts backtest")
-    if targets == Path():
+    if targets is None:
         err.print("[red]error:[/red] alerts backtest: --targets TARGETS.yaml is required")
         raise typer.Exit(2)
     rule_set = _rules(rules, config_dir)

@@ -229,8 +229,8 @@ def replay(
         typer.Argument(help="Events file (JSONL, one event per line); - = stdin."),
     ] = None,
     targets: Annotated[
-        Path, typer.Option("--targets", help="Targets table (YAML or CSV).")
-    ] = Path(),
+        Path | None, typer.Option("--targets", help="Targets table (YAML or CSV); required.")
+    ] = None,
     mapping: MappingOpt = None,
     data_dir: DataDir = None,
     as_of: AsOf = None,
@@ -268,7 +268,7 @@ def replay(
     too, with the export file and row.
     """
     check_source(events, mapping, "replay")
-    if targets == Path():
+    if targets is None:
         err.print("[red]error:[/red] replay: --targets TARGETS.yaml is required")
         raise typer.Exit(2)
     settings = _settings(config_dir)

@@ -381,7 +381,7 @@ def import_(
         if out is not None:
             fh.close()
     if out is not None:
-        err.print(f"import: wrote {len(events):,} events to {out}", markup=False)
+        err.print(f"import: wrote {len(events):,} events to {out}", markup=False, highlight=False)
     if strict and stats.rejected:
         raise typer.Exit(1)
 

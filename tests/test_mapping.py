@@ -47,6 +47,11 @@ def _line_of(text: str, needle: str) -> int:
         ("timezone: UTC", "timezone: Europe/Berlinn", "'Europe/Berlinn': not an IANA time zone"),
         ('time_of_day: "12:00"', 'time_of_day: "noon"', "'noon': a time of day is written HH:MM"),
         (
+            "      occurred_at: CreatedDate\n      am_id",
+            "      occurred_at: {column: CreatedDate, format: epoch_millis}\n      am_id",
+            "'epoch_millis': a time format is iso, epoch_s, epoch_ms or a strptime format",
+        ),
+        (
             "    role: stage_history",
             "    role: history",
             "sources[1].role: 'history': Input should be 'opportunities'",
@@ -67,7 +72,7 @@ def test_a_mistake_in_the_mapping_names_file_line_and_key(
     bad.write_text(text.replace(old, new, 1))
     with pytest.raises(MappingError) as info:
         load_mapping(bad)
-    line = _line_of(bad.read_text(), new.strip())
+    line = _line_of(bad.read_text(), new.strip().splitlines()[0])
     assert str(info.value).startswith(f"{bad}: line {line}: "), str(info.value)
     assert message in str(info.value)
 

@@ -51,8 +51,7 @@ __all__ = [
     "load_mapping",
 ]
 
-ROLES = ("opportunities", "stage_history", "activities")
-TIME_FORMATS_SPECIAL = ("iso", "epoch_s", "epoch_ms")
+TIME_FORMATS = ("iso", "epoch_s", "epoch_ms")  # or a strptime format (with a %)
 _HHMM = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
 Scalar = str | int | float | bool
 
@@ -76,6 +75,15 @@ def _zone(value: str | None) -> str | None:
 def _hhmm(value: str | None) -> str | None:
     if value is not None and not _HHMM.fullmatch(str(value)):
         raise ValueError(f"{value!r}: a time of day is written HH:MM (24 h), e.g. '12:00'")
+    return value
+
+
+def _time_format(value: str | None) -> str | None:
+    if value is not None and value not in TIME_FORMATS and "%" not in value:
+        raise ValueError(
+            f"{value!r}: a time format is {', '.join(TIME_FORMATS)} or a strptime format "
+            "such as '%m/%d/%Y %H:%M'"
+        )
     return value
 
 
@@ -111,6 +119,7 @@ class Rule(BaseModel):
 
     _check_zone = field_validator("timezone")(_zone)
     _check_hhmm = field_validator("time_of_day")(_hhmm)
+    _check_format = field_validator("format")(_time_format)
 
     @model_validator(mode="after")
     def _one_source(self) -> Rule:
@@ -180,6 +189,8 @@ class DealBlock(_Block):
     deal_id: Rules | None = None
     stage_dates: Annotated[dict[str, Literal[STAGES]], BeforeValidator(_str_keys)] | None = None  # type: ignore[valid-type]
     stage_date_format: str | None = None
+
+    _check_format = field_validator("stage_date_format")(_time_format)
 
     @model_validator(mode="after")
     def _something(self) -> DealBlock:

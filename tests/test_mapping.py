@@ -237,3 +237,27 @@ def test_the_mapping_zone_moves_date_only_closes_across_midnight(tmp_path: Path)
     tokyo_ids = [json.loads(e)["event_id"] for e in _events(SF_DATA, tokyo)]
     assert f"sf:{won}20261120T200000Z" in la_ids
     assert f"sf:{won}20261119T150000Z" in tokyo_ids
+
+
+def test_without_a_version_the_assignment_id_follows_its_mapped_fields(tmp_path: Path) -> None:
+    mapping = tmp_path / "noversion.yaml"
+    mapping.write_text(SF_MAPPING.read_text().replace("      version: LastModifiedDate\n", ""))
+    data = tmp_path / "data"
+    shutil.copytree(SF_DATA, data)
+
+    def assignment_ids() -> dict[str, str]:
+        events = [json.loads(e) for e in _events(data, mapping)]
+        return {e["assignment_id"]: e["event_id"] for e in events if e["type"] == "assignment"}
+
+    before = assignment_ids()
+    assert assignment_ids() == before  # the same export: the same ids
+    opp = data / "Opportunity.csv"
+    opp.write_text(
+        opp.read_text().replace(
+            "Initech - Payments,001000000000003AAA,005000000000002AAA,Negotiation/Review,40000",
+            "Initech - Payments,001000000000003AAA,005000000000002AAA,Negotiation/Review,45000",
+        )
+    )
+    after = assignment_ids()
+    changed = {a for a in before if before[a] != after[a]}
+    assert changed == {"006000000000003AAA"}  # only the opportunity whose Amount changed

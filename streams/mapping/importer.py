@@ -257,11 +257,7 @@ class _RowMapper:
             self.r.value(a.version, row, "version", "assignment.version") if a.version else None
         )
         aid = fields["assignment_id"]
-        v = (
-            _stamp(version)
-            if version is not None
-            else _digest({k: v for k, v in fields.items() if k not in ("occurred_at",)})
-        )
+        v = _stamp(version) if version is not None else _digest(fields)
         events = [
             {"type": "assignment", "event_id": f"{self.prefix}{aid}:assignment:{v}", **fields}
         ]

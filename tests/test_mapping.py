@@ -261,3 +261,38 @@ def test_without_a_version_the_assignment_id_follows_its_mapped_fields(tmp_path:
     after = assignment_ids()
     changed = {a for a in before if before[a] != after[a]}
     assert changed == {"006000000000003AAA"}  # only the opportunity whose Amount changed
+
+
+def test_a_semicolon_cp1252_csv_reads_like_the_utf8_one(tmp_path: Path) -> None:
+    """A CSV saved by a European Excel: ';' between cells, Windows-1252 bytes."""
+    data = tmp_path / "data"
+    shutil.copytree(SF_DATA, data)
+    rows = _csv_rows(SF_DATA / "Account.csv")
+    assert rows[1][:3] == ["001000000000001AAA", "Acme Bank", "Banking"]
+    rows[1][2] = "Télécoms"  # é is one byte (0xE9) in cp1252, not UTF-8
+    with (data / "Account.csv").open("w", encoding="cp1252", newline="") as fh:
+        csv.writer(fh, delimiter=";").writerows(rows)
+    text = SF_MAPPING.read_text()
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(text)
+    euro = tmp_path / "euro.yaml"
+    euro.write_text(
+        text.replace(
+            "accounts: {file: Account.csv, key: Id}",
+            "accounts: {file: Account.csv, key: Id, delimiter: ';', encoding: cp1252}",
+        )
+    )
+    events = [json.loads(e) for e in _events(data, euro)]
+    verticals = {e["assignment_id"]: e["vertical"] for e in events if e["type"] == "assignment"}
+    # O1 and O4 are Acme Bank's; the others keep their industry
+    assert verticals == {
+        "006000000000001AAA": "Télécoms",
+        "006000000000004AAA": "Télécoms",
+        "006000000000002AAA": "Technology",
+        "006000000000003AAA": "Retail",
+        "006000000000005AAA": "Healthcare",
+        "006000000000006AAA": "Technology",
+        "006000000000007AAA": "Healthcare",
+    }
+    with pytest.raises(MappingError, match="no column 'Id'"):  # ';' not split: one column
+        _events(data, plain)

@@ -117,7 +117,7 @@ def _load_lookups(
     tables: dict[str, dict[str, dict[str, str]]] = {}
     used = _lookup_columns(spec)
     for name, lk in spec.lookups.items():
-        table = open_table(_path(base, lk.file), lk.sheet)
+        table = open_table(_path(base, lk.file), lk.sheet, lk.delimiter, lk.encoding)
         _require_columns(table, {lk.key, *used.get(name, set())}, f"lookups.{name}")
         rows: dict[str, dict[str, str]] = {}
         repeated = 0
@@ -412,7 +412,9 @@ def import_events(
     sources = [s for s in spec.sources if s.file is not None]  # others are topics (gapmon map)
     for source in sources:
         i = spec.sources.index(source)
-        table = open_table(_path(base_dir, source.file or ""), source.sheet)
+        table = open_table(
+            _path(base_dir, source.file or ""), source.sheet, source.delimiter, source.encoding
+        )
         _require_columns(table, _source_columns(source), f"sources[{i}]")
         tables.append(table)
     for source, table in zip(sources, tables, strict=True):

@@ -14,6 +14,7 @@ whole number without ``.0``.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import math
 from collections.abc import Iterator
@@ -42,8 +43,15 @@ class Table:
         return self._rows
 
 
-def open_table(path: Path, sheet: str | None = None) -> Table:
-    """Open a CSV / .xlsx / .parquet export; :class:`MappingError` when it cannot be."""
+def open_table(
+    path: Path, sheet: str | None = None, delimiter: str = ",", encoding: str = "utf-8"
+) -> Table:
+    """Open a CSV / .xlsx / .parquet export; :class:`MappingError` when it cannot be.
+
+    ``delimiter`` and ``encoding`` are the CSV's (e.g. ``;`` and ``cp1252`` for a CSV
+    saved by a European Excel); a UTF-8 byte order mark is dropped. Bytes that are not
+    in the encoding become U+FFFD, which the contract refuses in names and ids: such a
+    row is rejected, naming the field."""
     kind = FORMATS.get(path.suffix.lower())
     if kind is None:
         raise MappingError(
@@ -55,7 +63,11 @@ def open_table(path: Path, sheet: str | None = None) -> Table:
     if sheet is not None and kind != "xlsx":
         raise MappingError(f"{path}: 'sheet' is for .xlsx files only")
     if kind == "csv":
-        return _csv(path)
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            raise MappingError(f"{path}: unknown encoding {encoding!r}") from None
+        return _csv(path, delimiter, encoding)
     if kind == "xlsx":
         return _xlsx(path, sheet)
     return _parquet(path)
@@ -64,11 +76,13 @@ def open_table(path: Path, sheet: str | None = None) -> Table:
 # ---- CSV -----------------------------------------------------------------------------------
 
 
-def _csv(path: Path) -> Table:
+def _csv(path: Path, delimiter: str, encoding: str) -> Table:
     with path.open("rb") as fh:
         lines = sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
-    fh_text = path.open(encoding="utf-8-sig", errors="replace", newline="")
-    reader = csv.reader(fh_text)
+    if codecs.lookup(encoding).name == "utf-8":
+        encoding = "utf-8-sig"
+    fh_text = path.open(encoding=encoding, errors="replace", newline="")
+    reader = csv.reader(fh_text, delimiter=delimiter)
     header = [h.strip() for h in next(reader, [])]
     _check_header(path, header)
 

@@ -268,6 +268,8 @@ class LookupSpec(BaseModel):
 
     file: str
     sheet: str | None = None  # .xlsx: the worksheet (default: the first)
+    delimiter: str = Field(default=",", min_length=1, max_length=1)  # CSV
+    encoding: str = "utf-8"  # CSV
     key: str
 
 
@@ -279,6 +281,8 @@ class SourceSpec(BaseModel):
     file: str | None = None
     topic: str | None = None  # a raw CRM topic whose messages are rows of this source
     sheet: str | None = None  # .xlsx: the worksheet (default: the first)
+    delimiter: str = Field(default=",", min_length=1, max_length=1)  # CSV
+    encoding: str = "utf-8"  # CSV
     role: Literal["opportunities", "stage_history", "activities"]
     id: str | None = None  # the row's own id column (activities: the touch's event_id)
     where: list[Where] = []

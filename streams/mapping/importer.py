@@ -49,7 +49,7 @@ FINAL = frozenset({"won", "lost", "self_closed"})
 Progress = Callable[[str, int, int], None]  # (file name, rows done, rows expected)
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class MappedEvent:
     """One contract event from an export: sorted by time, then id."""
 
@@ -463,4 +463,4 @@ def import_events(
         )
     for (what, when), n in sorted(resolver.date_only.items()):
         stats.dates.append(f"{what} read as {when} ({_count(n, 'value')})")
-    return sorted(seen.values()), stats
+    return sorted(seen.values(), key=lambda e: (e.ts, e.event_id)), stats

@@ -296,3 +296,20 @@ def test_a_semicolon_cp1252_csv_reads_like_the_utf8_one(tmp_path: Path) -> None:
     }
     with pytest.raises(MappingError, match="no column 'Id'"):  # ';' not split: one column
         _events(data, plain)
+
+
+def test_two_rows_giving_one_event_with_different_values_are_reported(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(SF_DATA, data)
+    hist = data / "OpportunityHistory.csv"
+    # O1's Closed Won history row says $48,000; its opportunity row says $50,000
+    old = "008000000000003AAA,006000000000001AAA,Closed Won,50000,"
+    assert old in hist.read_text()
+    hist.write_text(hist.read_text().replace(old, old.replace("50000", "48000")))
+    events, stats = import_events(load_mapping(SF_MAPPING), data)
+    assert (stats.merged, stats.conflicts) == (5, 1)
+    assert "warning: 1 event given by two rows that differ" in "\n".join(stats.summary_lines())
+    won = next(
+        e for e in events if e.event_id == "sf:006000000000001AAA:stage:won:20261120T120000Z"
+    )
+    assert json.loads(won.json)["amount"] == 50000.0  # the opportunity row comes first

@@ -76,6 +76,7 @@ class ImportStats:
     sources: dict[str, SourceCounts] = field(default_factory=dict)
     events: Counter[str] = field(default_factory=Counter)  # type -> events written
     merged: int = 0  # events given by two rows (same id), written once
+    conflicts: int = 0  # of those, the rows said different things (the first is kept)
     rejected: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
     duplicate_keys: dict[str, int] = field(default_factory=dict)  # lookup -> repeated keys
@@ -99,6 +100,11 @@ class ImportStats:
             f"{total:,} events ({kinds}); {self.merged:,} given by two rows, written once; "
             f"{_count(self.rejected, 'row')} rejected"
         )
+        if self.conflicts:
+            out.append(
+                f"warning: {_count(self.conflicts, 'event')} given by two rows that differ "
+                "(an amount, a reason...): the first row's is kept"
+            )
         out.extend(f"filled in: {line}" for line in self.filled)
         out.extend(f"dates without a time: {line}" for line in self.dates)
         for lookup, n in self.duplicate_keys.items():
@@ -449,6 +455,7 @@ def import_events(
                 kind = ev.kind
                 if ev.event_id in seen:
                     stats.merged += 1
+                    stats.conflicts += seen[ev.event_id].json != ev.json
                     continue
                 seen[ev.event_id] = ev
                 counts.events[kind] += 1

@@ -338,6 +338,7 @@ def test_a_newer_export_adds_only_what_changed(tmp_path: Path) -> None:
     ("args", "message"),
     [
         (["import", "nope.yaml"], "mapping file 'nope.yaml' does not exist"),
+        (["import", "m[users].yaml"], "mapping file 'm[users].yaml' does not exist"),  # no markup
         (["import", str(MAPPING), "--data-dir", "/nonexistent"], "--data-dir '/nonexistent'"),
         (["replay", "--targets", str(TARGETS)], "give an events file, or --mapping"),
     ],

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from streams.cli.mapped import DataDir, MappingOpt, check_source, mapped_lines
@@ -296,7 +297,7 @@ def map_(
         spec = load_mapping(mapping)
         mapper = MessageMapper(spec, data_dir if data_dir is not None else mapping.parent)
     except MappingError as exc:
-        err.print(f"[red]mapping error:[/red] {exc}", highlight=False)
+        err.print(f"[red]mapping error:[/red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
     level = {"crit": "CRITICAL", "warn": "WARNING"}.get(loglevel, loglevel.upper())
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import IO, Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from streams.cli.output import err
@@ -83,7 +84,7 @@ def mapped_events(
     try:
         spec = load_mapping(mapping)
     except MappingError as exc:
-        err.print(f"[red]mapping error:[/red] {exc}", markup=True, highlight=False)
+        err.print(f"[red]mapping error:[/red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
     base = data_dir if data_dir is not None else mapping.parent
     if not base.is_dir():
@@ -94,7 +95,7 @@ def mapped_events(
     try:
         events, stats = import_events(spec, base, rejects, progress=bar)
     except MappingError as exc:
-        err.print(f"[red]mapping error:[/red] {exc}", highlight=False)
+        err.print(f"[red]mapping error:[/red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
     finally:
         bar.close()

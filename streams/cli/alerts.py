@@ -31,6 +31,7 @@ from rich.progress import (
 from rich.table import Table
 
 from alerts.rules import RulesError, RuleSet, check_token, load_rules, parse_duration
+from streams.cli.mapped import DataDir, MappingOpt, check_source, mapped_lines
 from streams.cli.options import parse_timestamp
 from streams.cli.output import RejectsFile, err, rejects_path, say_rejects
 
@@ -354,8 +355,12 @@ def _steps_bar() -> Iterator[tuple[Progress, TaskID]]:
 
 @alerts_app.command()
 def backtest(
-    events: Annotated[str, typer.Argument(help="Events file (JSONL); - = stdin.")],
-    targets: Annotated[Path, typer.Option("--targets", help="Targets table (YAML or CSV).")],
+    events: Annotated[str | None, typer.Argument(help="Events file (JSONL); - = stdin.")] = None,
+    targets: Annotated[
+        Path | None, typer.Option("--targets", help="Targets table (YAML or CSV); required.")
+    ] = None,
+    mapping: MappingOpt = None,
+    data_dir: DataDir = None,
     step: Annotated[str, typer.Option("--step", help="Report every ... (e.g. 1d, 6h).")] = "1d",
     start: Annotated[str | None, typer.Option(help="First evaluation (ISO-8601).")] = None,
     end: Annotated[str | None, typer.Option(help="Last evaluation (ISO-8601).")] = None,
@@ -372,7 +377,9 @@ def backtest(
 ) -> None:
     """Replay a file in-process, evaluate the rules every --step, print fire/resolve times.
 
-    Exit 1 when the file holds no valid event (nothing to evaluate).
+    Exit 1 when the file holds no valid event (nothing to evaluate). With --mapping, the
+    events come from CRM exports (docs/import.md); rows that do not map go to the
+    rejects file (default MAPPING.rejects.jsonl) with their export file and row.
     """
     from alerts.backtest import backtest as run
     from monitors.settings import load_settings
@@ -380,6 +387,10 @@ def backtest(
     from streams.replay import ReplayStats, reject
     from streams.sources import read_lines
 
+    check_source(events, mapping, "alerts backtest")
+    if targets is None:
+        err.print("[red]error:[/red] alerts backtest: --targets TARGETS.yaml is required")
+        raise typer.Exit(2)
     rule_set = _rules(rules, config_dir)
     settings = load_settings(config_dir)
     try:
@@ -387,22 +398,34 @@ def backtest(
     except (OSError, ValueError) as exc:
         err.print(f"[red]targets error:[/red] {exc}")
         raise typer.Exit(2) from None
-    if events != "-" and not Path(events).is_file():
+    if events is not None and events != "-" and not Path(events).is_file():
         err.print(f"[red]error:[/red] events file {events!r} does not exist")
         raise typer.Exit(2)
     try:
         step_td = parse_duration(step)
     except ValueError as exc:
         raise typer.BadParameter(f"--step={step!r}: {exc}") from None
-    rejects_to = rejects_path(events, rejects)
+    if mapping is not None:
+        rejects_to = rejects or Path(f"{mapping.stem}.rejects.jsonl")
+    else:
+        rejects_to = rejects_path(str(events), rejects)
     counts = ReplayStats()
-    with RejectsFile(rejects_to) as rej, _steps_bar() as (bar, task):
+    rej = RejectsFile(rejects_to)
+    # the exports are read before the steps' bar starts (one live display at a time)
+    lines = (
+        mapped_lines(mapping, data_dir, rej, "alerts backtest")
+        if mapping is not None
+        else read_lines(str(events))
+    )
+    if mapping is not None and rej.written:
+        err.print(f"alerts backtest: rejects written to {rejects_to}", markup=False)
+    with rej, _steps_bar() as (bar, task):
 
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
         result = run(
-            read_lines(events),
+            lines,
             settings,
             table,
             rule_set.rules,
@@ -414,7 +437,11 @@ def backtest(
         )
     say_rejects("backtest", counts.rejected, counts.reasons, rejects_to)
     if result.events == 0:
-        source = "stdin" if events == "-" else repr(events)
+        source = (
+            f"the exports of {str(mapping)!r}"
+            if mapping is not None
+            else ("stdin" if events == "-" else repr(events))
+        )
         err.print(
             f"[red]error:[/red] no valid events in {source}, nothing to evaluate "
             f"({result.rejected:,} rejected lines)"

@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
+from streams.cli.mapped import DataDir, MappingOpt, check_source, mapped_lines
 from streams.cli.output import err, print_json, progress, render
 from streams.cli.render import console_for
 
@@ -214,7 +216,9 @@ def _model_checkpoints(ks: Any) -> Any:
 
 
 def produce(
-    events: Annotated[str, typer.Argument(help="Events file (JSONL); - = stdin.")],
+    events: Annotated[str | None, typer.Argument(help="Events file (JSONL); - = stdin.")] = None,
+    mapping: MappingOpt = None,
+    data_dir: DataDir = None,
     bootstrap: Bootstrap = None,
     topic_prefix: Prefix = None,
     rejects: Annotated[
@@ -225,27 +229,36 @@ def produce(
     """Validate a file of events and publish each to its topic, keyed by assignment_id.
 
     Lines are published as written; invalid ones go to the rejects file with their
-    reason, as in `gapmon replay`.
+    reason, as in `gapmon replay`. With --mapping, the events come from CRM exports
+    (docs/import.md): their ids are stable, so publishing a newer export again sends
+    copies of the unchanged events, which the workers count once.
     """
     from streams.kafka.client import ensure_topics, produce_lines
     from streams.sources import read_lines
 
+    check_source(events, mapping, "produce")
     ks = _kafka_settings(kafka_bootstrap=bootstrap, topic_prefix=topic_prefix)
-    if events != "-" and not Path(events).is_file():
+    if events is not None and events != "-" and not Path(events).is_file():
         err.print(f"[red]error:[/red] events file {events!r} does not exist")
         raise typer.Exit(2)
-    rejects_path = rejects or Path(
-        "gapmon.rejects.jsonl" if events == "-" else f"{Path(events).with_suffix('')}.rejects.jsonl"
-    )
-    total = os.path.getsize(events) if events != "-" else None
+    if mapping is not None:
+        rejects_path = rejects or Path(f"{mapping.stem}.rejects.jsonl")
+    elif events == "-":
+        rejects_path = rejects or Path("gapmon.rejects.jsonl")
+    else:
+        rejects_path = rejects or Path(f"{Path(str(events)).with_suffix('')}.rejects.jsonl")
+    total = os.path.getsize(events) if events is not None and events != "-" else None
+    mapped = None
+    if mapping is not None:  # read the exports before connecting: their mistakes first
+        with rejects_path.open("w") as rej:
+            mapped = mapped_lines(mapping, data_dir, rej, "produce")
 
     async def go() -> Any:
         await ensure_topics(ks)
-        with rejects_path.open("w") as rej, progress(total) as bar:
+        with rejects_path.open("a" if mapped is not None else "w") as rej, progress(total) as bar:
+            lines = mapped if mapped is not None else read_lines(str(events))
             task = bar.add_task("produce", total=total)
-            return await produce_lines(
-                read_lines(events), ks, rej, progress=lambda n: bar.advance(task, n)
-            )
+            return await produce_lines(lines, ks, rej, progress=lambda n: bar.advance(task, n))
 
     stats = _run(go())
     err.print(f"produce: {stats.summary()}")
@@ -253,6 +266,47 @@ def produce(
         err.print(f"produce: rejects written to {rejects_path}")
     if strict and stats.rejected:
         raise typer.Exit(1)
+
+
+def map_(
+    mapping: Annotated[
+        Path, typer.Argument(help="Mapping whose sources name raw topics ('topic:').")
+    ],
+    data_dir: DataDir = None,
+    bootstrap: Bootstrap = None,
+    topic_prefix: Prefix = None,
+    loglevel: Annotated[str, typer.Option(help="crit, error, warn, info or debug.")] = "info",
+) -> None:
+    """Map raw CRM topics onto the CRM topics, exactly once, until Ctrl-C or SIGTERM.
+
+    Reads the raw topics the mapping's sources name (a Kafka Connect source, Change
+    Data Capture, webhook payloads: one JSON object per message), applies the same
+    rules as `gapmon import`, and writes the events to crm.* keyed by assignment_id in
+    Kafka transactions with the raw offsets. Messages that give no event go to
+    gapmon.dlq with the reason. Lookup tables (users, accounts...) are read from
+    --data-dir at start. Run several with the same settings: they share the partitions.
+    """
+    import logging
+
+    from streams.kafka.mapstage import run_map
+    from streams.mapping import MappingError, load_mapping
+    from streams.mapping.messages import MessageMapper
+
+    ks = _kafka_settings(kafka_bootstrap=bootstrap, topic_prefix=topic_prefix)
+    try:
+        spec = load_mapping(mapping)
+        mapper = MessageMapper(spec, data_dir if data_dir is not None else mapping.parent)
+    except MappingError as exc:
+        err.print(f"[red]mapping error:[/red] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2) from None
+    level = {"crit": "CRITICAL", "warn": "WARNING"}.get(loglevel, loglevel.upper())
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    stats = _run(run_map(ks, mapper))
+    err.print(
+        f"map: {stats.messages:,} messages: {stats.events:,} events, {stats.skipped:,} skipped, "
+        f"{stats.dead_lettered:,} dead-lettered",
+        markup=False,
+    )
 
 
 # --------------------------------------------------------------------- targets

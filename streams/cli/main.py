@@ -18,6 +18,7 @@ from monitors.settings import Settings, load_settings
 from pacing.targets import TargetsTable
 from streams.cli import kafka as kafka_commands
 from streams.cli.alerts import alerts_app, drivers_app
+from streams.cli.mapped import DataDir, MappingOpt, check_source, mapped_events, mapped_lines
 from streams.cli.models import taxonomy_app
 from streams.cli.options import parse_timestamp
 from streams.cli.output import (
@@ -224,9 +225,14 @@ def _demo_notify(report: dict[str, Any], notify: bool | None, settings: Settings
 @app.command()
 def replay(
     events: Annotated[
-        str, typer.Argument(help="Events file (JSONL, one event per line); - = stdin.")
-    ],
-    targets: Annotated[Path, typer.Option("--targets", help="Targets table (YAML or CSV).")],
+        str | None,
+        typer.Argument(help="Events file (JSONL, one event per line); - = stdin."),
+    ] = None,
+    targets: Annotated[
+        Path | None, typer.Option("--targets", help="Targets table (YAML or CSV); required.")
+    ] = None,
+    mapping: MappingOpt = None,
+    data_dir: DataDir = None,
     as_of: AsOf = None,
     json_out: JsonOut = False,
     rejects: Annotated[
@@ -257,31 +263,44 @@ def replay(
     """Replay a file of events through the engine and report gaps, pacing and drivers.
 
     Invalid lines are written to the rejects file with their reason and counted on
-    stderr; they never stop the replay (exit 0 unless --strict).
+    stderr; they never stop the replay (exit 0 unless --strict). With --mapping, the
+    events come from CRM exports (docs/import.md); their bad rows go to the rejects file
+    too, with the export file and row.
     """
+    check_source(events, mapping, "replay")
+    if targets is None:
+        err.print("[red]error:[/red] replay: --targets TARGETS.yaml is required")
+        raise typer.Exit(2)
     settings = _settings(config_dir)
     table = _targets(targets)
     report_time = parse_timestamp("--as-of", as_of)
-    if events != "-" and not Path(events).is_file():
+    if events is not None and events != "-" and not Path(events).is_file():
         what = "is a folder, not a file" if Path(events).is_dir() else "does not exist"
         err.print(f"[red]error:[/red] events file {events!r} {what}")
         raise typer.Exit(2)
-    rejects_to = rejects_path(events, rejects)
+    rejects_to = rejects or _rejects_path(events, mapping)
     engine = Engine(settings.engine)
     model_set = _attach_models(engine, settings) if models else None
     exporter = _metrics_exporter(settings) if serve_metrics is not None else None
     if exporter is not None:
         exporter.instrument_engine(engine)
-    total = os.path.getsize(events) if events != "-" else None
-    with RejectsFile(rejects_to) as rej, progress(total) as bar:
-        task = bar.add_task("replay", total=total)
-        stats = replay_lines(
-            read_lines(events),
-            engine,
-            rej,
-            report_time,
-            progress=lambda n: bar.advance(task, n),
-        )
+    with RejectsFile(rejects_to) as rej:
+        if mapping is not None:
+            stats = replay_lines(
+                mapped_lines(mapping, data_dir, rej, "replay"), engine, rej, report_time
+            )
+        else:
+            assert events is not None
+            total = os.path.getsize(events) if events != "-" else None
+            with progress(total) as bar:
+                task = bar.add_task("replay", total=total)
+                stats = replay_lines(
+                    read_lines(events),
+                    engine,
+                    rej,
+                    report_time,
+                    progress=lambda n: bar.advance(task, n),
+                )
     err.print(f"replay: {stats.summary()}")
     say_rejects("replay", stats.rejected + stats.orphans, stats.reasons, rejects_to)
     when = report_time or stats.latest
@@ -304,6 +323,65 @@ def replay(
         exporter.record_replay(stats)
         exporter.update_report(report)
         _serve_until_interrupted(exporter, serve_metrics, metrics_addr)
+    if strict and stats.rejected:
+        raise typer.Exit(1)
+
+
+def _rejects_path(events: str | None, mapping: Path | None) -> Path:
+    """EVENTS.rejects.jsonl, MAPPING.rejects.jsonl (in the working folder), or for stdin
+    gapmon.rejects.jsonl."""
+    if mapping is not None:
+        return Path(f"{mapping.stem}.rejects.jsonl")
+    return rejects_path(events or "-", None)
+
+
+@app.command("import")
+def import_(
+    mapping: Annotated[
+        Path, typer.Argument(help="Mapping file (config/mappings/*.yaml; docs/import.md).")
+    ],
+    data_dir: DataDir = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write the events (JSONL) here instead of stdout."),
+    ] = None,
+    rejects: Annotated[
+        Path | None,
+        typer.Option(help="Where rows that do not map go (default MAPPING.rejects.jsonl)."),
+    ] = None,
+    strict: Annotated[bool, typer.Option(help="Exit 1 when any row was rejected.")] = False,
+) -> None:
+    """Turn CRM exports (CSV, .xlsx, .parquet) into gapmon events through a mapping.
+
+    Event ids come from the exports' ids and the field that changed, so importing the
+    same export twice, or a newer one, gives each change once. Rows that do not map go
+    to the rejects file with the export file, row number and reason; the summary (what
+    each file gave, the constants and defaults filled in, the counts per reason) goes
+    to stderr.
+    """
+    rejects_to = rejects or _rejects_path(None, mapping)
+    if out is not None and (out.is_dir() or not out.parent.is_dir()):
+        what = "is a folder" if out.is_dir() else f"folder {str(out.parent)!r} does not exist"
+        err.print(f"[red]error:[/red] --out {str(out)!r}: {what}")
+        raise typer.Exit(2)
+    with RejectsFile(rejects_to) as rej:
+        events, stats = mapped_events(mapping, data_dir, rej, "import")
+    if stats.rejected:
+        err.print(f"import: rejects written to {rejects_to}", markup=False)
+    try:
+        fh = sys.stdout if out is None else out.open("w", encoding="utf-8", newline="\n")
+    except OSError as exc:
+        err.print(f"[red]error:[/red] cannot write {str(out)!r}: {exc.strerror}")
+        raise typer.Exit(2) from None
+    try:
+        for ev in events:
+            fh.write(ev.json)
+            fh.write("\n")
+    finally:
+        if out is not None:
+            fh.close()
+    if out is not None:
+        err.print(f"import: wrote {len(events):,} events to {out}", markup=False, highlight=False)
     if strict and stats.rejected:
         raise typer.Exit(1)
 
@@ -350,6 +428,7 @@ def _serve_until_interrupted(exporter: Any, port: int, addr: str) -> None:
 app.add_typer(taxonomy_app, name="taxonomy")
 app.command()(kafka_commands.worker)
 app.command()(kafka_commands.produce)
+app.command("map")(kafka_commands.map_)
 app.command()(kafka_commands.report)
 app.add_typer(kafka_commands.targets_app, name="targets")
 app.add_typer(kafka_commands.dlq_app, name="dlq")

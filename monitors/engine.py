@@ -189,11 +189,38 @@ class AssignmentState:
         self.booked_day = 0
 
 
-# Touch ids of an assignment are kept as one string "\x1fe1\x1fe2\x1f" while there are
-# few (a tenth of the memory of a tuple of strings; membership is a substring test, exact
-# because ids cannot contain the separator's neighbours), and as a set past _SMALL.
+# Touch ids of an assignment are kept as one string "\x1fe1\x1fe2\x1e\x1f" while there
+# are few (a tenth of the memory of a tuple of strings; membership is a substring test,
+# exact because ids cannot contain control characters), and as a set past _SMALL. A
+# qualified touch's id carries the mark _Q ("e2\x1e" above): a copy of an unqualified
+# touch on a qualified channel makes it qualified, whatever the order (docs/design.md).
 _SEP = "\x1f"
+_Q = "\x1e"
 _SMALL = 32
+
+
+def _seen_small(ids: str, eid: str) -> bool | None:
+    """In the compact form: None if ``eid`` is not there, else whether it is qualified."""
+    if f"{_SEP}{eid}{_SEP}" in ids:
+        return False
+    if f"{_SEP}{eid}{_Q}{_SEP}" in ids:
+        return True
+    return None
+
+
+def _assignment_content(ev: Assignment) -> tuple[Any, ...]:
+    """What of an assignment event the engine keeps, in the order copies are compared."""
+    score = -1 if ev.opp_score is None else cents(ev.opp_score)
+    kind = ev.assignment_type
+    return (ev.region, ev.vertical, ev.product, ev.am_id, kind, score, cents(ev.expected_rev))
+
+
+def _kept_content(st: AssignmentState) -> tuple[Any, ...]:
+    """:func:`_assignment_content` of the assignment event in force."""
+    c = st.cell
+    score = -1 if st.score_c is None else st.score_c
+    return (c[1], c[2], c[3], c[4], c[5], score, st.expected_c)  # type: ignore[index]
+
 
 # A signature is everything an assignment adds to its cells: its cohort cell's key, the
 # attributes (assign day, due day, score, expected revenue), then what touches and deals
@@ -245,21 +272,24 @@ class Engine:
         if kind == "touch":
             ids = st.touch_ids
             eid = event.event_id
+            qualified = event.channel in self._qualified
             n = st.n_touch
             if n <= _SMALL:
-                if f"{_SEP}{eid}{_SEP}" in ids:  # type: ignore[operator]
-                    self.duplicates += 1
-                    return False
+                if f"{_SEP}{eid}" in ids:  # type: ignore[operator]  # this id, or a longer one
+                    seen = _seen_small(ids, eid)  # type: ignore[arg-type]
+                    if seen is not None:
+                        return self._touch_again(st, eid, seen, qualified)
+                key = f"{eid}{_Q}" if qualified else eid
                 if n < _SMALL:
-                    st.touch_ids = f"{ids}{eid}{_SEP}"
+                    st.touch_ids = f"{ids}{key}{_SEP}"
                 else:
-                    st.touch_ids = {*ids.strip(_SEP).split(_SEP), eid}  # type: ignore[union-attr]
+                    st.touch_ids = {*ids.strip(_SEP).split(_SEP), key}  # type: ignore[union-attr]
             else:
                 if eid in ids:
-                    self.duplicates += 1
-                    return False
-                ids.add(eid)  # type: ignore[union-attr]
-            qualified = event.channel in self._qualified
+                    return self._touch_again(st, eid, False, qualified)
+                if f"{eid}{_Q}" in ids:
+                    return self._touch_again(st, eid, True, qualified)
+                ids.add(f"{eid}{_Q}" if qualified else eid)  # type: ignore[union-attr]
             self.events_applied += 1
             if st.cell is None:
                 st.n_touch = n + 1
@@ -283,16 +313,24 @@ class Engine:
             if ts is None:
                 ts = event.occurred_at.timestamp()
             eid = event.event_id
+            stage = event.stage
+            amount_c = cents(event.amount)
+            reason = self._bucket(event.reason_code) if stage in ("won", "lost") else ""
             if ts < st.d_ts or (ts == st.d_ts and eid <= st.d_eid):
-                same = ts == st.d_ts and eid == st.d_eid
-                self.duplicates += same
-                self.superseded += not same
-                return not same
+                if ts != st.d_ts or eid != st.d_eid:
+                    self.superseded += 1
+                    return True
+                # a copy of the deal in force: the greater content wins (docs/design.md)
+                content, kept = (stage, amount_c, reason), (st.stage, st.amount_c, st.reason)
+                if content == kept:
+                    self.duplicates += 1
+                    return False
+                if content < kept:
+                    self.superseded += 1
+                    return True
             before = None if st.cell is None else self._signature(st)
             st.d_ts, st.d_eid = ts, eid
-            stage = st.stage = event.stage
-            st.amount_c = cents(event.amount)
-            st.reason = self._bucket(event.reason_code) if stage in ("won", "lost") else ""
+            st.stage, st.amount_c, st.reason = stage, amount_c, reason
             close_q = self.calendar.quarter_of(event.occurred_at)
             st.close_q = close_q.label
             st.booked_day = self._day_index(close_q, ts)
@@ -307,10 +345,17 @@ class Engine:
             ts = event.occurred_at.timestamp()
         eid = event.event_id
         if ts < st.a_ts or (ts == st.a_ts and eid <= st.a_eid):
-            same = ts == st.a_ts and eid == st.a_eid
-            self.duplicates += same
-            self.superseded += not same
-            return not same
+            if ts != st.a_ts or eid != st.a_eid:
+                self.superseded += 1
+                return True
+            # a copy of the assignment in force: the greater content wins (docs/design.md)
+            content, kept = _assignment_content(event), _kept_content(st)
+            if content == kept:
+                self.duplicates += 1
+                return False
+            if content < kept:
+                self.superseded += 1
+                return True
         fresh = st.cell is None
         before = None if fresh else self._signature(st)
         self._set_attributes(st, event, ts, eid)
@@ -326,6 +371,25 @@ class Engine:
     def ingest_many(self, events: Iterable[Assignment | Touch | Deal]) -> None:
         for event in events:
             self.ingest(event)
+
+    def _touch_again(self, st: AssignmentState, eid: str, was_q: bool, qualified: bool) -> bool:
+        """A touch id seen before on this assignment: a copy, unless this copy is qualified
+        and the one kept is not (a touch is qualified when any copy is: docs/design.md)."""
+        if was_q or not qualified:
+            self.duplicates += 1
+            return False
+        before = None if st.cell is None else self._signature(st)
+        ids = st.touch_ids
+        if isinstance(ids, str):
+            st.touch_ids = ids.replace(f"{_SEP}{eid}{_SEP}", f"{_SEP}{eid}{_Q}{_SEP}", 1)
+        else:
+            ids.discard(eid)
+            ids.add(f"{eid}{_Q}")
+        st.n_qualified += 1
+        self.events_applied += 1
+        if before is not None:
+            self._apply_change(before, self._signature(st))
+        return True
 
     def _apply_fresh(self, st: AssignmentState) -> None:
         """A first assignment event with no touches or deals yet: an unworked assignment.
@@ -563,7 +627,7 @@ class Engine:
 
     @staticmethod
     def _orphan_record(aid: str, st: AssignmentState) -> dict[str, Any]:
-        ids = sorted(_touch_id_list(st.touch_ids))
+        ids = sorted(i.rstrip(_Q) for i in _touch_id_list(st.touch_ids))
         if st.d_eid:
             ids.append(st.d_eid)
         return {"assignment_id": aid, "event_ids": ids}
@@ -647,7 +711,8 @@ class Engine:
 
 
 def _touch_id_list(ids: str | set[str]) -> list[str]:
-    if isinstance(ids, str):  # "\x1fe1\x1fe2\x1f", or "\x1f" for none
+    """The stored touch ids, qualified ones with their mark ``_Q``."""
+    if isinstance(ids, str):  # "\x1fe1\x1fe2\x1e\x1f", or "\x1f" for none
         return ids[1:-1].split(_SEP) if len(ids) > 1 else []
     return list(ids)
 

@@ -18,6 +18,10 @@ explains itself:
   after now; :func:`set_time_window` sets it in a process. :func:`parse_event_ts` and
   :func:`event_time` check it and give the instant as epoch seconds.
 * A message that is not UTF-8 is rejected as such (:func:`parse_event` on bytes).
+* Identity: an event is ``(assignment_id, type, event_id)``. Copies count once; the same
+  ``event_id`` on another assignment or type is another event; a copy with other content
+  is resolved by content, not by arrival (a touch is qualified if any copy is; of tied
+  deal or assignment copies the greatest content is in force: docs/design.md).
 
 :func:`parse_event_obj` (CSV cells, mapped exports: strings by nature) converts types
 as pydantic's lax mode does; the ranges, text rules, unknown fields and the window apply.

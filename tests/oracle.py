@@ -66,9 +66,10 @@ def _cents(column: pd.Series) -> pd.Series:
     return (column.astype("float64") * 100).round().astype("int64")
 
 
-def _latest(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per assignment, the row with the greatest (occurred_at, event_id)."""
-    ordered = frame.sort_values(["us", "event_id"], kind="mergesort")
+def _latest(frame: pd.DataFrame, content: list[str]) -> pd.DataFrame:
+    """Per assignment, the row with the greatest (occurred_at, event_id); copies of it (same
+    time and id) with other content: the greatest by the ``content`` columns, in order."""
+    ordered = frame.sort_values(["us", "event_id", *content], kind="mergesort")
     return ordered.drop_duplicates("assignment_id", keep="last").set_index("assignment_id")
 
 
@@ -104,29 +105,38 @@ def assignment_table(
     for column in COLUMNS:  # a stream without deals (say) has no deal columns
         if column not in df:
             df[column] = None
-    df = df.drop_duplicates("event_id")
+    # an event is (assignment_id, type, event_id): copies are resolved per assignment below
     df["us"] = _us(df["occurred_at"]) if len(df) else pd.Series(dtype="int64")
 
-    assignments = _latest(df[df["type"] == "assignment"])
+    assignments = df[df["type"] == "assignment"].copy()
+    assignments["score_key"] = _cents(assignments["opp_score"].fillna(-0.01))
+    assignments["expected_key"] = _cents(assignments["expected_rev"])
+    content = ["region", "vertical", "product", "am_id", "assignment_type"]
+    assignments = _latest(assignments, [*content, "score_key", "expected_key"])
     a = assignments[
         ["us", "region", "vertical", "product", "am_id", "assignment_type"]
         + ["opp_score", "expected_rev"]
     ].copy()
 
+    # a touch counts once per (assignment, event_id); qualified if any copy's channel is
     touches = df[df["type"] == "touch"]
-    qualified = touches["channel"].isin(list(qualified_channels))
-    by_aid = touches.assign(q=qualified.astype("int64")).groupby("assignment_id")
+    qualified = touches["channel"].isin(list(qualified_channels)).astype("int64")
+    one_each = touches.assign(q=qualified).groupby(["assignment_id", "event_id"])["q"].max()
+    by_aid = one_each.groupby(level="assignment_id")
     a["n_touch"] = by_aid.size().reindex(a.index, fill_value=0).astype("int64")
-    a["n_q"] = by_aid["q"].sum().reindex(a.index, fill_value=0).astype("int64")
+    a["n_q"] = by_aid.sum().reindex(a.index, fill_value=0).astype("int64")
 
-    deals = _latest(df[df["type"] == "deal"]).reindex(a.index)
+    deals = df[df["type"] == "deal"].copy()
+    deals["amount_key"] = _cents(deals["amount"].fillna(0.0))
+    deals["reason"] = [
+        _bucket(code, lookup) if stage in ("won", "lost") else ""
+        for code, stage in zip(deals["reason_code"], deals["stage"], strict=True)
+    ]
+    deals = _latest(deals, ["stage", "amount_key", "reason"]).reindex(a.index)
     a["stage"] = deals["stage"].fillna("none")
     a["deal_us"] = deals["us"]
     a["amount_c"] = _cents(deals["amount"].fillna(0.0))
-    a["reason"] = [
-        _bucket(code, lookup) if stage in ("won", "lost") else ""
-        for code, stage in zip(deals["reason_code"], a["stage"], strict=True)
-    ]
+    a["reason"] = [r if isinstance(r, str) else "" for r in deals["reason"]]
 
     # quarter: a pandas Period whose fiscal year ends in the month before the start month
     end_month = MONTHS[(fy_start_month - 2) % 12]

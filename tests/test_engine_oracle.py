@@ -14,10 +14,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from oracle import oracle_metrics
-from strategies import BASE, delivered, event_streams
+from oracle import EPOCH, oracle_metrics
+from strategies import BASE, delivered, event_streams, examples
 
 from monitors.engine import DIMENSIONS, Engine, EngineConfig
 from monitors.settings import load_settings
@@ -64,7 +64,7 @@ report_times = st.builds(
 )
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), events=event_streams(), config=configs, as_of=report_times)
 def test_engine_equals_oracle_in_any_order_with_duplicates(
     data: st.DataObject, events: list[Any], config: EngineConfig, as_of: datetime
@@ -84,7 +84,7 @@ def test_engine_equals_oracle_in_any_order_with_duplicates(
             )
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(data=st.data(), events=event_streams(max_events=30))
 def test_two_delivery_orders_give_identical_state(data: st.DataObject, events: list[Any]) -> None:
     """Not just equal metrics: the same cells, histograms and parked set."""
@@ -97,6 +97,159 @@ def test_two_delivery_orders_give_identical_state(data: st.DataObject, events: l
     assert sorted(o["assignment_id"] for o in one.orphans()) == sorted(
         o["assignment_id"] for o in two.orphans()
     )
+
+
+def due_boundary(events: list[Any], pick: int, grace_days: float, delta_us: int) -> datetime:
+    """The due boundary of one of the assignments (``pick``), ``delta_us`` away: the UTC
+    midnight after its grace period, computed in integer microseconds."""
+    assignments = [e for e in events if e.type == "assignment"] or events
+    at = assignments[pick % len(assignments)].occurred_at
+    us = (at - EPOCH) // timedelta(microseconds=1) + round(grace_days * 86_400_000_000)
+    midnight = -(-us // 86_400_000_000) * 86_400_000_000  # ceil to the next UTC midnight
+    return EPOCH + timedelta(microseconds=midnight + delta_us)
+
+
+MIDNIGHT = [
+    parse_event_obj(
+        {
+            "type": "assignment",
+            "event_id": "a1",
+            "occurred_at": "2026-10-01T00:00:00Z",
+            "assignment_id": "A1",
+            "am_id": "AM1",
+            "region": "NA",
+            "vertical": "finance",
+            "product": "pay",
+            "expected_rev": 1000,
+            "opp_score": 50,
+        }
+    ),
+    parse_event_obj(
+        {
+            "type": "touch",
+            "event_id": "t1",
+            "occurred_at": "2026-10-02T00:00:00Z",
+            "assignment_id": "A1",
+            "channel": "call",
+        }
+    ),
+]
+
+
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    events=event_streams(max_events=25),
+    config=configs,
+    pick=st.integers(0, 50),
+    delta_us=st.sampled_from((-1, 0, 1)),
+    seed=st.integers(0, 2**16),
+)
+# an assignment at exactly midnight: due exactly `grace` days later, not a day after that
+@example(events=MIDNIGHT, config=EngineConfig(taxonomy=TAXONOMY), pick=0, delta_us=0, seed=0)
+@example(events=MIDNIGHT, config=EngineConfig(taxonomy=TAXONOMY), pick=0, delta_us=-1, seed=0)
+@example(
+    events=MIDNIGHT,
+    config=EngineConfig(grace_days=0.0, taxonomy=TAXONOMY),
+    pick=0,
+    delta_us=0,
+    seed=0,
+)
+def test_due_counts_equal_the_oracle_at_the_due_boundaries(
+    events: list[Any], config: EngineConfig, pick: int, delta_us: int, seed: int
+) -> None:
+    """Report times a microsecond before, at and after an assignment's due boundary."""
+    as_of = due_boundary(events, pick, config.grace_days, delta_us)
+    stream = events + events[: seed % (len(events) + 1)]
+    random.Random(seed).shuffle(stream)
+    engine = run_engine(stream, config)
+    kwargs = dict(
+        grace_days=config.grace_days,
+        qualified_channels=config.qualified_channels,
+        fy_start_month=config.fy_start_month,
+    )
+    for by in (None, "type"):
+        assert_same(engine.metrics(as_of, by=by), oracle_metrics(events, as_of, by=by, **kwargs))
+
+
+def test_the_midnight_example_is_due_exactly_at_the_boundary() -> None:
+    """The worked case of the @examples above: assigned at 00:00Z Oct 1, grace 7 days."""
+    for metrics in (
+        run_engine(MIDNIGHT, EngineConfig()).metrics,
+        lambda as_of: oracle_metrics(MIDNIGHT, as_of),
+    ):
+        before = metrics(datetime(2026, 10, 8, tzinfo=UTC) - timedelta(microseconds=1))
+        at = metrics(datetime(2026, 10, 8, tzinfo=UTC))
+        assert before[("2026Q4", "NA")]["due"] == 0
+        assert (at[("2026Q4", "NA")]["due"], at[("2026Q4", "NA")]["score_due"]) == (1, 50.0)
+
+
+def _touches(n: int, aid: str = "A1", channel: str = "call", prefix: str = "t") -> list[Any]:
+    return [
+        ev("touch", f"{prefix}{i:02d}", f"2026-10-02T{i % 24:02d}:00:00Z", aid, channel=channel)
+        for i in range(n)
+    ]
+
+
+@pytest.mark.parametrize("n", [31, 32, 33, 40])
+def test_copies_of_many_touches_count_once(n: int) -> None:
+    """Past 32 touches the engine keeps ids in a set: copies are still copies there."""
+    assignment = ev("assignment", "a1", "2026-10-01T00:00:00Z")
+    touches = _touches(n)
+    for stream in ([assignment, *touches, *touches], [*touches, *touches[::-1], assignment]):
+        engine = run_engine(stream, EngineConfig())
+        m = engine.metrics(datetime(2026, 12, 1, tzinfo=UTC))[("2026Q4", "NA")]
+        assert (m["touches"], m["qualified_touches"]) == (n, n)
+        assert (engine.events_applied, engine.duplicates) == (n + 1, n)
+
+
+def test_one_event_id_on_two_assignments_or_types_is_two_events() -> None:
+    """Identity is (assignment_id, type, event_id): `x` on A1 and A2 is two touches, and a
+    deal `x` on A1 is another event again."""
+    events = [
+        ev("assignment", "a1", "2026-10-01T00:00:00Z"),
+        ev("assignment", "a1", "2026-10-01T00:00:00Z", "A2"),
+        ev("touch", "x", "2026-10-02T00:00:00Z", channel="call"),
+        ev("touch", "x", "2026-10-02T00:00:00Z", "A2", channel="call"),
+        ev("deal", "x", "2026-10-03T00:00:00Z", stage="won", amount=5),
+    ]
+    as_of = datetime(2026, 12, 1, tzinfo=UTC)
+    for m in (run_engine(events, EngineConfig()).metrics(as_of), oracle_metrics(events, as_of)):
+        assert (m[("2026Q4", "NA")]["touches"], m[("2026Q4", "NA")]["won"]) == (2, 1)
+
+
+@pytest.mark.parametrize("n", [3, 40])
+def test_a_touch_resent_on_a_qualified_channel_is_qualified_in_any_order(n: int) -> None:
+    """A copy with other content: the touch counts once, qualified if any copy is."""
+    assignment = ev("assignment", "a1", "2026-10-01T00:00:00Z")
+    emails = _touches(n, channel="email")
+    call = ev("touch", "t01", "2026-10-02T01:00:00Z", channel="call")
+    as_of = datetime(2026, 12, 1, tzinfo=UTC)
+    for stream in ([assignment, *emails, call], [call, *emails, assignment], [*emails, call]):
+        m = run_engine([*stream, assignment], EngineConfig()).metrics(as_of)[("2026Q4", "NA")]
+        assert (m["touches"], m["qualified_touches"]) == (n, 1)
+    m = oracle_metrics([assignment, *emails, call], as_of)[("2026Q4", "NA")]
+    assert (m["touches"], m["qualified_touches"]) == (n, 1)
+
+
+def test_a_resent_deal_or_assignment_with_other_content_gives_one_result() -> None:
+    """Same identity and time, other content: the greater content is in force (stage,
+    then amount, then reason for a deal; region first for an assignment), any order."""
+    events = [
+        ev("assignment", "a1", "2026-10-01T00:00:00Z", region="EMEA"),
+        ev("assignment", "a1", "2026-10-01T00:00:00Z", region="APAC"),
+        ev("deal", "d1", "2026-10-03T00:00:00Z", stage="lost", reason_code="price"),
+        ev("deal", "d1", "2026-10-03T00:00:00Z", stage="won", amount=70),
+        ev("deal", "d1", "2026-10-03T00:00:00Z", stage="won", amount=80),
+    ]
+    as_of = datetime(2026, 12, 1, tzinfo=UTC)
+    want = oracle_metrics(events, as_of)
+    assert list(want) == [("2026Q4", "EMEA")]
+    assert (want[("2026Q4", "EMEA")]["won"], want[("2026Q4", "EMEA")]["closed_rev"]) == (1, 80.0)
+    rng = random.Random(3)
+    for _ in range(20):
+        stream = events + events[:2]
+        rng.shuffle(stream)
+        assert_same(run_engine(stream, EngineConfig()).metrics(as_of), want)
 
 
 def ev(kind: str, eid: str, when: str, aid: str = "A1", **fields: Any) -> Any:

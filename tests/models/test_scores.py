@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import random
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from monitors.engine import Engine
 from monitors.models.modelset import ModelSet
@@ -31,21 +34,47 @@ def test_neglected_high_score_slice_is_found_in_emea(replayed: Replayed) -> None
     assert [ex["opp_score"] for ex in emea.examples] == sorted(
         (ex["opp_score"] for ex in emea.examples), reverse=True
     )
-    # counted from the engine state, one by one
-    t_c = round(threshold * 100)
-    limit = end.timestamp() // 86_400
-    expected = sum(
-        1
-        for st in engine.states.values()
-        if st.cell is not None
-        and st.cell[:2] == ("2026Q4", "EMEA")
-        and st.score_c is not None
-        and st.score_c >= t_c
-        and st.due_day <= limit
-        and st.n_touch == 0
-        and st.stage not in ("qualified", "won", "lost")
-    )
-    assert emea.neglected == expected
+    assert emea.neglected == recount_neglected(replayed, "EMEA", threshold, end)
+    # mid-quarter, where the due boundary cuts through the cohort
+    for days in (20, 45.5):
+        mid = replayed.current.start + timedelta(days=days)
+        found_mid = neglect(engine, "2026Q4", "EMEA", mid, rate, threshold)
+        assert found_mid is not None
+        assert found_mid.neglected == recount_neglected(replayed, "EMEA", threshold, mid) > 0
+
+
+def recount_neglected(replayed: Replayed, region: str, threshold: float, end: datetime) -> int:
+    """Neglected high-score 2026Q4 assignments of ``region``, recounted from the raw events
+    as docs/metrics.md defines them (as the oracle would): the latest assignment event
+    per id, due once ``ceil((occurred_at + grace) / 1 day)`` days <= ``end``, no touch
+    event, and the latest deal (if any) not qualified, won or lost."""
+    events = replayed.history.events + replayed.current.events
+    latest: dict[str, Any] = {}
+    deal: dict[str, Any] = {}
+    touched = set()
+    for e in events:
+        if e.type == "touch":
+            touched.add(e.assignment_id)
+            continue
+        table = latest if e.type == "assignment" else deal
+        old = table.get(e.assignment_id)
+        if old is None or (e.occurred_at, e.event_id) > (old.occurred_at, old.event_id):
+            table[e.assignment_id] = e
+    grace = replayed.settings.engine.grace_days * 86_400
+    count = 0
+    for aid, a in latest.items():
+        at = a.occurred_at.astimezone(UTC)
+        if (at.year, (at.month - 1) // 3 + 1) != (2026, 4) or a.region != region:
+            continue
+        if a.opp_score is None or round(a.opp_score * 100) < round(threshold * 100):
+            continue
+        due = math.ceil((a.occurred_at.timestamp() + grace) / 86_400) * 86_400
+        if due > end.timestamp() or aid in touched:
+            continue
+        if aid in deal and deal[aid].stage in ("qualified", "won", "lost"):
+            continue
+        count += 1
+    return count
 
 
 def test_calibration_by_decile_follows_a_score_that_predicts_wins() -> None:

@@ -176,6 +176,93 @@ def _cuboid_keys(
     return key, size
 
 
+def _leaf_cutoffs(actual: np.ndarray, fitted: np.ndarray, k: int = 5) -> tuple[float, float]:
+    """How far single leaves stray by noise, read off the opposite side: a leaf above its
+    baseline must deviate more than the (k+1)-th largest deviation below, and the other
+    way round (noise is symmetric; a cause moves leaves one way)."""
+    s = actual + fitted
+    live = s > 0
+    dev = 2 * (actual[live] - fitted[live]) / s[live]
+    up, down = dev[dev > 0], -dev[dev < 0]
+
+    def kth(x: np.ndarray) -> float:
+        if len(x) == 0:
+            return 0.0
+        i = max(len(x) - k - 1, 0)
+        return float(np.partition(x, i)[i])
+
+    return kth(down), kth(up)  # cutoff for leaves going up, for leaves going down
+
+
+def _search(
+    actual: np.ndarray,
+    base: np.ndarray,
+    keys: list[tuple[np.ndarray, int]],
+    cuboids: list[tuple[int, ...]],
+    noise: float,
+    max_slices: int,
+    min_fit: float,
+    z: float,
+    min_share: float,
+    min_leaf_deviation: float,
+    gross: float,
+) -> list[tuple[tuple[int, ...], int]]:
+    """Greedy ripple-fit search: (cuboid, first row of the slice) per slice taken.
+
+    The error of a leaf under a slice's factor ``rho`` is measured on the side a cause
+    shrinks: ``|a - rho f|`` when the slice is down, ``|a / rho - f|`` when it is up, so a
+    forecast that collapsed to ~0 is fitted as well as an actual that did. The leaves of
+    a slice taken are explained: later slices are scored on the other leaves only, so a
+    cause that overlaps one already found (``b=b10`` after ``a=a1``) is still whole."""
+    alive = np.ones(len(actual), dtype=bool)
+    chosen: list[tuple[tuple[int, ...], int]] = []
+    for _ in range(max_slices):
+        best = None
+        a_w, f_w = np.where(alive, actual, 0.0), np.where(alive, base, 0.0)
+        err0 = np.abs(a_w - f_w)
+        live = alive & ((actual + base) > 0)
+        cut_up, cut_down = _leaf_cutoffs(actual[alive], base[alive])
+        for ci, (key, size) in enumerate(keys):
+            a_g = np.bincount(key, a_w, size)
+            f_g = np.bincount(key, f_w, size)
+            n_g = np.bincount(key, live, size)
+            e0_g = np.bincount(key, err0, size)
+            rho = np.divide(a_g, f_g, out=np.ones_like(a_g), where=f_g > 0)
+            r = rho[key]
+            e1_g = np.bincount(key, np.abs(a_w - r * f_w) / np.maximum(r, 1.0), size)
+            # a slice with no baseline at all is explained by its actual (rho is infinite)
+            gain = np.where(f_g > 0, e0_g - e1_g, e0_g)
+            # slice deviation vs leaf noise for its size (weighted mean of ratios)
+            f2_g = np.bincount(key, f_w * f_w, size)
+            se = noise * np.sqrt(f2_g) / np.where(f_g > 0, f_g, 1.0)
+            total = a_g + f_g
+            dev_g = np.where(total > 0, 2 * (a_g - f_g) / np.where(total > 0, total, 1.0), 0.0)
+            leaf_cut = np.where(dev_g > 0, cut_up, cut_down)
+            need = np.maximum(
+                z * se, np.where(n_g <= 1, np.maximum(min_leaf_deviation * noise, leaf_cut), 0.0)
+            )
+            ok = (
+                (n_g > 0)
+                & (gain >= min_fit * e0_g)
+                & (np.abs(dev_g) > need)
+                & (np.abs(a_g - f_g) >= min_share * max(gross, 1e-12))
+            )
+            if not ok.any():
+                continue
+            g = np.where(ok, gain, -np.inf)
+            j = int(np.argmax(g))
+            if best is None or g[j] > best[0] * (1 + 1e-9):
+                best = (float(g[j]), ci, j)
+        if best is None:
+            break
+        _, ci, j = best
+        mask = keys[ci][0] == j
+        gross = max(gross, abs(float(actual[mask & alive].sum() - base[mask & alive].sum())))
+        alive &= ~mask
+        chosen.append((cuboids[ci], int(np.flatnonzero(mask)[0])))
+    return chosen
+
+
 def localise(
     leaves: pd.DataFrame | Mapping[tuple[Any, ...], Sequence[float]],
     dims: Sequence[str],
@@ -240,52 +327,24 @@ def localise(
     noise = max(noise, 1e-3)
 
     cuboids = [
-        c for k in range(1, min(max_layer, len(dims)) + 1) for c in itertools.combinations(
-            range(len(dims)), k)
+        c
+        for k in range(1, min(max_layer, len(dims)) + 1)
+        for c in itertools.combinations(range(len(dims)), k)
     ]
     keys = [_cuboid_keys(codes, uniques, c) for c in cuboids]
-    fitted = base.copy()
-    chosen: list[tuple[tuple[int, ...], int]] = []
-    gross = abs(total_gap)
-    for _ in range(max_slices):
-        best = None
-        err0 = np.abs(actual - fitted)
-        for ci, (key, size) in enumerate(keys):
-            a_g = np.bincount(key, actual, size)
-            f_g = np.bincount(key, fitted, size)
-            n_g = np.bincount(key, (actual + fitted) > 0, size)
-            e0_g = np.bincount(key, err0, size)
-            rho = np.divide(a_g, f_g, out=np.ones_like(a_g), where=f_g > 0)
-            e1_g = np.bincount(key, np.abs(actual - rho[key] * fitted), size)
-            gain = e0_g - e1_g
-            # slice deviation vs leaf noise for its size (weighted mean of ratios)
-            f2_g = np.bincount(key, fitted * fitted, size)
-            se = noise * np.sqrt(f2_g) / np.where(f_g > 0, f_g, 1.0)
-            dev_g = np.where(
-                a_g + f_g > 0, 2 * (a_g - f_g) / np.where(a_g + f_g > 0, a_g + f_g, 1.0), 0.0
-            )
-            need = np.maximum(z * se, np.where(n_g <= 1, min_leaf_deviation * noise, 0.0))
-            ok = (
-                (gain >= min_fit * e0_g)
-                & (np.abs(dev_g) >= need)
-                & (f_g > 0)
-                & (np.abs(a_g - f_g) >= min_share * max(gross, 1e-12))
-            )
-            if not ok.any():
-                continue
-            g = np.where(ok, gain, -np.inf)
-            j = int(np.argmax(g))
-            if best is None or g[j] > best[0] * (1 + 1e-9):
-                best = (float(g[j]), ci, j, float(rho[j]))
-        if best is None:
-            break
-        _, ci, j, rho_j = best
-        key = keys[ci][0]
-        mask = key == j
-        gross = max(gross, abs(float(actual[mask].sum() - base[mask].sum())))
-        fitted[mask] *= rho_j
-        chosen.append((cuboids[ci], int(np.flatnonzero(mask)[0])))
-
+    chosen = _search(
+        actual,
+        base,
+        keys,
+        cuboids,
+        noise,
+        max_slices,
+        min_fit,
+        z,
+        min_share,
+        min_leaf_deviation,
+        abs(total_gap),
+    )
     out = []
     flat = abs(total_gap) <= 1e-9 * max(abs(total_f), 1.0)
     for cuboid, row in chosen:
@@ -315,5 +374,6 @@ def localise(
             )
         )
     out.sort(key=lambda s: (-abs(s.gap), s.key))
-    return Localisation(total_a, total_f, total_gap, tuple(out), noise if math.isfinite(noise)
-                        else 0.0)
+    return Localisation(
+        total_a, total_f, total_gap, tuple(out), noise if math.isfinite(noise) else 0.0
+    )

@@ -140,9 +140,12 @@ def reference_predict(method: str, df: pd.DataFrame, attributes: list[str]) -> l
         sys.argv = argv
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         causes = run_method(df, [None, None], attributes, method, algorithm_args, False, False)
-        preds = root_cause_postprocessing(causes, method)
-    # Squeeze joins the elements of one cause with ';' into one string; score each element
-    return ["&".join(sorted(e.split("&"))) for p in preds for e in str(p).split(";")]
+        return [str(p) for p in root_cause_postprocessing(causes, method)]
+
+
+def elements(pred: list[str]) -> list[str]:
+    """Squeeze joins the elements of one cause with ';' into one string: score each one."""
+    return sorted({"&".join(sorted(e.split("&"))) for p in pred for e in p.split(";") if e})
 
 
 def main() -> None:
@@ -198,7 +201,8 @@ def main() -> None:
                     with cache_file.open("a") as fh:
                         fh.write(json.dumps(record) + "\n")
                 times[(method, name)].append(seconds)
-                tp, fp, fn, truth = score_root_causes(sorted(set(pred)), row["set"])
+                pred = elements(pred)
+                tp, fp, fn, truth = score_root_causes(pred, row["set"])
                 truth = set(truth)
                 for t in truth:
                     counts[(method, name, t.count("&") + 1)][0 if t in pred else 2] += 1

@@ -129,6 +129,33 @@ class Localisation:
         }
 
 
+@dataclass(frozen=True)
+class Tuning:
+    """The thresholds of :func:`localise` (defaults tuned on RiskLoc's S and L, see
+    docs/benchmarks.md).
+
+    ``min_fit``: part of a slice's own error its single factor must explain; ``z``: how
+    many standard errors of leaf noise a slice's change must be; ``min_share``: part of
+    the gross gap a slice must hold; ``leaf_k``: a single leaf must deviate more than the
+    (k+1)-th largest leaf deviation of the opposite sign, and ``sqrt(2 ln n) + leaf_z``
+    robust scales of its own side; ``counter``: a slice moving against the first slice found
+    needs ``counter`` times the evidence (so noise is not named as an offset);
+    ``z_count``: with ``counts``, how many binomial standard deviations a slice's count
+    must be from what the rest's rate gives it.
+
+    >>> Tuning().z
+    5.0
+    """
+
+    min_fit: float = 0.5
+    z: float = 5.0
+    min_share: float = 0.01
+    leaf_k: int = 5
+    leaf_z: float = 1.0
+    counter: float = 1.0
+    z_count: float = 4.0
+
+
 def leaves_frame(
     leaves: Mapping[tuple[Any, ...], Sequence[float]], dims: Sequence[str], kind: Kind = "additive"
 ) -> pd.DataFrame:
@@ -176,14 +203,21 @@ def _cuboid_keys(
     return key, size
 
 
-def _leaf_cutoffs(actual: np.ndarray, fitted: np.ndarray, k: int = 5) -> tuple[float, float]:
-    """How far single leaves stray by noise, read off the opposite side: a leaf above its
-    baseline must deviate more than the (k+1)-th largest deviation below, and the other
-    way round (noise is symmetric; a cause moves leaves one way)."""
+def _leaf_cutoffs(
+    actual: np.ndarray, fitted: np.ndarray, k: int = 5, extra: float = 1.0
+) -> tuple[float, float, float, float]:
+    """How far single leaves stray by noise: (up, down) in symmetric deviation, then in
+    relative deviation (a leaf must pass both). Read off the opposite side (a
+    leaf above its baseline must deviate more than the (k+1)-th largest deviation below,
+    and the other way round: a cause moves leaves one way), and off its own side's spread
+    (``sqrt(2 ln n) + extra`` robust scales: the largest of n noise draws stays below it;
+    each side has its own scale, as multiplicative noise is lopsided in these units)."""
     s = actual + fitted
     live = s > 0
     dev = 2 * (actual[live] - fitted[live]) / s[live]
-    up, down = dev[dev > 0], -dev[dev < 0]
+    pos = fitted > 0
+    rel = actual[pos] / fitted[pos] - 1
+    bound = math.sqrt(2 * math.log(max(len(dev), 2))) + extra
 
     def kth(x: np.ndarray) -> float:
         if len(x) == 0:
@@ -191,37 +225,55 @@ def _leaf_cutoffs(actual: np.ndarray, fitted: np.ndarray, k: int = 5) -> tuple[f
         i = max(len(x) - k - 1, 0)
         return float(np.partition(x, i)[i])
 
-    return kth(down), kth(up)  # cutoff for leaves going up, for leaves going down
+    def spread(x: np.ndarray) -> float:
+        return float(np.median(x)) / 0.6745 if len(x) else 0.0
+
+    def cuts(x: np.ndarray) -> tuple[float, float]:
+        up, down = x[x > 0], -x[x < 0]
+        return max(kth(down), bound * spread(up)), max(kth(up), bound * spread(down))
+
+    return (*cuts(dev), *cuts(rel))  # type: ignore[return-value]
 
 
 def _search(
     actual: np.ndarray,
     base: np.ndarray,
+    counts: np.ndarray | None,
     keys: list[tuple[np.ndarray, int]],
     cuboids: list[tuple[int, ...]],
     noise: float,
     max_slices: int,
-    min_fit: float,
-    z: float,
-    min_share: float,
-    min_leaf_deviation: float,
+    t: Tuning,
     gross: float,
 ) -> list[tuple[tuple[int, ...], int]]:
     """Greedy ripple-fit search: (cuboid, first row of the slice) per slice taken.
 
     The error of a leaf under a slice's factor ``rho`` is measured on the side a cause
     shrinks: ``|a - rho f|`` when the slice is down, ``|a / rho - f|`` when it is up, so a
-    forecast that collapsed to ~0 is fitted as well as an actual that did. The leaves of
-    a slice taken are explained: later slices are scored on the other leaves only, so a
-    cause that overlaps one already found (``b=b10`` after ``a=a1``) is still whole."""
+    forecast that collapsed to ~0 is fitted as well as an actual that did. A slice must
+    differ from the rest of the leaves (its ``rho`` against theirs), not only from the
+    baseline: a region down 10% everywhere has no slice to name. The leaves of a slice
+    taken are explained: later slices are scored on the other leaves only, so a cause that
+    overlaps one already found (``b=b10`` after ``a=a1``) is still whole. ``counts``: the
+    leaves' volumes when actual and baseline are counts of them (a rate's numerator); the
+    slice's difference from the rest is then tested against binomial noise."""
     alive = np.ones(len(actual), dtype=bool)
+    sign = 0.0  # direction of the first slice taken
     chosen: list[tuple[tuple[int, ...], int]] = []
     for _ in range(max_slices):
         best = None
         a_w, f_w = np.where(alive, actual, 0.0), np.where(alive, base, 0.0)
+        a_all, f_all = float(a_w.sum()), float(f_w.sum())
         err0 = np.abs(a_w - f_w)
         live = alive & ((actual + base) > 0)
-        cut_up, cut_down = _leaf_cutoffs(actual[alive], base[alive])
+        cut_up, cut_down, rel_up, rel_down = _leaf_cutoffs(
+            actual[alive], base[alive], t.leaf_k, t.leaf_z
+        )
+        if counts is not None:
+            n_w = np.where(alive, counts, 0.0)
+            # binomial variance of each leaf's count at its baseline rate
+            q = np.clip(np.divide(f_w, n_w, out=np.zeros_like(f_w), where=n_w > 0), 0.0, 1.0)
+            var_w = n_w * q * (1 - q)
         for ci, (key, size) in enumerate(keys):
             a_g = np.bincount(key, a_w, size)
             f_g = np.bincount(key, f_w, size)
@@ -232,20 +284,34 @@ def _search(
             e1_g = np.bincount(key, np.abs(a_w - r * f_w) / np.maximum(r, 1.0), size)
             # a slice with no baseline at all is explained by its actual (rho is infinite)
             gain = np.where(f_g > 0, e0_g - e1_g, e0_g)
-            # slice deviation vs leaf noise for its size (weighted mean of ratios)
-            f2_g = np.bincount(key, f_w * f_w, size)
-            se = noise * np.sqrt(f2_g) / np.where(f_g > 0, f_g, 1.0)
-            total = a_g + f_g
-            dev_g = np.where(total > 0, 2 * (a_g - f_g) / np.where(total > 0, total, 1.0), 0.0)
-            leaf_cut = np.where(dev_g > 0, cut_up, cut_down)
-            need = np.maximum(
-                z * se, np.where(n_g <= 1, np.maximum(min_leaf_deviation * noise, leaf_cut), 0.0)
-            )
+            # the slice against the rest: its actual vs its baseline at the rest's ratio
+            a_r, f_r = a_all - a_g, f_all - f_g
+            rho_r = np.divide(a_r, f_r, out=np.ones_like(a_r), where=f_r > 0)
+            expect = f_g * rho_r
+            total = a_g + expect
+            dev_g = np.where(total > 0, 2 * (a_g - expect) / np.where(total > 0, total, 1.0), 0.0)
+            if counts is not None:
+                sd = np.sqrt(np.bincount(key, var_w, size))
+                significant = np.abs(a_g - expect) > t.z_count * np.maximum(sd, 0.5)
+            else:
+                f2_g = np.bincount(key, f_w * f_w, size)
+                se = noise * np.sqrt(f2_g) / np.where(f_g > 0, f_g, 1.0)
+                leaf_cut = np.where(dev_g > 0, cut_up, cut_down)
+                need = np.maximum(t.z * se, np.where(n_g <= 1, leaf_cut, 0.0))
+                rel_g = np.divide(
+                    a_g - expect, expect, out=np.full_like(a_g, np.inf), where=expect > 0
+                )
+                rel_cut = np.where(rel_g > 0, rel_up, rel_down)
+                need_rel = np.where(n_g <= 1, rel_cut, 0.0)
+                if sign and t.counter != 1.0:
+                    against = np.sign(dev_g) == -sign
+                    need = np.where(against, np.minimum(need * t.counter, 2.0), need)
+                significant = (np.abs(dev_g) > need) & (np.abs(rel_g) > need_rel)
             ok = (
                 (n_g > 0)
-                & (gain >= min_fit * e0_g)
-                & (np.abs(dev_g) > need)
-                & (np.abs(a_g - f_g) >= min_share * max(gross, 1e-12))
+                & significant
+                & (gain >= t.min_fit * e0_g)
+                & (np.abs(a_g - f_g) >= t.min_share * max(gross, 1e-12))
             )
             if not ok.any():
                 continue
@@ -257,7 +323,9 @@ def _search(
             break
         _, ci, j = best
         mask = keys[ci][0] == j
-        gross = max(gross, abs(float(actual[mask & alive].sum() - base[mask & alive].sum())))
+        moved = float(actual[mask & alive].sum() - base[mask & alive].sum())
+        gross = max(gross, abs(moved))
+        sign = sign or float(np.sign(moved))
         alive &= ~mask
         chosen.append((cuboids[ci], int(np.flatnonzero(mask)[0])))
     return chosen
@@ -270,16 +338,16 @@ def localise(
     *,
     max_layer: int = 3,
     max_slices: int = 10,
-    min_fit: float = 0.5,
-    z: float = 5.0,
-    min_share: float = 0.02,
-    min_leaf_deviation: float = 4.5,
+    tuning: Tuning | None = None,
+    counts: bool = False,
 ) -> Localisation:
     """The smallest set of slices (1..``max_layer`` dimensions) that explains the gap.
 
     ``leaves``: a DataFrame with the ``dims`` columns and ``actual``, ``baseline`` (and
     ``volume`` for ``kind="ratio"``, where actual and baseline are rates), or a dict
     ``{(value, ...): (actual, baseline[, volume])}``. Additive volume is the baseline.
+    ``counts``: a ratio whose numerator counts the volume (action rate, win rate): a
+    slice is then tested against binomial noise instead of the leaves' spread.
 
     >>> rows = {(v, am): (100.0, 100.0) for v in ("finance", "retail", "health")
     ...         for am in ("AM-1", "AM-2", "AM-3", "AM-4")}
@@ -299,6 +367,8 @@ def localise(
         raise ValueError(f"kind {kind!r} is not 'additive' or 'ratio'")
     if not 1 <= max_layer:
         raise ValueError(f"max_layer {max_layer} must be >= 1")
+    if counts and kind != "ratio":
+        raise ValueError("counts=True needs kind='ratio' (a rate of counted volume)")
     actual = frame["actual"].to_numpy(dtype=np.float64)
     base = frame["baseline"].to_numpy(dtype=np.float64)
     if kind == "ratio":
@@ -332,19 +402,19 @@ def localise(
         for c in itertools.combinations(range(len(dims)), k)
     ]
     keys = [_cuboid_keys(codes, uniques, c) for c in cuboids]
+    t = tuning or Tuning()
     chosen = _search(
         actual,
         base,
+        vol if counts else None,
         keys,
         cuboids,
         noise,
         max_slices,
-        min_fit,
-        z,
-        min_share,
-        min_leaf_deviation,
+        t,
         abs(total_gap),
     )
+
     out = []
     flat = abs(total_gap) <= 1e-9 * max(abs(total_f), 1.0)
     for cuboid, row in chosen:

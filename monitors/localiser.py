@@ -138,8 +138,10 @@ class Tuning:
     many standard errors of leaf noise a slice's change must be; ``min_share``: part of
     the gross gap a slice must hold; ``leaf_k``: a single leaf must deviate more than the
     (k+1)-th largest leaf deviation of the opposite sign, and ``sqrt(2 ln n) + leaf_z``
-    robust scales of its own side; ``counter``: a slice moving against the first slice found
-    needs ``counter`` times the evidence (so noise is not named as an offset);
+    robust scales of its own side (a slice whose baseline is fewer than ``leaf_eff``
+    leaves' worth, ``(sum f)^2 / sum f^2``, is judged as a single leaf); ``counter``: a
+    slice moving against the first slice found needs ``counter`` times the evidence (so
+    noise is not named as an offset);
     ``z_count``: with ``counts``, how many binomial standard deviations a slice's count
     must be from what the rest's rate gives it.
 
@@ -149,10 +151,11 @@ class Tuning:
 
     min_fit: float = 0.5
     z: float = 5.0
-    min_share: float = 0.01
-    leaf_k: int = 5
+    min_share: float = 0.005
+    leaf_k: int = 0
     leaf_z: float = 1.0
-    counter: float = 1.0
+    leaf_eff: float = 3.0
+    counter: float = 2.0
     z_count: float = 4.0
 
 
@@ -279,11 +282,6 @@ def _search(
             f_g = np.bincount(key, f_w, size)
             n_g = np.bincount(key, live, size)
             e0_g = np.bincount(key, err0, size)
-            rho = np.divide(a_g, f_g, out=np.ones_like(a_g), where=f_g > 0)
-            r = rho[key]
-            e1_g = np.bincount(key, np.abs(a_w - r * f_w) / np.maximum(r, 1.0), size)
-            # a slice with no baseline at all is explained by its actual (rho is infinite)
-            gain = np.where(f_g > 0, e0_g - e1_g, e0_g)
             # the slice against the rest: its actual vs its baseline at the rest's ratio
             a_r, f_r = a_all - a_g, f_all - f_g
             rho_r = np.divide(a_r, f_r, out=np.ones_like(a_r), where=f_r > 0)
@@ -297,12 +295,15 @@ def _search(
                 f2_g = np.bincount(key, f_w * f_w, size)
                 se = noise * np.sqrt(f2_g) / np.where(f_g > 0, f_g, 1.0)
                 leaf_cut = np.where(dev_g > 0, cut_up, cut_down)
-                need = np.maximum(t.z * se, np.where(n_g <= 1, leaf_cut, 0.0))
+                # a slice that one leaf dominates (fewer than two leaves' worth of baseline)
+                # is judged as that leaf
+                one = (n_g <= 1) | (f_g * f_g < t.leaf_eff * f2_g)
+                need = np.maximum(t.z * se, np.where(one, leaf_cut, 0.0))
                 rel_g = np.divide(
                     a_g - expect, expect, out=np.full_like(a_g, np.inf), where=expect > 0
                 )
                 rel_cut = np.where(rel_g > 0, rel_up, rel_down)
-                need_rel = np.where(n_g <= 1, rel_cut, 0.0)
+                need_rel = np.where(one, rel_cut, 0.0)
                 if sign and t.counter != 1.0:
                     against = np.sign(dev_g) == -sign
                     need = np.where(against, np.minimum(need * t.counter, 2.0), need)
@@ -310,9 +311,21 @@ def _search(
             ok = (
                 (n_g > 0)
                 & significant
-                & (gain >= t.min_fit * e0_g)
                 & (np.abs(a_g - f_g) >= t.min_share * max(gross, 1e-12))
+                & (e0_g > (best[0] if best else 0.0))  # a gain is at most e0
             )
+            if not ok.any():
+                continue
+            # the ripple fit, on the leaves of the candidate slices only
+            rows = np.flatnonzero(ok[key])
+            k_rows = key[rows]
+            rho = np.divide(a_g, f_g, out=np.ones_like(a_g), where=f_g > 0)
+            r = rho[k_rows]
+            fit = np.abs(a_w[rows] - r * f_w[rows]) / np.maximum(r, 1.0)
+            e1_g = np.bincount(k_rows, fit, size)
+            # a slice with no baseline at all is explained by its actual (rho is infinite)
+            gain = np.where(f_g > 0, e0_g - e1_g, e0_g)
+            ok &= gain >= t.min_fit * e0_g
             if not ok.any():
                 continue
             g = np.where(ok, gain, -np.inf)

@@ -87,11 +87,14 @@ def region_gap_slices(
     cohort = _rows(cells, (quarter,), region)
     if close and booked_cells is not None:
         decided = [
-            (k, m["won"], m["decided"], m["booked_rev"])
+            (k, m.get("won", 0), m.get("decided", 0), m.get("booked_rev", 0.0))
             for k, m in _rows(booked_cells, (quarter,), region)
         ]
     else:
-        decided = [(k, m["won"], m["won"] + m["lost"], m.get("closed_rev", 0.0)) for k, m in cohort]
+        decided = [
+            (k, m.get("won", 0), m.get("won", 0) + m.get("lost", 0), m.get("closed_rev", 0.0))
+            for k, m in cohort
+        ]
 
     def run(
         metric: str, rows: list[tuple[tuple, float, float, float]], kind: str, goal: float

@@ -228,11 +228,16 @@ def _leaf_cutoffs(
         i = max(len(x) - k - 1, 0)
         return float(np.partition(x, i)[i])
 
-    def spread(x: np.ndarray) -> float:
-        return float(np.median(x)) / 0.6745 if len(x) else 0.0
-
     def cuts(x: np.ndarray) -> tuple[float, float]:
         up, down = x[x > 0], -x[x < 0]
+        whole = float(np.median(np.abs(x))) / 0.6745 if len(x) else 0.0
+
+        def spread(side: np.ndarray) -> float:
+            # a side's own scale needs enough leaves: one collapsed leaf is not a spread
+            if len(side) < max(10, 0.2 * len(x)):
+                return whole
+            return float(np.median(side)) / 0.6745
+
         return max(kth(down), bound * spread(up)), max(kth(up), bound * spread(down))
 
     return (*cuts(dev), *cuts(rel))  # type: ignore[return-value]

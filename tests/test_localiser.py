@@ -91,15 +91,16 @@ def test_flat_total_names_the_slice_down_and_the_slice_up() -> None:
     df = leaves(4, noise=0.02)
     df = plant(df, 0.5, vertical="v3", am="AM-1")
     down = float((df.actual - df.baseline)[(df.vertical == "v3") & (df.am == "AM-1")].sum())
-    up_mask = df["product"] == "p4"
+    up_mask = (df["product"] == "p4") & (df.vertical == "v0")
     df.loc[up_mask, "actual"] *= 1 - float((df.actual - df.baseline).sum()) / float(
         df.loc[up_mask, "actual"].sum()
     )
     loc = localise(df, DIMS)
     assert abs(loc.total_gap) < 1e-6 * abs(down)
     by_key = {s.key: s for s in loc.slices}
-    assert set(by_key) == {"am=AM-1&vertical=v3", "product=p4"}
-    assert by_key["am=AM-1&vertical=v3"].gap < 0 < by_key["product=p4"].gap
+    assert set(by_key) == {"am=AM-1&vertical=v3", "product=p4&vertical=v0"}
+    assert by_key["am=AM-1&vertical=v3"].gap < 0 < by_key["product=p4&vertical=v0"].gap
+    assert all(s.share_of_gap is None for s in loc.slices)  # a flat total has no shares
 
 
 def test_rising_total_names_the_slice_that_rose() -> None:

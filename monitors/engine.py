@@ -33,6 +33,7 @@ from streams.events import DEFAULT_QUALIFIED_CHANNELS, Assignment, Deal, Touch
 DAY = 86_400.0
 QT_CAP = 8  # won/lost by qualified touches: counts for 0..8, 8 meaning "8 or more"
 DIMENSIONS = ("vertical", "product", "am", "type")
+LEAF = "leaf"  # metrics(by=LEAF): one group per cell (quarter, region, vertical, product, am, type)
 _DIM_INDEX = {"vertical": 2, "product": 3, "am": 4, "type": 5}
 STAGES = ("none", "open", "qualified", "won", "lost", "self_closed")
 FINAL_STAGES = frozenset({"won", "lost", "self_closed"})
@@ -653,8 +654,8 @@ class Engine:
         (:func:`derive_booked`). ``quarters``: only these (all by default); ``light``:
         without the day histograms.
         """
-        if by is not None and by not in _DIM_INDEX:
-            raise ValueError(f"by={by!r}: must be one of {', '.join(DIMENSIONS)}")
+        if by is not None and by not in _DIM_INDEX and by != LEAF:
+            raise ValueError(f"by={by!r}: must be one of {', '.join(DIMENSIONS)} or {LEAF}")
         if basis not in BASES:
             raise ValueError(f"basis={basis!r}: must be one of {', '.join(BASES)}")
         booked = basis == "close"
@@ -665,7 +666,10 @@ class Engine:
                 continue
             if wanted is not None and key[0] not in wanted:
                 continue
-            gkey = key[:2] if by is None else (key[0], key[1], key[_DIM_INDEX[by]])
+            if by == LEAF:
+                gkey = key
+            else:
+                gkey = key[:2] if by is None else (key[0], key[1], key[_DIM_INDEX[by]])
             acc = groups.get(gkey)
             if acc is None:
                 acc = groups[gkey] = ([0] * N_FLAT, [{} for _ in range(N_HIST)])

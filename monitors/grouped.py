@@ -23,6 +23,7 @@ from monitors.engine import (
     BOOKED,
     DAY,
     DIMENSIONS,
+    LEAF,
     N_HIST,
     Cell,
     EngineConfig,
@@ -34,6 +35,8 @@ GROUPINGS: tuple[str | None, ...] = (None, *DIMENSIONS)
 
 
 def _group(key: Key, by: str | None) -> Key:
+    if by == LEAF:
+        return key
     return key[:2] if by is None else (key[0], key[1], key[_DIM_INDEX[by]])
 
 

@@ -120,6 +120,43 @@ def _explained(ev: Mapping[str, Any]) -> str:
     return ""
 
 
+def slices_phrase(slices: Sequence[Mapping[str, Any]], volume: str, word: str) -> str:
+    """The slices that explain a gap, with their share of it and of the volume
+    (:mod:`monitors.gap_slices`); "mostly" only when the first holds half or more.
+
+    >>> s = [{"label": "finance x AM-7", "share_of_gap": 0.41, "share_of_volume": 0.12},
+    ...      {"label": "lending", "share_of_gap": 0.2, "share_of_volume": 0.1}]
+    >>> slices_phrase(s, "due assignments", "shortfall")
+    'finance x AM-7: 41% of the shortfall from 12% of due assignments; lending: 20% from 10%'
+    >>> slices_phrase(s[:1] and [dict(s[0], share_of_gap=0.7)], "won deals", "shortfall")
+    'mostly finance x AM-7: 70% of the shortfall from 12% of won deals'
+    """
+    named = [s for s in slices if s.get("share_of_gap") is not None][:2]
+    if not named:
+        return ""
+    first, *rest = named
+    lead = "mostly " if first["share_of_gap"] >= 0.5 else ""
+    text = (
+        f"{lead}{first['label']}: {pct(first['share_of_gap'])} of the {word} from "
+        f"{pct(first['share_of_volume'])} of {volume}"
+    )
+    for s in rest:
+        text += f"; {s['label']}: {pct(s['share_of_gap'])} from {pct(s['share_of_volume'])}"
+    return text
+
+
+def _where(ev: Mapping[str, Any], good: bool) -> str:
+    """The slices that explain the driver's gap, else the significantly worst slice and
+    the hypothesis slice."""
+    if ev.get("slices"):
+        phrase = slices_phrase(
+            ev["slices"], ev.get("slices_volume", "volume"), "gain" if good else "shortfall"
+        )
+        if phrase:
+            return ", " + phrase
+    return _worst(ev) + _explained(ev)
+
+
 def driver_phrase(driver: Mapping[str, Any]) -> str:
     """What one driver means, with actual vs plan; an offset (negative impact) reads as
     the good news it is.
@@ -157,11 +194,11 @@ def driver_phrase(driver: Mapping[str, Any]) -> str:
         )
     if name == "action_rate":
         word = "a higher" if good else "low"
-        where = _worst(ev) + _explained(ev)
+        where = _where(ev, good)
         return f"{word} action rate ({pct(ev.get('actual'))} vs {pct(ev['plan'])} target{where})"
     if name == "win_rate":
         word = "a higher" if good else "low"
-        where = _worst(ev) + _explained(ev)
+        where = _where(ev, good)
         return f"{word} win rate ({pct(ev.get('actual'))} vs {pct(ev['plan'])} target{where})"
     if name == "deal_size":
         a, b = usd_pair(ev.get("actual") or 0.0, ev["plan"])
@@ -171,7 +208,8 @@ def driver_phrase(driver: Mapping[str, Any]) -> str:
                 f"; {usd(ev['product_mix_usd'])} from product mix, {usd(ev['price_usd'])} "
                 "from price within product"
             )
-        return f"{'larger' if good else 'small'} deals ({a} vs {b} target{split}{_worst(ev)})"
+        where = _where(ev, good) if ev.get("slices") else _worst(ev)
+        return f"{'larger' if good else 'small'} deals ({a} vs {b} target{split}{where})"
     if name == "trust":
         lift = ev.get("win_rate_per_touch") or 0.0
         return (
@@ -241,6 +279,7 @@ def narrative(
     drivers: Sequence[Mapping[str, Any]],
     gap_usd: float | None,
     not_measurable: Sequence[Mapping[str, str]] = (),
+    where: Mapping[str, Any] | None = None,
 ) -> str:
     """One paragraph: where the region stands and is heading, then the drivers of the
     shortfall to date by share, then what offsets it.
@@ -277,6 +316,10 @@ def narrative(
         if not behind:
             parts = [f"{usd(d['impact_usd'])} from {driver_phrase(d)}" for d in adding]
         text += f" {label}: " + "; ".join(parts) + "."
+    if behind and where and where.get("shortfall"):
+        phrase = slices_phrase(where["shortfall"], where.get("volume", "the plan"), "shortfall")
+        if phrase:
+            text += f" Where: {phrase}."
     if offsets:
         label = "Offset by" if behind else "Ahead thanks to"
         parts = [f"{usd(-d['impact_usd'])} from {driver_phrase(d)}" for d in offsets]

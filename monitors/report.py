@@ -35,7 +35,9 @@ from monitors.attribution import (
     resolve_plan,
     trust_unidentified,
 )
-from monitors.engine import DIMENSIONS, N_FLAT, N_HIST, derive_booked, derive_metrics
+from monitors.engine import DIMENSIONS, LEAF, N_FLAT, N_HIST, derive_booked, derive_metrics
+from monitors.gap_slices import attach as attach_slices
+from monitors.gap_slices import region_gap_slices
 from monitors.gaps import compute_gaps
 from monitors.history import (
     DataStart,
@@ -148,8 +150,9 @@ class ReportBuilder:
             dim: source.metrics(as_of, by=dim, basis="close", quarters=quarters, light=True)
             for dim in DIMENSIONS
         }
+        leaves = _leaves(source, as_of, drill, quarters)
         return self.build_from_metrics(
-            cohort, slices, as_of, models, booked, booked_slices, quarters
+            cohort, slices, as_of, models, booked, booked_slices, quarters, leaves
         )
 
     def build_from_metrics(
@@ -161,7 +164,10 @@ class ReportBuilder:
         booked: Metrics | None = None,
         booked_slices: Mapping[str, Metrics] | None = None,
         quarters: Collection[str] | None = None,
+        leaves: tuple[Metrics, Metrics] | None = None,
     ) -> dict[str, Any]:
+        """``leaves``: cohort and bookings metrics per cell, for :mod:`monitors.gap_slices`
+        (none: no slices)."""
         booked = booked or {}
         booked_slices = booked_slices or {dim: {} for dim in DIMENSIONS}
         regions_of: dict[str, set[str]] = defaultdict(set)
@@ -171,6 +177,7 @@ class ReportBuilder:
         stamp = as_of.astimezone(UTC).isoformat().replace("+00:00", "Z")
         report: dict[str, Any] = {"as_of": stamp, "quarters": {}}
         view = _View(cohort, booked, slices, booked_slices, DataStart.of(cohort, self.calendar))
+        view.leaves = leaves
         for quarter in sorted(regions_of):
             if quarters is not None and quarter not in quarters:
                 continue
@@ -416,6 +423,7 @@ class ReportBuilder:
         drivers: list[dict[str, Any]] = []
         not_measurable: list[dict[str, str]] = []
         gap_usd = None
+        where: dict[str, Any] = {}
         sections: dict[str, Any] = {}
         if plan is not None and not covered:
             not_measurable = [
@@ -426,6 +434,8 @@ class ReportBuilder:
             att = self._attribute(ctx, plan, m, b, feed, targets, unmeasurable, coverage)
             gap_usd = att.gap_usd
             self._evidence(att, ctx, region, view, b, feed)
+            where = _gap_slices(view, ctx, region, plan, pacing_out, basis)
+            attach_slices(att.drivers, where)
             if models is not None:
                 from monitors.models.reporting import region_extras
 
@@ -467,8 +477,16 @@ class ReportBuilder:
             "drivers": drivers,
             "not_measurable": not_measurable,
             "narrative": narrative(
-                region, quarter, pacing_out, quota, drivers, gap_usd, not_measurable
+                region,
+                quarter,
+                pacing_out,
+                quota,
+                drivers,
+                gap_usd,
+                not_measurable,
+                where=where.get("revenue"),
             ),
+            "gap_slices": where,
             "notes": notes,
             "plan": None
             if plan is None
@@ -675,6 +693,45 @@ class ReportBuilder:
                 d.evidence["worst_slice"] = worst
 
 
+def _leaves(
+    source: MetricsSource,
+    as_of: datetime,
+    drill: Collection[str] | None,
+    quarters: Collection[str] | None,
+) -> tuple[Metrics, Metrics] | None:
+    """Cohort and bookings metrics per cell, or None from a source that keeps no cells."""
+    try:
+        return (
+            source.metrics(as_of, by=LEAF, quarters=drill, light=True),
+            source.metrics(as_of, by=LEAF, basis="close", quarters=quarters, light=True),
+        )
+    except ValueError:
+        return None
+
+
+def _gap_slices(
+    view: _View,
+    ctx: _QuarterContext,
+    region: str,
+    plan: Plan,
+    pacing: Mapping[str, Any] | None,
+    basis: str,
+) -> dict[str, Any]:
+    """The slices that explain each gap of the region (:mod:`monitors.gap_slices`)."""
+    if view.leaves is None:
+        return {}
+    goals = {
+        "action_rate": plan.action_rate,
+        "win_rate": plan.win_rate,
+        "deal_size": plan.deal_size,
+        "revenue_to_date": (pacing or {}).get("expected_to_date"),
+    }
+    cells, booked = view.leaves
+    return region_gap_slices(
+        cells, booked, ctx.quarter, ctx.previous, region, goals, close=basis == "close"
+    )
+
+
 class _View:
     """The metrics one report reads, with the small sums the report needs of them."""
 
@@ -691,6 +748,7 @@ class _View:
         self.slices = slices
         self.booked_slices = booked_slices
         self.start = start
+        self.leaves: tuple[Metrics, Metrics] | None = None
 
     def cohort_sum(self, quarter: str, key: str) -> dict[int, float]:
         return sum_days(m[key] for (q, _), m in self.cohort.items() if q == quarter)

@@ -36,6 +36,7 @@ from monitors.engine import (
     BOOKED,
     DAY,
     DIMENSIONS,
+    LEAF,
     N_HIST,
     AssignmentState,
     Cell,
@@ -205,7 +206,7 @@ class MergedCells:
     and drill-down groups), not every cell.
     """
 
-    GROUPINGS: tuple[str | None, ...] = (None, *DIMENSIONS)
+    GROUPINGS: tuple[str | None, ...] = (None, *DIMENSIONS, LEAF)
 
     def __init__(self, config: EngineConfig | None = None) -> None:
         self.config = config or EngineConfig()
@@ -285,6 +286,7 @@ class MergedCells:
                 i = _DIM_INDEX[by]
                 per[by] = {}
                 add_cells(per[by], (((k[0], k[1], k[i]), c) for k, c in whole.items()))
+            per[LEAF] = whole  # the cells themselves, for localisation over combinations
             per[None] = {}  # the roll-up: the sum of one dimension's few slices
             add_cells(per[None], ((region, acc) for acc in per[DIMENSIONS[-1]].values()))
             self._groups[region] = per

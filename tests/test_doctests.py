@@ -27,6 +27,8 @@ WITH_EXAMPLES = {
     "monitors.gaps",
     "monitors.grouped",
     "monitors.history",
+    "monitors.hypotheses.rows",
+    "monitors.hypotheses.significance",
     "monitors.narrative",
     "monitors.slices",
     "pacing.bookings",

@@ -23,6 +23,7 @@ from monitors.engine import (
     Engine,
     derive_metrics,
 )
+from monitors.hypotheses.rows import DEFAULT_SIZE_BANDS, Row, quarter_rows
 
 Metrics = dict[str, Any]
 ALL = None  # region filter: every region of the quarter
@@ -42,6 +43,9 @@ RATES: dict[str, Rate] = {
     "action_rate": Rate(lambda m: m["due_actioned"], lambda m: m["due"]),
     "attempted_win_rate": Rate(lambda m: m["won"], lambda m: m["won"] + m["lost"]),
     "touches_per_actioned": Rate(
+        lambda m: m["qualified_touches"], lambda m: m["actioned"], count_like=True
+    ),
+    "qualified_touches": Rate(
         lambda m: m["qualified_touches"], lambda m: m["actioned"], count_like=True
     ),
     "sli_share": Rate(lambda m: m["sli_assigned"], lambda m: m["assigned"], False),
@@ -68,6 +72,7 @@ class Context:
     gap_usd: float
     previous_quarter: str | None = None
     models: Any = None  # a ModelSet, when attached
+    size_bands: tuple[float, ...] = DEFAULT_SIZE_BANDS  # deal-size band edges (expected_rev)
 
     def groups(
         self, dims: tuple[str, ...], region: str | None, quarter: str | None = None
@@ -99,6 +104,25 @@ class Context:
         acc = _pooled(others).get((), _empty())
         limit = math.floor(self.as_of.timestamp() / 86_400)
         return derive_metrics(*acc, limit, self.stage_weights)
+
+    def rows(self, quarter: str | None = None) -> list[Row]:
+        """Every assignment of the quarter (all regions) as a row (cached per engine)."""
+        quarter = quarter or self.quarter
+        bands = tuple(self.size_bands)
+        touches = self.targets.get("target_touches")
+        key = ("rows", quarter, math.floor(self.as_of.timestamp() / 86_400), bands, touches)
+        cache = _shared(self.engine)
+        hit = cache.get(key)
+        if hit is None:
+            hit = cache[key] = quarter_rows(
+                self.engine,
+                quarter,
+                self.as_of.timestamp(),
+                self.models,
+                touches,
+                bands,
+            )
+        return hit
 
     def states(
         self, match: Mapping[str, str], where: Callable[[AssignmentState], bool], limit: int = 3

@@ -147,7 +147,7 @@ class ModelSet:
             return
         self.trust.learn(trust_features(info, st.n_qualified, self.coder), won, amount)
         week = math.floor((st.d_ts - st.quarter.start.timestamp()) / WEEK)
-        self.scores.learn_close(info.quarter, week, info.score, won)
+        self.scores.learn_close(info.quarter, week, info.score, won, info.region)
         self.reasons.learn_close(aid, info.quarter, info.region, stage, tag, st.reason, text)
         n = self.trust.n_decided
         if n >= self.settings.min_decided and n % self.settings.drift_every == 0:

@@ -393,6 +393,7 @@ class ReportBuilder:
             ctx.global_won,
             ctx.global_lost,
             basis,
+            self.settings.registry or None,
         )
         carry = self._carry_over(ctx, region, view)
         feed = {
@@ -439,6 +440,7 @@ class ReportBuilder:
                     ctx.past[-1] if ctx.past else None,
                     self.settings.config_dir,
                 )
+                gaps.update(extra_metrics.pop("gaps", {}))  # fit_gap, from the model set
                 metrics.update(extra_metrics)
             drivers = [d.to_dict() for d in att.drivers]
             not_measurable = [n.to_dict() for n in att.not_measurable]

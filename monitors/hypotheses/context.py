@@ -125,15 +125,22 @@ class Context:
         return hit
 
     def states(
-        self, match: Mapping[str, str], where: Callable[[AssignmentState], bool], limit: int = 3
+        self,
+        match: Mapping[str, str],
+        where: Callable[[AssignmentState], bool],
+        limit: int = 3,
+        booked: bool = False,
     ) -> list[str]:
-        """Up to ``limit`` assignment ids of this region matching slice values and a test."""
+        """Up to ``limit`` assignment ids of this region matching slice values and a test
+        (``booked``: of the deals decided in the quarter, not the quarter's assignments)."""
         idx = {_DIM_INDEX[d]: v for d, v in match.items() if d in _DIM_INDEX}
         bucket = match.get("reason")
         found = []
         for aid, st in self.engine.states.items():
             c = st.cell
-            if c is None or c[0] != self.quarter or c[1] != self.region:
+            if c is None or c[1] != self.region:
+                continue
+            if (st.close_q if booked else c[0]) != self.quarter:
                 continue
             if any(c[i] != v for i, v in idx.items()) or (bucket and st.reason != bucket):
                 continue

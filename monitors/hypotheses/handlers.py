@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from monitors.engine import AssignmentState
+from monitors.engine import BOOKED, AssignmentState
 from monitors.hypotheses.context import RATES, Context, Metrics, rate_of
 from monitors.hypotheses.localise import localise
 from monitors.hypotheses.rows import Row
@@ -164,10 +164,17 @@ class _Slice:
         return self.n * (max(self.base, 1e-9) if self.count_like else p * (1 - p))
 
 
+def _cells_quarter(spec: HypothesisSpec, ctx: Context) -> str:
+    """The cells a grouped hypothesis reads: the quarter's assignments, or (``basis:
+    close``) the deals decided in the quarter (the engine's bookings cells)."""
+    return BOOKED + ctx.quarter if spec.basis == "close" else ctx.quarter
+
+
 def _reason_slices(spec: HypothesisSpec, ctx: Context, dims: tuple[str, ...]) -> list[_Slice]:
     cell_dims = tuple(d for d in dims if d not in ("reason", "outcome"))
     outcomes = ("won", "lost") if "outcome" in dims else ("lost",)
-    region, glob = ctx.groups(cell_dims, ctx.region), ctx.groups(cell_dims, None)
+    q = _cells_quarter(spec, ctx)
+    region, glob = ctx.groups(cell_dims, ctx.region, q), ctx.groups(cell_dims, None, q)
     out = []
     for g, m in region.items():
         label = dict(zip(cell_dims, g, strict=True))
@@ -189,7 +196,8 @@ def _reason_slices(spec: HypothesisSpec, ctx: Context, dims: tuple[str, ...]) ->
 
 def _rate_slices(spec: HypothesisSpec, ctx: Context, dims: tuple[str, ...]) -> list[_Slice]:
     rate = RATES[spec.metric]
-    region, glob = ctx.groups(dims, ctx.region), ctx.groups(dims, None)
+    q = _cells_quarter(spec, ctx)
+    region, glob = ctx.groups(dims, ctx.region, q), ctx.groups(dims, None, q)
     out = []
     for g, m in region.items():
         value, n = rate_of(spec.metric, m)
@@ -287,7 +295,8 @@ def _grouped(spec: HypothesisSpec, ctx: Context, dims: tuple[str, ...]) -> Resul
         if "outcome" in top.label:
             outcome = top.label["outcome"]
             where = lambda st: st.stage == outcome  # noqa: E731
-        examples.append({"assignment_ids": ctx.states(top.label, where)})
+        booked = spec.basis == "close"
+        examples.append({"assignment_ids": ctx.states(top.label, where, booked=booked)})
     return _result(
         spec,
         ctx,

@@ -5,7 +5,8 @@
 names are accepted for the engine's: ``assignment_type`` (= ``type``, the pitch
 type), ``reason_bucket`` (= ``reason``), ``deal_size_band`` (= ``size_band``).
 ``max_p_value`` (default 0.05) gates noise: a deviation less significant than that
-explains nothing.
+explains nothing. ``basis: close`` reads the deals decided in the quarter (bookings)
+instead of the quarter's own assignments (for win and reason metrics).
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class HypothesisSpec:
     min_n: int = 20  # smallest slice that counts
     max_slices: int = 3
     max_p_value: float = 0.05  # a deviation less significant than this explains nothing
+    basis: str = "cohort"  # cohort: the quarter's assignments; close: its decided deals
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -105,6 +107,11 @@ def _spec(data: dict[str, Any], where: str) -> HypothesisSpec:
     baseline = data.get("baseline", "global")
     if baseline not in ("global", "target", "peers", "last_quarter"):
         raise ValueError(f"{where}: baseline={baseline!r}: global, target, peers or last_quarter")
+    basis = data.get("basis", "cohort")
+    if basis not in ("cohort", "close"):
+        raise ValueError(f"{where}: basis={basis!r}: cohort or close")
+    if basis == "close" and (kind != "multi_dim_groupby" or ROW_DIMENSIONS & {*sum(sets, ())}):
+        raise ValueError(f"{where}: basis 'close' is for multi_dim_groupby on cell dimensions")
     if baseline == "target" and not data.get("target"):
         raise ValueError(f"{where}: baseline 'target' needs 'target' (a targets-table metric)")
     known = {f for f in HypothesisSpec.__dataclass_fields__ if f != "extra"}
@@ -125,6 +132,7 @@ def _spec(data: dict[str, Any], where: str) -> HypothesisSpec:
         min_n=int(data.get("min_n", 20)),
         max_slices=int(data.get("max_slices", 3)),
         max_p_value=_p_value(data.get("max_p_value", 0.05), where),
+        basis=basis,
         extra={k: v for k, v in data.items() if k not in known},
     )
 

@@ -164,18 +164,23 @@ class MotionFit:
         p = self.propensity.predict_proba_one(propensity_features(features))[True]
         return min(max(p, CLIP), 1 - CLIP)
 
-    def learn_close(self, info: AssignmentInfo, revenue: float) -> None:
+    def learn_close(
+        self, info: AssignmentInfo, revenue: float, close_quarter: str | None = None
+    ) -> None:
+        """One closed assignment; it counts in the fit_gap of ``close_quarter`` (the
+        quarter its deal was decided in: bookings), else of its own quarter."""
+        quarter = close_quarter or info.quarter
         sums = self.outcomes[(features_of(info), info.kind)]
         sums.n += 1
         sums.y += revenue
         sums.y2 += revenue * revenue
         self.n_closed += 1
-        self.closed[(info.quarter, info.region)][(info.vertical, info.kind, info.account)] += 1
+        self.closed[(quarter, info.region)][(info.vertical, info.kind, info.account)] += 1
         mine = self.region_outcomes[(info.region, features_of(info), info.kind)]
         mine.n += 1
         mine.y += revenue
         mine.y2 += revenue * revenue
-        self.closed_am[(info.quarter, info.region)][(info.vertical, info.kind, info.am)] += 1
+        self.closed_am[(quarter, info.region)][(info.vertical, info.kind, info.am)] += 1
 
     @property
     def value(self) -> dict[tuple[str, str], _Acc]:
@@ -229,10 +234,17 @@ class MotionFit:
         return sli.mean - cli.mean, math.hypot(sli.se, cli.se)
 
     def fit_gap(
-        self, quarter: str, region: str, min_closed: int = 20, min_z: float = 1.96
+        self,
+        quarter: str,
+        region: str,
+        min_closed: int = 20,
+        min_z: float = 1.96,
+        min_z_region: float = 2.576,
     ) -> FitGap | None:
         """Expected revenue with the better motion minus with the chosen one, to date.
 
+        A region's own estimate of a vertical is one of regions x verticals tests, so it
+        must clear ``min_z_region`` (p < 0.01) rather than ``min_z`` (the pooled one's).
         Only verticals where one motion is better at ``min_z`` standard errors count:
         otherwise "the better motion" is noise and the gap would always look positive.
         """
@@ -273,7 +285,7 @@ class MotionFit:
             better = "SLI" if diff > 0 else "CLI"
             used_mean = own.mean if own is not None and own.mean is not None else 0.0
             used_total += used_mean * count
-            if motion == better or z < min_z:
+            if motion == better or z < (min_z_region if source == "region" else min_z):
                 best_total += used_mean * count
                 continue
             best_total += (other.mean or 0.0) * count if other is not None else used_mean * count

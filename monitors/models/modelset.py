@@ -142,7 +142,7 @@ class ModelSet:
         stage = st.stage
         won = stage == "won"
         amount = st.amount_c / 100 if won else 0.0
-        self.fit.learn_close(info, amount)
+        self.fit.learn_close(info, amount, st.close_q or None)
         if stage == "self_closed":
             return
         self.trust.learn(trust_features(info, st.n_qualified, self.coder), won, amount)

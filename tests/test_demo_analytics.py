@@ -83,3 +83,14 @@ def test_motion_misfit_scenario_moves_sli_share_and_sli_wins() -> None:
     assert win1 < 0.5 * win0
     with pytest.raises(ValueError, match="motion_misfit 'space'"):
         RegionScenario(motion_misfit="space")
+
+
+def test_motion_section_shows_the_win_model_and_the_matched_comparison(q4: dict) -> None:
+    apac = q4["APAC"]["motion"]
+    tech = apac["win_model"]["by_vertical"]["tech"]
+    assert tech["high"] < 1.0  # SLI's odds of winning in APAC tech: below CLI's, surely
+    assert apac["win_model"]["controls"][-1] == "qualified_touches"
+    matched = apac["matched"]
+    assert matched["low_usd"] <= matched["estimate_usd"] <= matched["high_usd"]
+    assert matched["by_vertical"]["tech"]["estimate_usd"] < 0
+    assert apac["fit_gap_by_vertical"]["tech"]["better"] == "CLI" and apac["fit_gap_by_am"]

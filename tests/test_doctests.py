@@ -29,6 +29,7 @@ WITH_EXAMPLES = {
     "monitors.history",
     "monitors.hypotheses.rows",
     "monitors.hypotheses.significance",
+    "monitors.models.motion",
     "monitors.narrative",
     "monitors.slices",
     "pacing.bookings",

@@ -19,6 +19,7 @@ from monitors.hypotheses.ranking import rank_all
 from monitors.hypotheses.spec import load_hypotheses
 from monitors.models.drivers import add_model_drivers
 from monitors.models.modelset import ModelSet
+from monitors.models.motion import motion_section
 from monitors.models.settings import ModelSettings
 
 
@@ -87,6 +88,10 @@ def region_extras(
     ]
     if shifts:
         sections["driver_shift"] = shifts[-10:]
+    if models.engine is not None:
+        sections["motion"] = motion_section(
+            models.engine, quarter, region, models.fit.fit_gap(quarter, region)
+        )
     folder = (config_dir or Path("config")) / "hypotheses"
     if models.engine is not None and folder.is_dir():
         ctx = Context(

@@ -94,3 +94,20 @@ def test_motion_section_shows_the_win_model_and_the_matched_comparison(q4: dict)
     assert matched["low_usd"] <= matched["estimate_usd"] <= matched["high_usd"]
     assert matched["by_vertical"]["tech"]["estimate_usd"] < 0
     assert apac["fit_gap_by_vertical"]["tech"]["better"] == "CLI" and apac["fit_gap_by_am"]
+
+
+def test_fit_gap_alerts_where_the_misfit_is() -> None:
+    result = runner.invoke(app, ["demo", "--notify"], env={"GAPMON_SLACK_WEBHOOK_URL": ""})
+    assert result.exit_code == 0, result.output
+    fired = [line for line in result.stdout.splitlines() if ": fit_gap_high:" in line]
+    assert len(fired) == 1 and "APAC 2026Q4" in fired[0], fired
+
+
+def test_the_dashboard_has_a_fit_gap_panel() -> None:
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "deploy/grafana/dashboards/gapmon.json"
+    dash = json.loads(path.read_text())
+    exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+    assert any(e.startswith("sort_desc(gapmon_fit_gap_usd{") for e in exprs)
+    assert any("gapmon_fit_gap_target_usd" in e for e in exprs)

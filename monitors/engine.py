@@ -65,8 +65,11 @@ BOOKED = "@"
     PIPE_OPEN_C,
     PIPE_QUALIFIED_C,
     PIPE_TOUCHED_C,
-) = range(21)
-N_FLAT = 21
+    Q_EVER,  # assignments whose client showed interest at any time (a qualified or won deal)
+    CYCLE_WON_US,  # sum of assignment-to-close times of won deals, microseconds
+    CYCLE_LOST_US,  # ... of lost deals
+) = range(24)
+N_FLAT = 24
 _STAGE_INDEX = {
     "none": ST_NONE,
     "open": ST_OPEN,
@@ -77,6 +80,7 @@ _STAGE_INDEX = {
 }
 _PIPE_INDEX = {"none": PIPE_NONE_C, "open": PIPE_OPEN_C, "qualified": PIPE_QUALIFIED_C}
 _ENGAGED = frozenset({"qualified", "won", "lost"})
+_INTEREST = frozenset({"qualified", "won"})  # deal stages that show the client's interest
 
 # Keyed histograms of a cell, by index.
 (
@@ -165,6 +169,7 @@ class AssignmentState:
         "close_day",  # day of the deal relative to the assignment's quarter start
         "close_q",  # the quarter the deal event falls in (its label), "" before any deal
         "booked_day",  # day of the deal relative to that quarter's start
+        "ever_q",  # a deal event said qualified or won, at any time (any order)
     )
 
     def __init__(self) -> None:
@@ -187,6 +192,7 @@ class AssignmentState:
         self.close_day = 0
         self.close_q = ""
         self.booked_day = 0
+        self.ever_q = False
 
 
 # Touch ids of an assignment are kept as one string "\x1fe1\x1fe2\x1f" while there are
@@ -283,12 +289,19 @@ class Engine:
             if ts is None:
                 ts = event.occurred_at.timestamp()
             eid = event.event_id
+            interest = event.stage in _INTEREST
             if ts < st.d_ts or (ts == st.d_ts and eid <= st.d_eid):
                 same = ts == st.d_ts and eid == st.d_eid
                 self.duplicates += same
                 self.superseded += not same
+                if interest and not st.ever_q:  # an older event: interest at some time
+                    before = None if st.cell is None else self._signature(st)
+                    st.ever_q = True  # counted as superseded still (its stage is not in force)
+                    if before is not None:
+                        self._apply_change(before, self._signature(st))
                 return not same
             before = None if st.cell is None else self._signature(st)
+            st.ever_q = st.ever_q or interest
             st.d_ts, st.d_eid = ts, eid
             stage = st.stage = event.stage
             st.amount_c = cents(event.amount)
@@ -397,6 +410,8 @@ class Engine:
             st.reason,
             st.close_day if final else 0,
             booked,
+            st.ever_q,
+            _us(st.d_ts) - _us(st.a_ts) if stage in ("won", "lost") else 0,
         )
 
     def cells_of(self, st: AssignmentState | None) -> tuple[tuple[str, ...], ...]:
@@ -469,9 +484,13 @@ class Engine:
             reason,
             close_day,
             booked,
+            ever_q,
+            cycle_us,
         ) = sig
         cell = self._cell(cell_key)
         v, h = cell.vals, cell.hist
+        if ever_q:
+            v[Q_EVER] += sign
         v[TOUCHES] += sign * n_touch
         v[QTOUCHES] += sign * n_q
         if score_c is not None and n_touch:
@@ -493,10 +512,12 @@ class Engine:
         if stage == "won":
             v[WON_C] += sign * won_c
             v[WON_C2] += sign * won_c * won_c
+            v[CYCLE_WON_US] += sign * cycle_us
             _bump(h[H_WON_QT], min(n_q, QT_CAP), sign)
             _bump(h[H_WON_REASON], reason, sign)
             _bump(h[H_CLOSED_DAY], close_day, sign * won_c)
         elif stage == "lost":
+            v[CYCLE_LOST_US] += sign * cycle_us
             _bump(h[H_LOST_QT], min(n_q, QT_CAP), sign)
             _bump(h[H_LOST_REASON], reason, sign)
         # the bookings cell of the quarter the deal was decided in
@@ -509,7 +530,10 @@ class Engine:
         v[_STAGE_INDEX[stage]] += sign
         if actioned:
             v[ACTIONED] += sign
+        if ever_q:
+            v[Q_EVER] += sign
         if stage == "won":
+            v[CYCLE_WON_US] += sign * cycle_us
             v[EXPECTED_C] += sign * expected_c
             v[TOUCHES] += sign * n_touch
             v[QTOUCHES] += sign * n_q
@@ -519,6 +543,7 @@ class Engine:
             _bump(h[H_WON_REASON], reason, sign)
             _bump(h[H_CLOSED_DAY], booked_day, sign * won_c)
         elif stage == "lost":
+            v[CYCLE_LOST_US] += sign * cycle_us
             v[EXPECTED_C] += sign * expected_c
             v[TOUCHES] += sign * n_touch
             v[QTOUCHES] += sign * n_q
@@ -646,6 +671,11 @@ class Engine:
         return state
 
 
+def _us(ts: float) -> int:
+    """A timestamp (seconds) as integer microseconds: cycle times are summed exactly."""
+    return round(ts * 1_000_000)
+
+
 def _touch_id_list(ids: str | set[str]) -> list[str]:
     if isinstance(ids, str):  # "\x1fe1\x1fe2\x1f", or "\x1f" for none
         return ids[1:-1].split(_SEP) if len(ids) > 1 else []
@@ -681,6 +711,21 @@ DAY_HISTOGRAMS = (
     "exited_expected_by_day",
     "booked_by_day",
 )
+
+
+def _funnel(vals: list[int], hist: list[dict[Any, int]], won: int, lost: int) -> dict[str, Any]:
+    """Funnel metrics shared by both bases: qualified at any time, pull-through (won /
+    qualified), cycle days (assignment to close) by outcome, and per reason bucket the
+    share of decided deals won / lost for it (``bucket_win_rate`` / ``bucket_loss_rate``)."""
+    decided = won + lost
+    return {
+        "funnel_qualified": vals[Q_EVER],
+        "pull_through": _ratio(won, vals[Q_EVER]),
+        "cycle_days_won": _ratio(vals[CYCLE_WON_US] / 86_400e6, won),
+        "cycle_days_lost": _ratio(vals[CYCLE_LOST_US] / 86_400e6, lost),
+        "bucket_win_rate": {b: n / decided for b, n in sorted(hist[H_WON_REASON].items())},
+        "bucket_loss_rate": {b: n / decided for b, n in sorted(hist[H_LOST_REASON].items())},
+    }
 
 
 def derive_groups(
@@ -759,6 +804,9 @@ def derive_metrics(
         "lost_by_qt": dict(sorted(hist[H_LOST_QT].items())),
         "won_by_reason": dict(sorted(hist[H_WON_REASON].items())),
         "lost_by_reason": dict(sorted(hist[H_LOST_REASON].items())),
+        **_funnel(vals, hist, won, lost),
+        "funnel_unattempted": vals[ASSIGNED] - vals[ACTIONED],
+        "funnel_attempted": vals[ACTIONED],
     }
     if not light:
         out["closed_rev_by_day"] = {d: c / 100 for d, c in sorted(hist[H_CLOSED_DAY].items())}
@@ -796,6 +844,7 @@ def derive_booked(
         "lost_by_qt": dict(sorted(hist[H_LOST_QT].items())),
         "won_by_reason": dict(sorted(hist[H_WON_REASON].items())),
         "lost_by_reason": dict(sorted(hist[H_LOST_REASON].items())),
+        **_funnel(vals, hist, won, lost),
     }
     if not light:
         out["booked_by_day"] = {d: c / 100 for d, c in sorted(hist[H_CLOSED_DAY].items())}

@@ -44,6 +44,7 @@ from monitors.history import (
     previous_quarter,
     sum_days,
 )
+from monitors.leads import lead_metrics
 from monitors.narrative import narrative
 from monitors.settings import Settings
 from monitors.slices import worst_priced_product, worst_slice
@@ -381,7 +382,7 @@ class ReportBuilder:
                     "attainment_high": p.attainment_projected,
                     "method": "run rate on the revenue curve",
                 }
-        metrics = dict(m)
+        metrics = dict(m) | lead_metrics(m)
         coverage = _coverage(quota, actual, pipeline_now, weighted, ctx, projection, targets)
         metrics["pipeline_coverage"] = coverage.get("pipeline_coverage")
         gaps = compute_gaps(

@@ -28,6 +28,7 @@ WITH_EXAMPLES = {
     "monitors.grouped",
     "monitors.history",
     "monitors.hypotheses.rows",
+    "monitors.leads",
     "monitors.hypotheses.significance",
     "monitors.models.motion",
     "monitors.narrative",

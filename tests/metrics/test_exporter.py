@@ -37,9 +37,13 @@ def exporter(quarter: Quarter) -> GapmonExporter:
 
 
 def _family(name: str, unit: str) -> str:
-    suffix = {"usd": "_usd", "ratio": "_ratio", "touches": "_touches", "score": "_score"}.get(
-        unit, ""
-    )
+    suffix = {
+        "usd": "_usd",
+        "ratio": "_ratio",
+        "touches": "_touches",
+        "score": "_score",
+        "days": "_days",
+    }.get(unit, "")
     return f"gapmon_{name.removesuffix(suffix)}{suffix}"
 
 

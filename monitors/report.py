@@ -274,7 +274,8 @@ class ReportBuilder:
             from monitors.models.reporting import online_trust
             from monitors.models.settings import load_model_settings
 
-            online = online_trust(models, load_model_settings(self.settings.config_dir))
+            model_settings = load_model_settings(self.settings.config_dir)
+            online = online_trust(models, model_settings, quarter)
             if online is not None:
                 trust, trust_meta = online
         if trust_reason is not None:

@@ -9,7 +9,8 @@ Slack ``channel`` *name* (webhook URLs never live in config; see :mod:`alerts.sl
 * ``driver_threshold``: a driver's ``impact_usd`` or ``share`` above ``threshold``;
 * ``driver_shift``: the top driver changes, or a driver moves ``>= threshold`` ranks,
   against the ranking of the last alert;
-* ``gap_threshold``: any registry metric (``metrics`` or ``gaps``) against a bound.
+* ``gap_threshold``: any registry metric (``metrics`` or ``gaps``, e.g. ``fit_gap``, the
+  CLI/SLI mis-allocation in dollars) against a bound.
 
 Errors name the rule, the field and the value.
 """

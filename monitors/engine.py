@@ -66,8 +66,11 @@ BOOKED = "@"
     PIPE_OPEN_C,
     PIPE_QUALIFIED_C,
     PIPE_TOUCHED_C,
-) = range(21)
-N_FLAT = 21
+    Q_EVER,  # assignments whose client showed interest at any time (a qualified or won deal)
+    CYCLE_WON_US,  # sum of assignment-to-close times of won deals, microseconds
+    CYCLE_LOST_US,  # ... of lost deals
+) = range(24)
+N_FLAT = 24
 _STAGE_INDEX = {
     "none": ST_NONE,
     "open": ST_OPEN,
@@ -78,6 +81,7 @@ _STAGE_INDEX = {
 }
 _PIPE_INDEX = {"none": PIPE_NONE_C, "open": PIPE_OPEN_C, "qualified": PIPE_QUALIFIED_C}
 _ENGAGED = frozenset({"qualified", "won", "lost"})
+_INTEREST = frozenset({"qualified", "won"})  # deal stages that show the client's interest
 
 # Keyed histograms of a cell, by index.
 (
@@ -166,6 +170,7 @@ class AssignmentState:
         "close_day",  # day of the deal relative to the assignment's quarter start
         "close_q",  # the quarter the deal event falls in (its label), "" before any deal
         "booked_day",  # day of the deal relative to that quarter's start
+        "ever_q",  # a deal event said qualified or won, at any time (any order)
     )
 
     def __init__(self) -> None:
@@ -188,6 +193,7 @@ class AssignmentState:
         self.close_day = 0
         self.close_q = ""
         self.booked_day = 0
+        self.ever_q = False
 
 
 # Touch ids of an assignment are kept as one string "\x1fe1\x1fe2\x1e\x1f" while there
@@ -317,9 +323,11 @@ class Engine:
             stage = event.stage
             amount_c = cents(event.amount)
             reason = self._bucket(event.reason_code) if stage in ("won", "lost") else ""
+            interest = stage in _INTEREST
             if ts < st.d_ts or (ts == st.d_ts and eid <= st.d_eid):
                 if ts != st.d_ts or eid != st.d_eid:
                     self.superseded += 1
+                    self._interest_seen(st, interest)
                     return True
                 # a copy of the deal in force: the greater content wins (docs/design.md)
                 content, kept = (stage, amount_c, reason), (st.stage, st.amount_c, st.reason)
@@ -328,8 +336,10 @@ class Engine:
                     return False
                 if content < kept:
                     self.superseded += 1
+                    self._interest_seen(st, interest)
                     return True
             before = None if st.cell is None else self._signature(st)
+            st.ever_q = st.ever_q or interest
             st.d_ts, st.d_eid = ts, eid
             st.stage, st.amount_c, st.reason = stage, amount_c, reason
             close_q = self.calendar.quarter_of(event.occurred_at)
@@ -368,6 +378,15 @@ class Engine:
         if before != after:
             self._apply_change(before, after)
         return True
+
+    def _interest_seen(self, st: AssignmentState, interest: bool) -> None:
+        """A deal event not in force (older, or a lesser copy) that showed the client's
+        interest: the assignment counts as qualified at some time, whatever the order."""
+        if interest and not st.ever_q:
+            before = None if st.cell is None else self._signature(st)
+            st.ever_q = True  # counted as superseded still (its stage is not in force)
+            if before is not None:
+                self._apply_change(before, self._signature(st))
 
     def ingest_many(self, events: Iterable[Assignment | Touch | Deal]) -> None:
         for event in events:
@@ -462,6 +481,8 @@ class Engine:
             st.reason,
             st.close_day if final else 0,
             booked,
+            st.ever_q,
+            _us(st.d_ts) - _us(st.a_ts) if stage in ("won", "lost") else 0,
         )
 
     def cells_of(self, st: AssignmentState | None) -> tuple[tuple[str, ...], ...]:
@@ -534,9 +555,13 @@ class Engine:
             reason,
             close_day,
             booked,
+            ever_q,
+            cycle_us,
         ) = sig
         cell = self._cell(cell_key)
         v, h = cell.vals, cell.hist
+        if ever_q:
+            v[Q_EVER] += sign
         v[TOUCHES] += sign * n_touch
         v[QTOUCHES] += sign * n_q
         if score_c is not None and n_touch:
@@ -558,10 +583,12 @@ class Engine:
         if stage == "won":
             v[WON_C] += sign * won_c
             v[WON_C2] += sign * won_c * won_c
+            v[CYCLE_WON_US] += sign * cycle_us
             _bump(h[H_WON_QT], min(n_q, QT_CAP), sign)
             _bump(h[H_WON_REASON], reason, sign)
             _bump(h[H_CLOSED_DAY], close_day, sign * won_c)
         elif stage == "lost":
+            v[CYCLE_LOST_US] += sign * cycle_us
             _bump(h[H_LOST_QT], min(n_q, QT_CAP), sign)
             _bump(h[H_LOST_REASON], reason, sign)
         # the bookings cell of the quarter the deal was decided in
@@ -574,7 +601,10 @@ class Engine:
         v[_STAGE_INDEX[stage]] += sign
         if actioned:
             v[ACTIONED] += sign
+        if ever_q:
+            v[Q_EVER] += sign
         if stage == "won":
+            v[CYCLE_WON_US] += sign * cycle_us
             v[EXPECTED_C] += sign * expected_c
             v[TOUCHES] += sign * n_touch
             v[QTOUCHES] += sign * n_q
@@ -584,6 +614,7 @@ class Engine:
             _bump(h[H_WON_REASON], reason, sign)
             _bump(h[H_CLOSED_DAY], booked_day, sign * won_c)
         elif stage == "lost":
+            v[CYCLE_LOST_US] += sign * cycle_us
             v[EXPECTED_C] += sign * expected_c
             v[TOUCHES] += sign * n_touch
             v[QTOUCHES] += sign * n_q
@@ -714,6 +745,11 @@ class Engine:
         return state
 
 
+def _us(ts: float) -> int:
+    """A timestamp (seconds) as integer microseconds: cycle times are summed exactly."""
+    return round(ts * 1_000_000)
+
+
 def _touch_id_list(ids: str | set[str]) -> list[str]:
     """The stored touch ids, qualified ones with their mark ``_Q``."""
     if isinstance(ids, str):  # "\x1fe1\x1fe2\x1e\x1f", or "\x1f" for none
@@ -750,6 +786,21 @@ DAY_HISTOGRAMS = (
     "exited_expected_by_day",
     "booked_by_day",
 )
+
+
+def _funnel(vals: list[int], hist: list[dict[Any, int]], won: int, lost: int) -> dict[str, Any]:
+    """Funnel metrics shared by both bases: qualified at any time, pull-through (won /
+    qualified), cycle days (assignment to close) by outcome, and per reason bucket the
+    share of decided deals won / lost for it (``bucket_win_rate`` / ``bucket_loss_rate``)."""
+    decided = won + lost
+    return {
+        "funnel_qualified": vals[Q_EVER],
+        "pull_through": _ratio(won, vals[Q_EVER]),
+        "cycle_days_won": _ratio(vals[CYCLE_WON_US] / 86_400e6, won),
+        "cycle_days_lost": _ratio(vals[CYCLE_LOST_US] / 86_400e6, lost),
+        "bucket_win_rate": {b: n / decided for b, n in sorted(hist[H_WON_REASON].items())},
+        "bucket_loss_rate": {b: n / decided for b, n in sorted(hist[H_LOST_REASON].items())},
+    }
 
 
 def derive_groups(
@@ -828,6 +879,9 @@ def derive_metrics(
         "lost_by_qt": dict(sorted(hist[H_LOST_QT].items())),
         "won_by_reason": dict(sorted(hist[H_WON_REASON].items())),
         "lost_by_reason": dict(sorted(hist[H_LOST_REASON].items())),
+        **_funnel(vals, hist, won, lost),
+        "funnel_unattempted": vals[ASSIGNED] - vals[ACTIONED],
+        "funnel_attempted": vals[ACTIONED],
     }
     if not light:
         out["closed_rev_by_day"] = {d: c / 100 for d, c in sorted(hist[H_CLOSED_DAY].items())}
@@ -865,6 +919,7 @@ def derive_booked(
         "lost_by_qt": dict(sorted(hist[H_LOST_QT].items())),
         "won_by_reason": dict(sorted(hist[H_WON_REASON].items())),
         "lost_by_reason": dict(sorted(hist[H_LOST_REASON].items())),
+        **_funnel(vals, hist, won, lost),
     }
     if not light:
         out["booked_by_day"] = {d: c / 100 for d, c in sorted(hist[H_CLOSED_DAY].items())}

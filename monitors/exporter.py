@@ -90,7 +90,13 @@ REJECT_REASONS = (
 #: Bounded reasons of a failed Slack delivery attempt.
 DELIVERY_FAILURES = ("http_4xx", "http_429", "http_5xx", "timeout", "connection", "other")
 DRILLDOWN_DIMENSIONS = ("vertical", "product", "type", "am")
-UNIT_SUFFIX = {"usd": "_usd", "ratio": "_ratio", "touches": "_touches", "score": "_score"}
+UNIT_SUFFIX = {
+    "usd": "_usd",
+    "ratio": "_ratio",
+    "touches": "_touches",
+    "score": "_score",
+    "days": "_days",
+}
 LATENCY_BUCKETS = (
     0.00001,
     0.000025,
@@ -260,11 +266,13 @@ class GapmonExporter:
         registry: CollectorRegistry | None = None,
     ) -> None:
         self.settings = settings or ExporterSettings()
-        self.specs: Mapping[str, MetricSpec] = (
+        specs = (
             registry_specs
             if registry_specs is not None
             else load_registry(default_config_dir() / "metric_registry.yaml")
         )
+        # a registry entry with export: false is exported under another family already
+        self.specs: Mapping[str, MetricSpec] = {n: sp for n, sp in specs.items() if sp.export}
         self.driver_ids: frozenset[str] | None = None
         if reason_buckets is not None:
             buckets = {*reason_buckets, OTHER, UNKNOWN}

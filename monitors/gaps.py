@@ -5,12 +5,31 @@ gaps mid-quarter: revenue against the pacing curve; pipeline against what the re
 the quarter needs; action rate and opportunity-score execution on due assignments only
 (those past their grace period); win rate and qualified touches on decided deals
 (finished, so nothing is still to come). ``docs/metrics.md`` has the definitions.
+
+Targets are read through the metric registry (``config/metric_registry.yaml``,
+:func:`monitors.registry.target_of`): a gap's ``target_source`` names the targets-table
+metric it is measured against, so the registry and the report cannot disagree.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import cache
 from typing import Any
+
+from monitors.registry import MetricSpec, load_registry, target_of
+
+
+@cache
+def default_registry() -> dict[str, MetricSpec]:
+    """The packaged ``config/metric_registry.yaml`` (when a config folder has none).
+
+    >>> default_registry()["opp_score_gap"].target_source
+    'target_action_rate'
+    """
+    from monitors.settings import default_config_dir
+
+    return load_registry(default_config_dir() / "metric_registry.yaml")
 
 
 def _gap(
@@ -45,14 +64,24 @@ def reason_gaps(
     """
     r_won, r_lost = shares(region["won_by_reason"]), shares(region["lost_by_reason"])
     g_won, g_lost = shares(global_won), shares(global_lost)
+    r_n = sum(region["won_by_reason"].values()) + sum(region["lost_by_reason"].values())
+    g_n = sum(global_won.values()) + sum(global_lost.values())
     out = {}
     for bucket in sorted(set(g_won) | set(g_lost) | set(r_won) | set(r_lost)):
-        out[bucket] = {
+        rw, rl = region["won_by_reason"].get(bucket, 0), region["lost_by_reason"].get(bucket, 0)
+        gw, gl = global_won.get(bucket, 0), global_lost.get(bucket, 0)
+        row = {
             "lost_share_gap": round(r_lost.get(bucket, 0.0) - g_lost.get(bucket, 0.0), 6),
             "won_share_gap": round(g_won.get(bucket, 0.0) - r_won.get(bucket, 0.0), 6),
-            "region_lost": region["lost_by_reason"].get(bucket, 0),
-            "region_won": region["won_by_reason"].get(bucket, 0),
+            "region_lost": rl,
+            "region_won": rw,
         }
+        if r_n and g_n:  # the design's view: of all decided deals, won / lost for the bucket
+            row["won_rate_gap"] = round(gw / g_n - rw / r_n, 6)
+            row["lost_rate_gap"] = round(rl / r_n - gl / g_n, 6)
+        if rw + rl and gw + gl:  # win% inside the bucket: global - region
+            row["win_rate_gap"] = round(gw / (gw + gl) - rw / (rw + rl), 6)
+        out[bucket] = row
     return out
 
 
@@ -65,8 +94,10 @@ def compute_gaps(
     global_won_by_reason: Mapping[str, int],
     global_lost_by_reason: Mapping[str, int],
     basis: str = "close",
+    registry: Mapping[str, MetricSpec] | None = None,
 ) -> dict[str, Any]:
-    """Every gap of docs/metrics.md that the targets allow.
+    """Every gap of docs/metrics.md that the targets allow, targets read through the
+    metric ``registry`` (the packaged one by default).
 
     ``m``: the cohort metrics; ``b``: the bookings metrics; ``pacing``: the region's
     pacing (expected to date, projection); ``coverage``: the pipeline and what the plan
@@ -81,8 +112,9 @@ def compute_gaps(
     >>> {k: v["value"] for k, v in g.items() if k != "reason_gap"}
     {'action_rate_gap': 0.1, 'win_rate_gap': 0.1, 'trust_gap': 0.5}
     """
+    reg = registry or default_registry()
     gaps: dict[str, Any] = {}
-    quota = targets.get("quota")
+    quota = target_of(reg, "revenue_gap_projected", targets)
     if pacing is not None:
         expected, actual = pacing["expected_to_date"], pacing["actual_to_date"]
         gaps["revenue_gap"] = _gap(expected - actual, expected, actual, "usd")
@@ -93,7 +125,7 @@ def compute_gaps(
         target, actual = coverage["target"], coverage["actual"]
         gaps["coverage_gap"] = _gap(target - actual, target, actual, "usd")
     rate = m["action_rate"]
-    t_rate = targets.get("target_action_rate")
+    t_rate = target_of(reg, "action_rate_gap", targets)
     if rate is not None and t_rate is not None:
         gaps["action_rate_gap"] = _gap(t_rate - rate, t_rate, rate, "ratio")
     if basis == "close":
@@ -102,14 +134,15 @@ def compute_gaps(
     else:
         win, per = m["attempted_win_rate"], m["touches_per_actioned"]
         decided, reasons = m["won"] + m["lost"], m
-    t_win = targets.get("target_win_rate")
+    t_win = target_of(reg, "win_rate_gap", targets)
     if win is not None and t_win is not None:
         gaps["win_rate_gap"] = _gap(t_win - win, t_win, win, "ratio")
-    t_touch = targets.get("target_touches")
+    t_touch = target_of(reg, "trust_gap", targets)
     if per is not None and t_touch is not None:
         gaps["trust_gap"] = _gap(t_touch - per, t_touch, per, "touches")
-    if m["scored"] and m.get("score_due") and t_rate is not None:
-        expected_touched = t_rate * m["score_due"]
+    t_score = target_of(reg, "opp_score_gap", targets)
+    if m["scored"] and m.get("score_due") and t_score is not None:
+        expected_touched = t_score * m["score_due"]
         gaps["opp_score_gap"] = _gap(
             expected_touched - m["score_due_touched"],
             expected_touched,
@@ -122,3 +155,13 @@ def compute_gaps(
             "buckets": reason_gaps(reasons, global_won_by_reason, global_lost_by_reason),
         }
     return gaps
+
+
+def fit_gap(usd: float, expected_best: float, expected_used: float) -> dict[str, Any]:
+    """The fit_gap entry: expected revenue of the closed assignments with the better motion
+    of their slice (``target``) minus with the motion they got (``actual``).
+
+    >>> fit_gap(1200.0, 51200.0, 50000.0)
+    {'value': 1200.0, 'target': 51200.0, 'actual': 50000.0, 'unit': 'usd'}
+    """
+    return _gap(usd, expected_best, expected_used, "usd")

@@ -115,7 +115,7 @@ def _explained(ev: Mapping[str, Any]) -> str:
     """The hypothesis slice that holds the largest part of a gap (never called worst)."""
     hyp = (ev.get("hypothesis") or {}).get("slice") or {}
     dims = [f"{k} {v}" for k, v in hyp.items() if k in ("type", "vertical", "product", "am")]
-    if dims and hyp.get("metric") != "reason_lost_rate":
+    if dims and hyp.get("metric") not in ("reason_lost_rate", "reason_rate"):
         return f", largest part in {' x '.join(dims)}"
     return ""
 

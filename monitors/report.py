@@ -47,6 +47,7 @@ from monitors.history import (
     previous_quarter,
     sum_days,
 )
+from monitors.leads import lead_metrics
 from monitors.narrative import narrative
 from monitors.settings import Settings
 from monitors.slices import worst_priced_product, worst_slice
@@ -287,7 +288,8 @@ class ReportBuilder:
             from monitors.models.reporting import online_trust
             from monitors.models.settings import load_model_settings
 
-            online = online_trust(models, load_model_settings(self.settings.config_dir))
+            model_settings = load_model_settings(self.settings.config_dir)
+            online = online_trust(models, model_settings, quarter)
             if online is not None:
                 trust, trust_meta = online
         if trust_reason is not None:
@@ -395,7 +397,7 @@ class ReportBuilder:
                     "attainment_high": p.attainment_projected,
                     "method": "run rate on the revenue curve",
                 }
-        metrics = dict(m)
+        metrics = dict(m) | lead_metrics(m)
         coverage = _coverage(quota, actual, pipeline_now, weighted, ctx, projection, targets)
         metrics["pipeline_coverage"] = coverage.get("pipeline_coverage")
         gaps = compute_gaps(
@@ -407,6 +409,7 @@ class ReportBuilder:
             ctx.global_won,
             ctx.global_lost,
             basis,
+            self.settings.registry or None,
         )
         carry = self._carry_over(ctx, region, view)
         feed = {
@@ -456,6 +459,7 @@ class ReportBuilder:
                     ctx.past[-1] if ctx.past else None,
                     self.settings.config_dir,
                 )
+                gaps.update(extra_metrics.pop("gaps", {}))  # fit_gap, from the model set
                 metrics.update(extra_metrics)
             drivers = [d.to_dict() for d in att.drivers]
             not_measurable = [n.to_dict() for n in att.not_measurable]

@@ -37,6 +37,7 @@ from monitors.engine import (
     DAY,
     DIMENSIONS,
     LEAF,
+    N_FLAT,
     N_HIST,
     AssignmentState,
     Cell,
@@ -72,6 +73,8 @@ def state_to_json(st: AssignmentState) -> bytes:
 def state_from_json(raw: bytes | str, engine: Engine) -> AssignmentState:
     """The inverse of :func:`state_to_json` (``engine`` gives the fiscal calendar)."""
     v = orjson.loads(raw)
+    if isinstance(v, list) and len(v) == len(_FIELDS) - 1:
+        v.append(False)  # a state written before ``ever_q`` (the last field) existed
     if not isinstance(v, list) or len(v) != len(_FIELDS):
         raise ValueError(f"assignment state: expected a list of {len(_FIELDS)} fields")
     q, ids, cell = v[_QUARTER], v[_TOUCHES], v[_CELL]
@@ -156,6 +159,8 @@ class CellPart:
             if len(hists) != N_HIST:
                 raise ValueError(f"cell {key}: {len(hists)} histograms, expected {N_HIST}")
             cell = new(Cell)
+            if len(vals) < N_FLAT:  # a cell written before the funnel counters existed
+                vals += [0] * (N_FLAT - len(vals))
             cell.vals = vals  # a new list from orjson
             # histogram keys are ints (days, touch counts) or strings (reason buckets);
             # as [key, count] pairs JSON keeps both types

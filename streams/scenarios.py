@@ -56,6 +56,12 @@ so a region's events do not depend on the other regions):
   amounts by ``1 - 0.5 s``. An affected assignment's expected bookings are
   :func:`cause_factor` of an unaffected one's (0.47-0.56 at severity 1). Because of the
   lag, a cause that starts with a quarter reaches only ~half of that quarter's bookings.
+* **Motion misfit.** ``RegionScenario.motion_misfit`` names a vertical where, over the
+  whole flow, the region pitches the wrong motion: its assignments there are SLI
+  with probability :data:`MISFIT_SLI_SHARE` (0.75, not 0.30) and an SLI deal there wins
+  with :data:`MISFIT_WIN_FACTOR` (0.25) times the usual ``p_win(q)``. CLI and the other
+  verticals are untouched, so the better motion of that vertical in that region is CLI
+  and ``fit_gap`` (and the ``cli_sli_choice`` hypothesis) sees it.
 * **Late data.** ``RegionScenario.data_from``: as when a CRM export covers the
   assignments created from a date on, the region has no assignment before it, and so no
   event before it (no touch or deal without its assignment either).
@@ -128,6 +134,8 @@ from streams.sources import (
     FEW_QUALIFIED_TOUCH_MEAN,
     HIGH_SCORE,
     LOW_ACTION_PROB,
+    MISFIT_SLI_SHARE,
+    MISFIT_WIN_FACTOR,
     NEGLECT_HIGH_CLI_PROB,
     PLAN_ACTION_RATE,
     PLAN_DEAL_SIZE,
@@ -135,7 +143,9 @@ from streams.sources import (
     PLAN_WIN_RATE,
     QUALIFIED_TOUCH_MEAN,
     SELF_CLOSED_SHARE,
+    SLI_SHARE,
     SMALL_DEALS_FACTOR,
+    VERTICALS,
     WON_SIGMA,
     RegionPlan,
     _build_events,
@@ -304,8 +314,13 @@ class RegionScenario:
     severity: float = 1.0
     noise: float = DEFAULT_NOISE
     data_from: str | datetime | None = None
+    motion_misfit: str | None = None  # a vertical where SLI is over-used and wins less
 
     def __post_init__(self) -> None:
+        if self.motion_misfit is not None and self.motion_misfit not in VERTICALS:
+            raise ValueError(
+                f"motion_misfit {self.motion_misfit!r}: known verticals: {', '.join(VERTICALS)}"
+            )
         if self.cause is not None and self.cause not in CAUSES:
             raise ValueError(f"cause {self.cause!r}: known: {', '.join(CAUSES)} or None")
         if not (isinstance(self.severity, int | float) and 0.0 <= self.severity <= 1.0):
@@ -425,7 +440,7 @@ class GeneratedHistory:
         assignments are in the data (the flow's start and ``data_from`` cut it);
         ``cause exposure`` the share from assignments the cause reaches; the expected
         attainment is ``data share - cause exposure x (1 - cause_factor)``. Ignores the
-        volume noise and the ~1% of unequal quarter lengths.
+        volume noise, the ~1% of unequal quarter lengths and a motion misfit.
         """
         scenario = self.scenarios[region]
         q_start, q_end = (d.timestamp() for d in quarter_bounds(quarter))
@@ -493,6 +508,12 @@ def _draw_history_region(
     n = len(t0)
     affected = t0 >= cause_at
     attrs = _draw_attributes(rng, n)
+    misfit = np.zeros(n, dtype=bool)
+    if scenario.motion_misfit is not None:
+        in_vertical = attrs.vertical == VERTICALS.index(scenario.motion_misfit)
+        flip = rng.random(n) < (MISFIT_SLI_SHARE - SLI_SHARE) / (1 - SLI_SHARE)
+        attrs.sli[in_vertical & flip] = True  # CLIs turned SLI: 0.30 -> 0.75 SLI there
+        misfit = in_vertical & attrs.sli
 
     # Who gets worked.
     p_act = np.full(n, ACTION_PROB)
@@ -518,7 +539,7 @@ def _draw_history_region(
     )
     touches = _draw_touches(rng, t0, close, actioned, q_mean)
     u_win = _stratified_within(rng, cohort, actioned)
-    won = actioned & (u_win < p_win(touches.n_q))
+    won = actioned & (u_win < p_win(touches.n_q) * np.where(misfit, MISFIT_WIN_FACTOR, 1.0))
     lost = actioned & ~won
     size = np.where(affected & (scenario.cause == "small_deals"), _deal_factor(severity), 1.0)
     won_amount = np.round(attrs.expected_rev * rng.lognormal(0.0, WON_SIGMA, n) * size, 2)
@@ -866,16 +887,23 @@ DEMO_AS_OF = datetime(2026, 12, 1, tzinfo=UTC)
 
 
 DEMO_CAUSE_FROM = datetime(2026, 9, 1, tzinfo=UTC)
+# the demo's CLI/SLI mis-allocation: APAC pitches SLI to tech accounts, where it wins less
+DEMO_MOTION_MISFIT: dict[str, str] = {"APAC": "tech"}
 
 
 def demo_history(seed: int = 7, assignments_per_quarter: int = 1000) -> GeneratedHistory:
     """The history ``gapmon demo`` shows: 2026Q2 (warm-up) to 2026Q4 with sales-cycle lag;
     NA on plan, and from 2026-09-01 one planted cause per other region
-    (:data:`DEMO_CAUSES`) on the assignments made since. 2026Q3 is the (nearly clean)
+    (:data:`DEMO_CAUSES`) on the assignments made since, and APAC's CLI/SLI misfit in
+    tech (:data:`DEMO_MOTION_MISFIT`). 2026Q3 is the (nearly clean)
     history the curves and the projection learn from, and 2026Q4's bookings, fed by the
     assignments of the weeks before, feel each cause in full."""
     regions = {
-        r: RegionScenario(cause=c, cause_from=DEMO_CAUSE_FROM if c else None)
+        r: RegionScenario(
+            cause=c,
+            cause_from=DEMO_CAUSE_FROM if c else None,
+            motion_misfit=DEMO_MOTION_MISFIT.get(r),
+        )
         for r, c in DEMO_CAUSES.items()
     }
     return generate_history(

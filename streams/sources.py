@@ -207,6 +207,8 @@ QUALIFIED_CHANNEL_P = (0.50, 0.30, 0.10, 0.10)
 AMS_PER_REGION = 8
 ACCOUNTS_PER_ASSIGNMENT = 0.7  # account pool size relative to the assignment count
 SLI_SHARE = 0.30
+MISFIT_SLI_SHARE = 0.75  # SLI share in a vertical where a region pitches the wrong motion
+MISFIT_WIN_FACTOR = 0.25  # p_win of an SLI deal there, relative to the usual p_win(q)
 SCORED_SHARE = 0.90
 SCORE_BETA = (2.0, 2.0)
 HIGH_SCORE = 0.60  # raw Beta draw >= this = a high opp_score (>= ~60)

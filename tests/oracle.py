@@ -126,13 +126,16 @@ def assignment_table(
     a["n_touch"] = by_aid.size().reindex(a.index, fill_value=0).astype("int64")
     a["n_q"] = by_aid.sum().reindex(a.index, fill_value=0).astype("int64")
 
-    deals = df[df["type"] == "deal"].copy()
-    deals["amount_key"] = _cents(deals["amount"].fillna(0.0))
-    deals["reason"] = [
+    all_deals = df[df["type"] == "deal"].copy()
+    # qualified at any time: some deal event of the assignment says qualified or won
+    interest = all_deals[all_deals["stage"].isin(("qualified", "won"))]["assignment_id"]
+    a["ever_q"] = a.index.isin(set(interest))
+    all_deals["amount_key"] = _cents(all_deals["amount"].fillna(0.0))
+    all_deals["reason"] = [
         _bucket(code, lookup) if stage in ("won", "lost") else ""
-        for code, stage in zip(deals["reason_code"], deals["stage"], strict=True)
+        for code, stage in zip(all_deals["reason_code"], all_deals["stage"], strict=True)
     ]
-    deals = _latest(deals, ["stage", "amount_key", "reason"]).reindex(a.index)
+    deals = _latest(all_deals, ["stage", "amount_key", "reason"]).reindex(a.index)
     a["stage"] = deals["stage"].fillna("none")
     a["deal_us"] = deals["us"]
     a["amount_c"] = _cents(deals["amount"].fillna(0.0))
@@ -161,7 +164,29 @@ def assignment_table(
     a["expected_c"] = _cents(a["expected_rev"])
     a["score_c"] = _cents(a["opp_score"].fillna(0.0)).where(a["opp_score"].notna())
     a["actioned"] = (a["n_touch"] > 0) | a["stage"].isin(ENGAGED)
+    # assignment (latest event) to decision (latest deal event), won and lost deals
+    a["cycle_us"] = (a["deal_us"] - a["us"]).where(a["stage"].isin(("won", "lost")), 0)
     return a.reset_index()
+
+
+def funnel(g: pd.DataFrame) -> dict[str, Any]:
+    """Qualified at any time, pull-through, cycle days by outcome, bucket win/loss rates."""
+    stage = g["stage"]
+    won, lost = stage == "won", stage == "lost"
+    n_won, n_lost, n_q = int(won.sum()), int(lost.sum()), int(g["ever_q"].sum())
+    decided = n_won + n_lost
+
+    def days(mask: pd.Series, n: int) -> float | None:
+        return _ratio(int(g.loc[mask, "cycle_us"].astype("int64").sum()) / 86_400e6, n)
+
+    return {
+        "funnel_qualified": n_q,
+        "pull_through": _ratio(n_won, n_q),
+        "cycle_days_won": days(won, n_won),
+        "cycle_days_lost": days(lost, n_lost),
+        "bucket_win_rate": {b: n / decided for b, n in _hist(g.loc[won, "reason"]).items()},
+        "bucket_loss_rate": {b: n / decided for b, n in _hist(g.loc[lost, "reason"]).items()},
+    }
 
 
 def group_metrics(
@@ -221,6 +246,9 @@ def group_metrics(
         "lost_by_qt": _hist(q_capped[lost]),
         "won_by_reason": _hist(g.loc[won, "reason"]),
         "lost_by_reason": _hist(g.loc[lost, "reason"]),
+        **funnel(g),
+        "funnel_unattempted": len(g) - actioned,
+        "funnel_attempted": actioned,
         "closed_rev_by_day": {
             d: c / 100 for d, c in _hist(g.loc[won, "close_day"].astype("int64"), won_c).items()
         },
@@ -262,6 +290,7 @@ def booked_metrics(g: pd.DataFrame) -> dict[str, Any]:
         "lost_by_qt": _hist(q_capped[lost]),
         "won_by_reason": _hist(g.loc[won, "reason"]),
         "lost_by_reason": _hist(g.loc[lost, "reason"]),
+        **funnel(g),
         "booked_by_day": {
             d: c / 100 for d, c in _hist(g.loc[won, "booked_day"].astype("int64"), won_c).items()
         },

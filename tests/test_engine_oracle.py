@@ -300,6 +300,12 @@ def test_worked_example_by_hand(metrics: Any) -> None:
     assert (m["score_due"], m["score_due_touched"]) == (80.0, 80.0)  # A3 (50) not due yet
     assert m["actioned_expected_by_day"] == {0: 50_000.0}  # A1 (A2 is open, not engaged)
     assert m["exited_expected_by_day"] == {19: 50_000.0}  # A1 won on day 19
+    # funnel: A1 won (interest), A2 open (not attempted) and never qualified; A1 took 19
+    # days and an hour to win
+    assert (m["funnel_unattempted"], m["funnel_attempted"], m["funnel_qualified"]) == (2, 1, 1)
+    assert m["pull_through"] == 1.0 and m["cycle_days_lost"] is None
+    assert m["cycle_days_won"] == pytest.approx(19 + 1 / 24)
+    assert m["bucket_win_rate"] == {"pricing": 1.0} and m["bucket_loss_rate"] == {}
     later = metrics(datetime(2026, 10, 12, tzinfo=UTC))[("2026Q4", "NA")]
     assert (later["due"], later["due_actioned"]) == (3, 1)
 
@@ -414,3 +420,26 @@ def test_oracle_notices_a_changed_number() -> None:
     with pytest.raises(AssertionError):
         assert_same(engine.metrics(gq.end), oracle_metrics(gq.events, gq.end))
     assert Taxonomy({}).bucket("anything") == "other"
+
+
+@pytest.mark.parametrize("order", ["in_order", "qualified_last"])
+def test_qualified_at_any_time_counts_after_a_loss(order: str) -> None:
+    """Interest shown once stays shown: qualified then lost is in the qualified stage,
+    also when the older qualified event arrives after the loss."""
+    events = [
+        ev("assignment", "a1", "2026-10-01T00:00:00Z"),
+        ev("deal", "q1", "2026-10-05T00:00:00Z", stage="qualified"),
+        ev("deal", "l1", "2026-10-11T00:00:00Z", stage="lost", reason_code="timing"),
+        ev("assignment", "a2", "2026-10-01T00:00:00Z", "A2"),
+        ev("deal", "l2", "2026-10-04T00:00:00Z", "A2", stage="lost"),
+    ]
+    if order == "qualified_last":
+        events = [events[0], events[2], events[3], events[4], events[1], events[1]]
+    as_of = datetime(2026, 12, 1, tzinfo=UTC)
+    for m in (
+        run_engine(events, EngineConfig(taxonomy=TAXONOMY)).metrics(as_of)[("2026Q4", "NA")],
+        oracle_metrics(events, as_of)[("2026Q4", "NA")],
+    ):
+        assert (m["funnel_qualified"], m["lost"], m["pull_through"]) == (1, 2, 0.0)
+        assert m["cycle_days_lost"] == pytest.approx((10 + 3) / 2)
+        assert m["bucket_loss_rate"] == {"timing": 0.5, "unknown": 0.5}

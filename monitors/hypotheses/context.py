@@ -23,6 +23,7 @@ from monitors.engine import (
     Engine,
     derive_metrics,
 )
+from monitors.hypotheses.rows import DEFAULT_SIZE_BANDS, Row, quarter_rows
 
 Metrics = dict[str, Any]
 ALL = None  # region filter: every region of the quarter
@@ -42,6 +43,9 @@ RATES: dict[str, Rate] = {
     "action_rate": Rate(lambda m: m["due_actioned"], lambda m: m["due"]),
     "attempted_win_rate": Rate(lambda m: m["won"], lambda m: m["won"] + m["lost"]),
     "touches_per_actioned": Rate(
+        lambda m: m["qualified_touches"], lambda m: m["actioned"], count_like=True
+    ),
+    "qualified_touches": Rate(
         lambda m: m["qualified_touches"], lambda m: m["actioned"], count_like=True
     ),
     "sli_share": Rate(lambda m: m["sli_assigned"], lambda m: m["assigned"], False),
@@ -68,6 +72,7 @@ class Context:
     gap_usd: float
     previous_quarter: str | None = None
     models: Any = None  # a ModelSet, when attached
+    size_bands: tuple[float, ...] = DEFAULT_SIZE_BANDS  # deal-size band edges (expected_rev)
 
     def groups(
         self, dims: tuple[str, ...], region: str | None, quarter: str | None = None
@@ -100,16 +105,42 @@ class Context:
         limit = math.floor(self.as_of.timestamp() / 86_400)
         return derive_metrics(*acc, limit, self.stage_weights)
 
+    def rows(self, quarter: str | None = None) -> list[Row]:
+        """Every assignment of the quarter (all regions) as a row (cached per engine)."""
+        quarter = quarter or self.quarter
+        bands = tuple(self.size_bands)
+        touches = self.targets.get("target_touches")
+        key = ("rows", quarter, math.floor(self.as_of.timestamp() / 86_400), bands, touches)
+        cache = _shared(self.engine)
+        hit = cache.get(key)
+        if hit is None:
+            hit = cache[key] = quarter_rows(
+                self.engine,
+                quarter,
+                self.as_of.timestamp(),
+                self.models,
+                touches,
+                bands,
+            )
+        return hit
+
     def states(
-        self, match: Mapping[str, str], where: Callable[[AssignmentState], bool], limit: int = 3
+        self,
+        match: Mapping[str, str],
+        where: Callable[[AssignmentState], bool],
+        limit: int = 3,
+        booked: bool = False,
     ) -> list[str]:
-        """Up to ``limit`` assignment ids of this region matching slice values and a test."""
+        """Up to ``limit`` assignment ids of this region matching slice values and a test
+        (``booked``: of the deals decided in the quarter, not the quarter's assignments)."""
         idx = {_DIM_INDEX[d]: v for d, v in match.items() if d in _DIM_INDEX}
         bucket = match.get("reason")
         found = []
         for aid, st in self.engine.states.items():
             c = st.cell
-            if c is None or c[0] != self.quarter or c[1] != self.region:
+            if c is None or c[1] != self.region:
+                continue
+            if (st.close_q if booked else c[0]) != self.quarter:
                 continue
             if any(c[i] != v for i, v in idx.items()) or (bucket and st.reason != bucket):
                 continue

@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from monitors.attribution import Driver, assign_shares, rank, rate_confidence, z_confidence
+from monitors.gaps import fit_gap
 from monitors.models.modelset import ModelSet
 from monitors.models.scores import neglect
 from monitors.taxonomy import OTHER, UNKNOWN
@@ -122,6 +123,7 @@ def add_model_drivers(
     fg = models.fit.fit_gap(quarter, region)
     if fg is not None:
         out["fit_gap_usd"] = round(fg.usd, 2)
+        out["gaps"] = {"fit_gap": fit_gap(fg.usd, fg.expected_best, fg.expected_used)}
         if fg.usd > 0:
             carve(
                 drivers,
@@ -133,6 +135,7 @@ def add_model_drivers(
                     evidence={
                         "unit": "usd",
                         "by_vertical": fg.by_vertical,
+                        "by_am": fg.by_am,
                         "examples": [{"account_id": a, "usd": v} for a, v in fg.by_account.items()],
                         "method": "IPW revenue per closed assignment, CLI vs SLI by vertical",
                     },

@@ -142,12 +142,12 @@ class ModelSet:
         stage = st.stage
         won = stage == "won"
         amount = st.amount_c / 100 if won else 0.0
-        self.fit.learn_close(info, amount)
+        self.fit.learn_close(info, amount, st.close_q or None)
         if stage == "self_closed":
             return
         self.trust.learn(trust_features(info, st.n_qualified, self.coder), won, amount)
         week = math.floor((st.d_ts - st.quarter.start.timestamp()) / WEEK)
-        self.scores.learn_close(info.quarter, week, info.score, won)
+        self.scores.learn_close(info.quarter, week, info.score, won, info.region)
         self.reasons.learn_close(aid, info.quarter, info.region, stage, tag, st.reason, text)
         n = self.trust.n_decided
         if n >= self.settings.min_decided and n % self.settings.drift_every == 0:

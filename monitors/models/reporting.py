@@ -19,17 +19,30 @@ from monitors.hypotheses.ranking import rank_all
 from monitors.hypotheses.spec import load_hypotheses
 from monitors.models.drivers import add_model_drivers
 from monitors.models.modelset import ModelSet
+from monitors.models.motion import motion_section
 from monitors.models.settings import ModelSettings
 
 
 def online_trust(
-    models: ModelSet, settings: ModelSettings
+    models: ModelSet, settings: ModelSettings, quarter: str | None = None
 ) -> tuple[TrustEstimate, dict[str, Any]] | None:
     """The trust model's estimate for the ``trust`` driver, when configured and ready.
 
-    None (the report keeps the simple OLS estimate) unless ``models.trust_source`` is
-    ``online`` and the model has learned at least ``min_decided`` decided deals.
+    A slope frozen for the quarter in config (``models.trust_beta``) comes first: the
+    quarter's report prices a touch with it whatever the online model learned since.
+    Otherwise None (the report keeps the simple OLS estimate) unless
+    ``models.trust_source`` is ``online`` and the model has learned at least
+    ``min_decided`` decided deals.
     """
+    frozen = settings.frozen_trust(quarter)
+    if frozen is not None:
+        beta, se, n = frozen
+        return TrustEstimate(beta=beta, se=se, n=n), {
+            "win_rate_per_touch": beta,
+            "se": se,
+            "n": n,
+            "method": f"frozen for {quarter} in config (models.trust_beta)",
+        }
     if settings.trust_source != "online" or models.trust.n_decided < settings.min_decided:
         return None
     summary = models.trust.summary()
@@ -87,6 +100,10 @@ def region_extras(
     ]
     if shifts:
         sections["driver_shift"] = shifts[-10:]
+    if models.engine is not None:
+        sections["motion"] = motion_section(
+            models.engine, quarter, region, models.fit.fit_gap(quarter, region)
+        )
     folder = (config_dir or Path("config")) / "hypotheses"
     if models.engine is not None and folder.is_dir():
         ctx = Context(

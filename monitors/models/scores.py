@@ -7,7 +7,8 @@
   the ``opp_score`` driver.
 * **Calibration**: win rate of closed actioned deals by score decile, per quarter and
   per week of the quarter, learned as deals close; a well-used score wins more often
-  in higher deciles.
+  in higher deciles. The weekly series is kept per region too (``by_region_week``), so
+  a region's calibration is its own, not the global one.
 """
 
 from __future__ import annotations
@@ -47,18 +48,30 @@ def _zeros() -> list[float]:
 
 
 class ScoreMonitor:
-    """Calibration counts per (quarter, decile) and per (quarter, week, decile)."""
+    """Calibration counts per (quarter, decile), per (quarter, week, decile) and per
+    (quarter, region, week, decile)."""
 
     def __init__(self) -> None:
         # key -> [won, lost, score sum]
         self.calibration: dict[tuple[str, int], list[float]] = defaultdict(_zeros)
         self.by_week: dict[tuple[str, int, int], list[float]] = defaultdict(_zeros)
+        self.by_region_week: dict[tuple[str, str, int, int], list[float]] = defaultdict(_zeros)
 
-    def learn_close(self, quarter: str, week: int, score: float | None, won: bool) -> None:
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # a checkpoint from before the per-region series starts it empty
+        state.setdefault("by_region_week", defaultdict(_zeros))
+        self.__dict__.update(state)
+
+    def learn_close(
+        self, quarter: str, week: int, score: float | None, won: bool, region: str = ""
+    ) -> None:
         if score is None:
             return
         d = decile(score)
-        for acc in (self.calibration[(quarter, d)], self.by_week[(quarter, week, d)]):
+        accs = [self.calibration[(quarter, d)], self.by_week[(quarter, week, d)]]
+        if region:
+            accs.append(self.by_region_week[(quarter, region, week, d)])
+        for acc in accs:
             acc[0 if won else 1] += 1
             acc[2] += score
 

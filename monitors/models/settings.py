@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,21 @@ class ModelSettings:
     suggest_min_cluster: int = 10
     drift_delta: float = 0.002
     drift_every: int = 500  # feed trust_beta to the drift detector every N decided deals
+    # quarter -> (beta, se, n): the trust slope frozen for that quarter (config, not the
+    # online model, decides what prices a touch in that quarter's report)
+    trust_beta: dict[str, tuple[float, float, int]] = field(default_factory=dict)
+
+    def frozen_trust(self, quarter: str | None) -> tuple[float, float, int] | None:
+        """The frozen ``(beta, se, n)`` of ``quarter`` (or of ``"*"``), if configured.
+
+        >>> ModelSettings(trust_beta={"2026Q4": (0.08, 0.01, 900)}).frozen_trust("2026Q4")
+        (0.08, 0.01, 900)
+        >>> ModelSettings().frozen_trust("2026Q4") is None
+        True
+        """
+        if quarter is not None and quarter in self.trust_beta:
+            return self.trust_beta[quarter]
+        return self.trust_beta.get("*")
 
 
 def _get(data: dict[str, Any], where: str, name: str, default: Any, lo: float, hi: float) -> Any:
@@ -41,7 +56,20 @@ def load_model_settings(config_dir: str | Path | None) -> ModelSettings:
     source = data.get("trust_source", "online")
     if source not in TRUST_SOURCES:
         raise ValueError(f"{w}: models.trust_source={source!r}: must be one of {TRUST_SOURCES}")
+    frozen: dict[str, tuple[float, float, int]] = {}
+    for quarter, entry in (data.get("trust_beta") or {}).items():
+        at = f"{w}: models.trust_beta.{quarter}"
+        if not isinstance(entry, dict) or "beta" not in entry or "se" not in entry:
+            raise ValueError(f"{at}={entry!r}: must be a mapping with beta and se (n optional)")
+        beta, se, n = entry["beta"], entry["se"], entry.get("n", 1000)
+        for name, value in (("beta", beta), ("se", se), ("n", n)):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"{at}.{name}={value!r}: must be a number")
+        if se <= 0 or n < 3:
+            raise ValueError(f"{at}: se={se!r} must be > 0 and n={n!r} at least 3")
+        frozen[str(quarter)] = (float(beta), float(se), int(n))
     return ModelSettings(
+        trust_beta=frozen,
         trust_source=source,
         min_decided=_get(data, w, "min_decided", 200, 1, 1e9),
         window=_get(data, w, "window", 2000, 10, 1e7),

@@ -403,3 +403,22 @@ def test_import_writes_stdout_by_default_and_strict_exits_1(tmp_path: Path) -> N
     strict = runner.invoke(app, [*args, "--strict"])
     assert strict.exit_code == 1  # 3 rows rejected; the events are still written
     assert strict.stdout == res.stdout
+
+
+def test_replay_strict_counts_rows_that_did_not_map(tmp_path: Path) -> None:
+    args = [
+        "replay",
+        "--mapping",
+        str(MAPPING),
+        "--data-dir",
+        str(DATA),
+        "--targets",
+        str(TARGETS),
+        "--no-models",
+        "--rejects",
+        str(tmp_path / "r.jsonl"),
+    ]
+    assert runner.invoke(app, args).exit_code == 0
+    strict = runner.invoke(app, [*args, "--strict"])
+    assert strict.exit_code == 1  # 3 export rows were rejected
+    assert f"replay: rejected rows written to {tmp_path / 'r.jsonl'}" in strict.output

@@ -276,7 +276,7 @@ def map_(
     data_dir: DataDir = None,
     bootstrap: Bootstrap = None,
     topic_prefix: Prefix = None,
-    loglevel: Annotated[str, typer.Option(help="crit, error, warn, info or debug.")] = "info",
+    loglevel: Annotated[str, typer.Option(help="crit, error, warn, info or debug.")] = "warn",
 ) -> None:
     """Map raw CRM topics onto the CRM topics, exactly once, until Ctrl-C or SIGTERM.
 

@@ -333,3 +333,12 @@ def test_an_empty_exploded_cell_is_rejected_not_dropped(tmp_path: Path) -> None:
         "7010",
     )
     assert stats.sources["engagements.csv"].rejected == 1
+
+
+def test_invalid_yaml_is_one_line_with_its_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nsources:\n  - file: a.csv\n    role: [activities\n")
+    with pytest.raises(MappingError) as info:
+        load_mapping(bad)
+    assert "\n" not in str(info.value)
+    assert str(info.value).startswith(f"{bad}: line 5: invalid YAML: ")

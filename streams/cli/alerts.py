@@ -19,6 +19,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -33,7 +34,6 @@ from alerts.rules import RulesError, RuleSet, check_token, load_rules, parse_dur
 from streams.cli.mapped import DataDir, MappingOpt, check_source, mapped_lines
 from streams.cli.options import parse_timestamp
 from streams.cli.output import RejectsFile, err, rejects_path, say_rejects
-from streams.cli.render import console_for
 
 if TYPE_CHECKING:
     from alerts.store import AlertStore
@@ -123,7 +123,7 @@ def list_alerts(prefix: Prefix = "gapmon:", json_out: JsonOut = False) -> None:
             + "\n"
         )
         return
-    out = console_for(sys.stdout)
+    out = _table_console()
     table = Table(title="alerts")
     for col in ("rule", "quarter", "region", "subject", "status", "since", "value", "notified"):
         table.add_column(col)
@@ -330,6 +330,12 @@ def _value(v: float | None, rule: Any) -> str:
     return f"{v:.0%}" if abs(v) <= 1 else f"{v:,.3g}"
 
 
+def _table_console() -> Console:
+    """Tables of rules, episodes and rankings: the terminal's width, or 160 columns in a
+    pipe (one row per line, so a log scraper's grep finds a whole row)."""
+    return Console(width=None if sys.stdout.isatty() else 160)
+
+
 @contextmanager
 def _steps_bar() -> Iterator[tuple[Progress, TaskID]]:
     """A progress bar of the backtest's steps on a terminal's stderr (silent otherwise)."""
@@ -447,7 +453,7 @@ def backtest(
         f"backtest: {result.steps:,} steps from {result.start} to {result.end}, "
         f"{result.rejected:,} rejected lines"
     )
-    out = console_for(sys.stdout)
+    out = _table_console()
     table_out = Table(title="alerts that would have fired")
     for col in ("rule", "quarter", "region", "subject", "fired", "value", "notified", "resolved"):
         table_out.add_column(col)
@@ -508,7 +514,7 @@ def history(
             json.dumps({"quarter": quarter, "region": region, "history": rows}, indent=2) + "\n"
         )
         return
-    out = console_for(sys.stdout)
+    out = _table_console()
     table = Table(title=f"drivers of {region} {quarter} (last {since})")
     table.add_column("as of")
     table.add_column("shift")

@@ -403,3 +403,82 @@ def test_import_writes_stdout_by_default_and_strict_exits_1(tmp_path: Path) -> N
     strict = runner.invoke(app, [*args, "--strict"])
     assert strict.exit_code == 1  # 3 rows rejected; the events are still written
     assert strict.stdout == res.stdout
+
+
+def test_replay_strict_counts_rows_that_did_not_map(tmp_path: Path) -> None:
+    args = [
+        "replay",
+        "--mapping",
+        str(MAPPING),
+        "--data-dir",
+        str(DATA),
+        "--targets",
+        str(TARGETS),
+        "--no-models",
+        "--rejects",
+        str(tmp_path / "r.jsonl"),
+    ]
+    assert runner.invoke(app, args).exit_code == 0
+    strict = runner.invoke(app, [*args, "--strict"])
+    assert strict.exit_code == 1  # 3 export rows were rejected
+    assert f"replay: rejected rows written to {tmp_path / 'r.jsonl'}" in strict.output
+
+
+def _field_history_mapping(tmp_path: Path) -> Path:
+    """salesforce.yaml with its commented OpportunityFieldHistory block instead of the
+    OpportunityHistory source, as the comment there says to do it."""
+    text = MAPPING.read_text()
+    start = text.index("  - file: OpportunityHistory.csv\n")
+    end = text.index("  # Instead of OpportunityHistory")
+    block_end = text.index("  - file: Task.csv")
+    block = text[text.index("  # - file: OpportunityFieldHistory.csv", end) : block_end]
+    uncommented = "".join(
+        line.replace("  # ", "  ", 1) + "\n" for line in block.strip("\n").splitlines()
+    )
+    text = text[:start] + uncommented + "\n" + text[block_end:]
+    text = text.replace(
+        "  line_items:", "  opportunities: {file: Opportunity.csv, key: Id}\n  line_items:"
+    )
+    out = tmp_path / "sf-field-history.yaml"
+    out.write_text(text)
+    return out
+
+
+def test_field_history_instead_of_opportunity_history_gives_the_same_report(
+    tmp_path: Path,
+) -> None:
+    mapping = _field_history_mapping(tmp_path)
+    res = runner.invoke(
+        app,
+        ["import", str(mapping), "--data-dir", str(DATA), "--rejects", str(tmp_path / "r")],
+    )
+    assert res.exit_code == 0, res.output
+    # 7 rows: the 2 Amount/CloseDate changes are skipped; of the 5 StageName changes,
+    # 4 are stages the opportunity rows give too (O1, O2, O5 closed at their CloseDate,
+    # O3's Negotiation at LastStageChangeDate); O1's Needs Analysis is new.
+    assert "OpportunityFieldHistory.csv: 7 rows -> 1 deal (2 skipped by 'where')" in res.output
+    base = _report(tmp_path)
+    args = [
+        "replay",
+        "--mapping",
+        str(mapping),
+        "--data-dir",
+        str(DATA),
+        "--targets",
+        str(TARGETS),
+        "--as-of",
+        "2026-12-01T00:00:00Z",
+        "--no-models",
+        "--json",
+        "--rejects",
+        str(tmp_path / "r2.jsonl"),
+    ]
+    other = runner.invoke(app, args)
+    assert other.exit_code == 0, other.output
+    got = json.loads(other.stdout)["quarters"]
+    for region in ("NA", "EMEA"):
+        for part in ("metrics", "bookings"):
+            assert (
+                got["2026Q4"]["regions"][region][part]
+                == (base["quarters"]["2026Q4"]["regions"][region][part])
+            ), (region, part)

@@ -313,3 +313,32 @@ def test_two_rows_giving_one_event_with_different_values_are_reported(tmp_path: 
         e for e in events if e.event_id == "sf:006000000000001AAA:stage:won:20261120T120000Z"
     )
     assert json.loads(won.json)["amount"] == 50000.0  # the opportunity row comes first
+
+
+def test_an_empty_exploded_cell_is_rejected_not_dropped(tmp_path: Path) -> None:
+    """HubSpot's engagement 7010 has no deal: without the mapping's not_empty filter it is
+    a rejected row (assignment_id empty), not a row that silently gives nothing."""
+    hubspot = ROOT / "config/mappings/hubspot.yaml"
+    text = hubspot.read_text()
+    no_filter = "      - {column: associations.dealIds, not_empty: true}\n"
+    assert no_filter in text
+    mapping = tmp_path / "hs.yaml"
+    mapping.write_text(text.replace(no_filter, ""))
+    out = io.StringIO()
+    _, stats = import_events(load_mapping(mapping), ROOT / "tests/data/crm/hubspot", out)
+    last = json.loads(out.getvalue().splitlines()[-1])
+    assert (last["row"], last["reason"], last["cells"]["engagement.id"]) == (
+        11,
+        "assignment_id: empty",
+        "7010",
+    )
+    assert stats.sources["engagements.csv"].rejected == 1
+
+
+def test_invalid_yaml_is_one_line_with_its_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nsources:\n  - file: a.csv\n    role: [activities\n")
+    with pytest.raises(MappingError) as info:
+        load_mapping(bad)
+    assert "\n" not in str(info.value)
+    assert str(info.value).startswith(f"{bad}: line 5: invalid YAML: ")

@@ -412,13 +412,10 @@ def backtest(
     counts = ReplayStats()
     rej = RejectsFile(rejects_to)
     # the exports are read before the steps' bar starts (one live display at a time)
-    lines = (
-        mapped_lines(mapping, data_dir, rej, "alerts backtest")
-        if mapping is not None
-        else read_lines(str(events))
-    )
-    if mapping is not None and rej.written:
-        err.print(f"alerts backtest: rejects written to {rejects_to}", markup=False)
+    if mapping is not None:
+        lines: Any = mapped_lines(mapping, data_dir, rej, "alerts backtest", rejects_to)[0]
+    else:
+        lines = read_lines(str(events))
     with rej, _steps_bar() as (bar, task):
 
         def progress(done: int, total: int) -> None:

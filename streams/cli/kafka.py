@@ -249,9 +249,10 @@ def produce(
         rejects_path = rejects or Path(f"{Path(str(events)).with_suffix('')}.rejects.jsonl")
     total = os.path.getsize(events) if events is not None and events != "-" else None
     mapped = None
+    rows_rejected = 0  # export rows that did not map (--mapping)
     if mapping is not None:  # read the exports before connecting: their mistakes first
         with rejects_path.open("w") as rej:
-            mapped = mapped_lines(mapping, data_dir, rej, "produce")
+            mapped, rows_rejected = mapped_lines(mapping, data_dir, rej, "produce", rejects_path)
 
     async def go() -> Any:
         await ensure_topics(ks)
@@ -264,7 +265,7 @@ def produce(
     err.print(f"produce: {stats.summary()}")
     if stats.rejected:
         err.print(f"produce: rejects written to {rejects_path}")
-    if strict and stats.rejected:
+    if strict and (stats.rejected or rows_rejected):
         raise typer.Exit(1)
 
 
@@ -275,7 +276,7 @@ def map_(
     data_dir: DataDir = None,
     bootstrap: Bootstrap = None,
     topic_prefix: Prefix = None,
-    loglevel: Annotated[str, typer.Option(help="crit, error, warn, info or debug.")] = "info",
+    loglevel: Annotated[str, typer.Option(help="crit, error, warn, info or debug.")] = "warn",
 ) -> None:
     """Map raw CRM topics onto the CRM topics, exactly once, until Ctrl-C or SIGTERM.
 

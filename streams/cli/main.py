@@ -284,11 +284,11 @@ def replay(
     exporter = _metrics_exporter(settings) if serve_metrics is not None else None
     if exporter is not None:
         exporter.instrument_engine(engine)
+    rows_rejected = 0  # export rows that did not map (--mapping)
     with RejectsFile(rejects_to) as rej:
         if mapping is not None:
-            stats = replay_lines(
-                mapped_lines(mapping, data_dir, rej, "replay"), engine, rej, report_time
-            )
+            lines, rows_rejected = mapped_lines(mapping, data_dir, rej, "replay", rejects_to)
+            stats = replay_lines(lines, engine, rej, report_time)
         else:
             assert events is not None
             total = os.path.getsize(events) if events != "-" else None
@@ -323,7 +323,7 @@ def replay(
         exporter.record_replay(stats)
         exporter.update_report(report)
         _serve_until_interrupted(exporter, serve_metrics, metrics_addr)
-    if strict and stats.rejected:
+    if strict and (stats.rejected or rows_rejected):
         raise typer.Exit(1)
 
 
@@ -365,9 +365,7 @@ def import_(
         err.print(f"[red]error:[/red] --out {str(out)!r}: {what}")
         raise typer.Exit(2)
     with RejectsFile(rejects_to) as rej:
-        events, stats = mapped_events(mapping, data_dir, rej, "import")
-    if stats.rejected:
-        err.print(f"import: rejects written to {rejects_to}", markup=False)
+        events, stats = mapped_events(mapping, data_dir, rej, "import", rejects_to)
     try:
         fh = sys.stdout if out is None else out.open("w", encoding="utf-8", newline="\n")
     except OSError as exc:

@@ -78,9 +78,14 @@ class _Bar:
 
 
 def mapped_events(
-    mapping: Path, data_dir: Path | None, rejects: IO[str] | None, command: str
+    mapping: Path,
+    data_dir: Path | None,
+    rejects: IO[str] | None,
+    command: str,
+    rejects_name: Path | None = None,
 ) -> tuple[list[MappedEvent], ImportStats]:
-    """Load the mapping and import its exports; print the summary on stderr."""
+    """Load the mapping and import its exports; print the summary on stderr (and where
+    the rejected rows went, ``rejects_name``)."""
     try:
         spec = load_mapping(mapping)
     except MappingError as exc:
@@ -105,12 +110,19 @@ def mapped_events(
         err.print(f"{command}: rows rejected, by reason:", markup=False)
         for reason, n in stats.reasons.most_common(10):
             err.print(f"  {n:>8,}  {reason}", markup=False, highlight=False)
+        if rejects_name is not None:
+            err.print(f"{command}: rejected rows written to {rejects_name}", markup=False)
     return events, stats
 
 
 def mapped_lines(
-    mapping: Path, data_dir: Path | None, rejects: IO[str] | None, command: str
-) -> list[tuple[int, str]]:
-    """The mapped events as numbered JSON lines, for the readers of events files."""
-    events, _ = mapped_events(mapping, data_dir, rejects, command)
-    return [(i, ev.json) for i, ev in enumerate(events, start=1)]
+    mapping: Path,
+    data_dir: Path | None,
+    rejects: IO[str] | None,
+    command: str,
+    rejects_name: Path | None = None,
+) -> tuple[list[tuple[int, str]], int]:
+    """The mapped events as numbered JSON lines, for the readers of events files, and
+    how many rows were rejected."""
+    events, stats = mapped_events(mapping, data_dir, rejects, command, rejects_name)
+    return [(i, ev.json) for i, ev in enumerate(events, start=1)], stats.rejected

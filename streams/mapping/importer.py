@@ -362,7 +362,7 @@ class Mapper:
                 events = map_rows(self._rows, source, row)
             else:
                 column, sep = source.explode.column, source.explode.sep
-                items = [x.strip() for x in row.get(column, "").split(sep) if x.strip()]
+                items = [x.strip() for x in row.get(column, "").split(sep) if x.strip()] or [""]
                 events = [
                     ev
                     for item in items

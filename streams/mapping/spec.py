@@ -353,7 +353,10 @@ def load_mapping(path: str | Path) -> MappingSpec:
         data = yaml.safe_load(text)
         root = yaml.compose(text)
     except yaml.YAMLError as exc:
-        raise MappingError(f"{path}: invalid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        what = getattr(exc, "problem", None) or " ".join(str(exc).split())
+        raise MappingError(f"{path}: {where}invalid YAML: {what}") from None
     if not isinstance(data, Mapping):
         raise MappingError(f"{path}: expected a mapping with a 'sources' list")
     try:

@@ -21,7 +21,15 @@ from rich.markup import escape
 from rich.table import Table
 
 from streams.cli.mapped import DataDir, MappingOpt, check_source, mapped_lines
-from streams.cli.output import err, print_json, progress, render
+from streams.cli.output import (
+    RejectsFile,
+    err,
+    print_json,
+    progress,
+    rejects_path,
+    render,
+    say_rejects,
+)
 from streams.cli.render import console_for
 
 Bootstrap = Annotated[
@@ -242,29 +250,27 @@ def produce(
         err.print(f"[red]error:[/red] events file {events!r} does not exist")
         raise typer.Exit(2)
     if mapping is not None:
-        rejects_path = rejects or Path(f"{mapping.stem}.rejects.jsonl")
-    elif events == "-":
-        rejects_path = rejects or Path("gapmon.rejects.jsonl")
+        rejects_to = rejects or Path(f"{mapping.stem}.rejects.jsonl")
     else:
-        rejects_path = rejects or Path(f"{Path(str(events)).with_suffix('')}.rejects.jsonl")
+        rejects_to = rejects_path(str(events), rejects)
     total = os.path.getsize(events) if events is not None and events != "-" else None
     mapped = None
     rows_rejected = 0  # export rows that did not map (--mapping)
-    if mapping is not None:  # read the exports before connecting: their mistakes first
-        with rejects_path.open("w") as rej:
-            mapped, rows_rejected = mapped_lines(mapping, data_dir, rej, "produce", rejects_path)
+    # the rejects file is written only once something is rejected (RejectsFile)
+    with RejectsFile(rejects_to) as rej:
+        if mapping is not None:  # read the exports before connecting: their mistakes first
+            mapped, rows_rejected = mapped_lines(mapping, data_dir, rej, "produce", rejects_to)
 
-    async def go() -> Any:
-        await ensure_topics(ks)
-        with rejects_path.open("a" if mapped is not None else "w") as rej, progress(total) as bar:
-            lines = mapped if mapped is not None else read_lines(str(events))
-            task = bar.add_task("produce", total=total)
-            return await produce_lines(lines, ks, rej, progress=lambda n: bar.advance(task, n))
+        async def go() -> Any:
+            await ensure_topics(ks)
+            with progress(total) as bar:
+                lines = mapped if mapped is not None else read_lines(str(events))
+                task = bar.add_task("produce", total=total)
+                return await produce_lines(lines, ks, rej, progress=lambda n: bar.advance(task, n))
 
-    stats = _run(go())
+        stats = _run(go())
     err.print(f"produce: {stats.summary()}")
-    if stats.rejected:
-        err.print(f"produce: rejects written to {rejects_path}")
+    say_rejects("produce", stats.rejected, stats.reasons, rejects_to)
     if strict and (stats.rejected or rows_rejected):
         raise typer.Exit(1)
 

@@ -1,6 +1,7 @@
 """The README's examples are the demo's real output: the intro sentence is EMEA's
 narrative of `gapmon demo`, and the Slack example is what `gapmon demo --notify` prints
-for LATAM without a webhook. Regenerate both from the demo when this fails."""
+for LATAM without a webhook. Regenerate both with `scripts/readme-examples` when this
+fails (and read the diff: a changed example is a changed demo)."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ import pytest
 from monitors.engine import Engine, EngineConfig
 from monitors.split import state_from_json, state_to_json
 from streams.events import parse_event_obj, to_json
-from streams.partition import PartitionState
+from streams.kafka.partition import PartitionState
 
 TOPICS = {"assignment": "crm.assignments", "touch": "crm.touches", "deal": "crm.deals"}
 AS_OF = datetime(2026, 12, 1, tzinfo=UTC)

@@ -145,3 +145,15 @@ def test_funnel_stages_and_pull_through(q4: dict) -> None:
     assert (
         q4["EMEA"]["metrics"]["funnel_unattempted"] > 2 * q4["NA"]["metrics"]["funnel_unattempted"]
     )
+
+
+def test_reason_rca_names_the_planted_bucket_with_notes_and_dollars(q4: dict) -> None:
+    anz = q4["ANZ"]["reason_rca"]  # planted: ANZ loses deals it won on the value case
+    region = next(f for f in anz if f["scope"] == "region")
+    assert region["bucket"] == "value" and region["p_value"] < 1e-4
+    assert region["win_rate_gap"] >= 0.10 and region["impact_usd"] > 0
+    assert any("business case" in x["note"] for x in region["examples"])
+    for other in ("NA", "EMEA", "APAC", "LATAM"):
+        assert not [f for f in q4[other]["reason_rca"] if f["bucket"] == "value"], other
+    bucket = q4["ANZ"]["gaps"]["reason_gap"]["buckets"]["value"]
+    assert bucket["win_rate_gap"] > 0.10  # global - region win% inside the bucket

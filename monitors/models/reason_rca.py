@@ -5,7 +5,8 @@ the bucket (won / (won + lost) of the deals tagged with it) in the region - and 
 of its verticals - against the same bucket over all regions (of that vertical). Where
 the region's win rate is lower by at least ``delta`` (``models.reason_delta``) with at
 least ``min_n`` deals, and the difference is significant (two-proportion z-test, p at
-most ``max_p_value``: with ~10 buckets x 6 scopes per region, a bare delta flags noise),
+most ``max_p_value``, 0.01: with ~10 buckets x 6 scopes per region, a bare delta or
+p < 0.05 flags noise),
 the bucket is flagged with
 
 * ``impact_usd`` = sum over the region's deals in the bucket of ``expected_rev x
@@ -29,10 +30,10 @@ def reason_rca(
     engine: Engine,
     quarter: str,
     region: str,
-    delta: float = 0.15,
+    delta: float = 0.10,
     min_n: int = 10,
     notes: Any = None,
-    max_p_value: float = 0.05,
+    max_p_value: float = 0.01,
 ) -> list[dict[str, Any]]:
     """Flagged (bucket, scope) pairs of a region, the largest impact first.
 
@@ -50,14 +51,14 @@ def reason_rca(
     ...                 "occurred_at": "2026-11-01T00:00:00Z", "stage": stage,
     ...                 "reason_code": "pricing"}):
     ...         _ = e.ingest(parse_event_obj(ev))
-    >>> for i in range(20):
-    ...     add(f"N{i}", "NA", "won" if i < 4 else "lost")
-    ...     add(f"E{i}", "EMEA", "won" if i < 16 else "lost")
+    >>> for i in range(40):
+    ...     add(f"N{i}", "NA", "won" if i < 8 else "lost")
+    ...     add(f"E{i}", "EMEA", "won" if i < 32 else "lost")
     >>> flagged = reason_rca(e, "2026Q4", "NA", min_n=5)
     >>> [(f["bucket"], f["scope"], f["win_rate"], f["global_win_rate"]) for f in flagged]
     [('pricing', 'region', 0.2, 0.5), ('pricing', 'vertical tech', 0.2, 0.5)]
-    >>> flagged[0]["impact_usd"]  # 20 deals x $1,000 x 0.3
-    6000.0
+    >>> flagged[0]["impact_usd"]  # 40 deals x $1,000 x 0.3
+    12000.0
     """
     # (scope key, bucket) -> [won, lost, expected revenue of the region's deals]
     mine: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0, 0, 0.0])

@@ -25,6 +25,9 @@ def lead_metrics(m: Mapping[str, Any]) -> dict[str, float | None]:
     >>> lead_metrics({"score_due": 0.0, "score_due_touched": 0.0,
     ...               "score_assigned": 0.0, "scored": 0})
     {'opp_score': None, 'opp_score_mean': None}
+    >>> lead_metrics({"score_due": 80.0, "score_due_touched": 80.0,
+    ...               "score_assigned": 80.0, "scored": 1})["opp_score"]
+    100.0
     """
     due, touched = m["score_due"], m["score_due_touched"]
     return {

@@ -62,6 +62,10 @@ so a region's events do not depend on the other regions):
   with :data:`MISFIT_WIN_FACTOR` (0.25) times the usual ``p_win(q)``. CLI and the other
   verticals are untouched, so the better motion of that vertical in that region is CLI
   and ``fit_gap`` (and the ``cli_sli_choice`` hypothesis) sees it.
+* **Reason loss.** ``RegionScenario.reason_loss`` names a reason tag (e.g. ``value``)
+  whose won deals, for the assignments the cause reaches, turn into losses for it with
+  probability :data:`REASON_LOSS_SHARE` (0.8), noted :data:`REASON_LOSS_NOTE`: the
+  win/loss split inside that bucket deviates in the region (the reason RCA sees it).
 * **Late data.** ``RegionScenario.data_from``: as when a CRM export covers the
   assignments created from a date on, the region has no assignment before it, and so no
   event before it (no touch or deal without its assignment either).
@@ -194,6 +198,8 @@ PUSH_SHARE = 0.35  # share of the mid-quarter decisions pushed there
 PUSH_BETA = (1.0, 1.5)  # distance of a pushed decision from quarter end, / PUSH_WINDOW
 VOLUME_FACTOR_FLOOR = 0.5  # a quarter's volume factor 1 + noise * z is kept >= this
 DEFAULT_NOISE = 0.04
+REASON_LOSS_SHARE = 0.8
+REASON_LOSS_NOTE = "the business case did not convince their CFO"
 MEAN_QUARTER = 365.25 / 4 * _DAY  # seconds; a flow of A per quarter has A / MEAN_QUARTER per s
 MISS_THRESHOLD = 0.90  # missed = final bookings < MISS_THRESHOLD x quota
 ON_PLAN_MIN = 0.99  # on plan by design: the design expects >= 99% of quota
@@ -315,6 +321,7 @@ class RegionScenario:
     noise: float = DEFAULT_NOISE
     data_from: str | datetime | None = None
     motion_misfit: str | None = None  # a vertical where SLI is over-used and wins less
+    reason_loss: str | None = None  # a reason tag whose wins turn into losses (from cause_from)
 
     def __post_init__(self) -> None:
         if self.motion_misfit is not None and self.motion_misfit not in VERTICALS:
@@ -547,6 +554,14 @@ def _draw_history_region(
     self_closed = ~actioned & (u_sc < SELF_CLOSED_SHARE)
     outcome = (actioned, won, lost, self_closed)
     deals = _draw_deals(rng, t0, close, touches, outcome, attrs.expected_rev, won_amount)
+    if scenario.reason_loss is not None and cause_start is not None:
+        # won deals tagged with the reason turn into losses for it (drawn last, so the
+        # other draws of the region stay as they were)
+        hit = (deals.stage == 2) & (deals.reason == scenario.reason_loss) & affected[deals.owner]
+        hit &= rng.random(len(hit)) < REASON_LOSS_SHARE
+        deals.stage[hit] = 3
+        deals.amount[hit] = 0.0
+        deals.text[hit] = REASON_LOSS_NOTE
 
     # Cut: assignments from the data start and before the run end; events before the end.
     data_at = int(scenario.data_start(flow_start).timestamp())
@@ -889,13 +904,16 @@ DEMO_AS_OF = datetime(2026, 12, 1, tzinfo=UTC)
 DEMO_CAUSE_FROM = datetime(2026, 9, 1, tzinfo=UTC)
 # the demo's CLI/SLI mis-allocation: APAC pitches SLI to tech accounts, where it wins less
 DEMO_MOTION_MISFIT: dict[str, str] = {"APAC": "tech"}
+# the demo's reason-code deviation: ANZ loses deals it used to win on the value case
+DEMO_REASON_LOSS: dict[str, str] = {"ANZ": "value"}
 
 
 def demo_history(seed: int = 7, assignments_per_quarter: int = 1000) -> GeneratedHistory:
     """The history ``gapmon demo`` shows: 2026Q2 (warm-up) to 2026Q4 with sales-cycle lag;
     NA on plan, and from 2026-09-01 one planted cause per other region
     (:data:`DEMO_CAUSES`) on the assignments made since, and APAC's CLI/SLI misfit in
-    tech (:data:`DEMO_MOTION_MISFIT`). 2026Q3 is the (nearly clean)
+    tech (:data:`DEMO_MOTION_MISFIT`) and ANZ losing deals it won on the value case
+    (:data:`DEMO_REASON_LOSS`). 2026Q3 is the (nearly clean)
     history the curves and the projection learn from, and 2026Q4's bookings, fed by the
     assignments of the weeks before, feel each cause in full."""
     regions = {
@@ -903,6 +921,7 @@ def demo_history(seed: int = 7, assignments_per_quarter: int = 1000) -> Generate
             cause=c,
             cause_from=DEMO_CAUSE_FROM if c else None,
             motion_misfit=DEMO_MOTION_MISFIT.get(r),
+            reason_loss=DEMO_REASON_LOSS.get(r),
         )
         for r, c in DEMO_CAUSES.items()
     }

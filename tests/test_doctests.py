@@ -31,6 +31,7 @@ WITH_EXAMPLES = {
     "monitors.leads",
     "monitors.hypotheses.significance",
     "monitors.models.motion",
+    "monitors.models.reason_rca",
     "monitors.narrative",
     "monitors.slices",
     "pacing.bookings",

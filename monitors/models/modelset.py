@@ -40,7 +40,9 @@ class ModelSet:
         self.trust = TrustModel(window=s.window)
         self.fit = MotionFit()
         self.scores = ScoreMonitor()
-        self.reasons = ReasonModel(min_confidence=s.reason_min_confidence)
+        self.reasons = ReasonModel(
+            min_confidence=s.reason_min_confidence, min_coverage=s.reason_min_coverage
+        )
         self.drift = DriftWatch(delta=s.drift_delta)
         self.info: dict[str, AssignmentInfo] = {}
         self._notes: dict[str, tuple[str | None, str | None]] = {}  # parked deals' tag, text
@@ -149,6 +151,8 @@ class ModelSet:
         week = math.floor((st.d_ts - st.quarter.start.timestamp()) / WEEK)
         self.scores.learn_close(info.quarter, week, info.score, won, info.region)
         self.reasons.learn_close(aid, info.quarter, info.region, stage, tag, st.reason, text)
+        key = (st.close_q, info.region, info.vertical, st.reason, stage)
+        self.reasons.keep_note(key, aid, text)
         n = self.trust.n_decided
         if n >= self.settings.min_decided and n % self.settings.drift_every == 0:
             summary = self.trust.summary(last=self.settings.drift_every)

@@ -180,6 +180,16 @@ def win_model(
 
 
 def _odds(b: float, s: float) -> dict[str, Any]:
+    """Odds ratio, 95% interval and p of a coefficient; None where the data separate
+    (no finite maximum likelihood: huge coefficient or standard error)."""
+    if not (math.isfinite(b) and math.isfinite(s) and abs(b) < 20 and s < 20):
+        return {
+            "odds_ratio_sli_vs_cli": None,
+            "low": None,
+            "high": None,
+            "p_value": None,
+            "note": "not estimable: one motion always won or always lost",
+        }
     return {
         "odds_ratio_sli_vs_cli": round(math.exp(b), 4),
         "low": round(math.exp(b - Z95 * s), 4),

@@ -20,7 +20,9 @@ from monitors.hypotheses.spec import load_hypotheses
 from monitors.models.drivers import add_model_drivers
 from monitors.models.modelset import ModelSet
 from monitors.models.motion import motion_section
-from monitors.models.settings import ModelSettings
+from monitors.models.reason_rca import reason_rca
+from monitors.models.scores import calibration_by_band, score_focus
+from monitors.models.settings import ModelSettings, load_model_settings
 
 
 def online_trust(
@@ -101,6 +103,19 @@ def region_extras(
     if shifts:
         sections["driver_shift"] = shifts[-10:]
     if models.engine is not None:
+        focus = score_focus(models.engine, quarter, region, as_of)
+        if focus is not None:
+            metrics["score_focus"] = focus
+        sections["score_calibration"] = calibration_by_band(
+            models.scores, quarter, region, previous_quarter
+        )
+        sections["reason_rca"] = reason_rca(
+            models.engine,
+            quarter,
+            region,
+            load_model_settings(config_dir).reason_delta,
+            notes=models.reasons,
+        )
         sections["motion"] = motion_section(
             models.engine, quarter, region, models.fit.fit_gap(quarter, region)
         )

@@ -165,3 +165,159 @@ def neglect(
             for score, aid, cell, exp in examples[:n_examples]
         ],
     )
+
+
+def _quantile_threshold(engine: Engine, quarter: str, share: float) -> float | None:
+    """The opp_score under which the bottom ``share`` of the quarter's scores lie."""
+    scores = sorted(
+        st.score_c
+        for st in engine.states.values()
+        if st.cell is not None and st.cell[0] == quarter and st.score_c is not None
+    )
+    if not scores:
+        return None
+    return scores[max(0, math.ceil(len(scores) * share) - 1)] / 100
+
+
+def score_focus(
+    engine: Engine,
+    quarter: str,
+    region: str,
+    as_of: datetime,
+    low_share: float = 0.2,
+    high_share: float = 0.1,
+    min_due: int = 20,
+    margin: float = 0.05,
+) -> dict[str, Any] | None:
+    """Where a region's touches go along the score range: high-score neglect and
+    low-score focus, side by side.
+
+    Among the region's due scored assignments: the bottom ``low_share`` of the quarter's
+    scores and the top ``high_share``. ``low_score_focus`` is flagged when the bottom is
+    attempted more often than the top by ``margin`` (touches spent on the bottom of the
+    range while the top waits); ``high_score_neglect`` when the top is attempted less
+    often than the middle by ``margin``. None without scores.
+    """
+    low_t, high_t = (
+        _quantile_threshold(engine, quarter, low_share),
+        score_threshold(engine, quarter, high_share),
+    )
+    if low_t is None or high_t is None:
+        return None
+    limit = math.floor(as_of.timestamp() / DAY)
+    lo_c, hi_c = round(low_t * 100), round(high_t * 100)
+    acc = {band: [0, 0, 0] for band in ("low", "mid", "high")}  # due, attempted, q touches
+    low_touched: list[tuple[int, str]] = []
+    for aid, st in engine.states.items():
+        c = st.cell
+        if c is None or c[0] != quarter or c[1] != region or st.score_c is None:
+            continue
+        if st.due_day > limit:
+            continue
+        band = "low" if st.score_c <= lo_c else ("high" if st.score_c >= hi_c else "mid")
+        attempted = st.n_touch > 0 or st.stage in ("qualified", "won", "lost")
+        a = acc[band]
+        a[0] += 1
+        a[1] += attempted
+        a[2] += st.n_qualified
+        if band == "low" and attempted:
+            low_touched.append((st.score_c, aid))
+
+    def rate(band: str) -> float | None:
+        return acc[band][1] / acc[band][0] if acc[band][0] else None
+
+    low, mid, high = rate("low"), rate("mid"), rate("high")
+    enough = min(acc["low"][0], acc["high"][0]) >= min_due
+    out: dict[str, Any] = {
+        "low_threshold": low_t,
+        "high_threshold": high_t,
+        **{
+            f"{band}_{k}": v
+            for band in ("low", "mid", "high")
+            for k, v in zip(("due", "attempted", "qualified_touches"), acc[band], strict=True)
+        },
+        "low_rate": None if low is None else round(low, 4),
+        "mid_rate": None if mid is None else round(mid, 4),
+        "high_rate": None if high is None else round(high, 4),
+        "low_score_focus": bool(enough and low is not None and high is not None)
+        and low > high + margin,  # type: ignore[operator]
+        "high_score_neglect": bool(enough and mid is not None and high is not None)
+        and high < mid - margin,  # type: ignore[operator]
+        "low_score_examples": [aid for _, aid in sorted(low_touched)[:3]],
+    }
+    return out
+
+
+BANDS = ((0, 40), (40, 60), (60, 80), (80, 101))
+
+
+def _band(d: int) -> str:
+    lo = d * 10
+    for a, b in BANDS:
+        if a <= lo < b:
+            return f"{a}-{min(b, 100)}"
+    return "80-100"
+
+
+def calibration_by_band(
+    monitor: ScoreMonitor, quarter: str, region: str, previous: str | None = None
+) -> dict[str, Any]:
+    """A region's win rate by score band vs what the score promised, and over the weeks.
+
+    The promise of a band is its win rate over all regions in ``previous`` (what the score
+    delivered last quarter), else the band's mean score read as a probability. ``weeks``:
+    the cumulative win rate per band at the end of each week of the quarter.
+
+    >>> m = ScoreMonitor()
+    >>> for won in (True, True, False):
+    ...     m.learn_close("2026Q3", 0, 90, won, "NA")
+    >>> for won in (True, False, False):
+    ...     m.learn_close("2026Q4", 1, 85, won, "NA")
+    >>> out = calibration_by_band(m, "2026Q4", "NA", "2026Q3")
+    >>> out["bands"][0]["band"], out["bands"][0]["win_rate"], out["bands"][0]["promise"]
+    ('80-100', 0.3333, 0.6667)
+    >>> out["weeks"]
+    [{'week': 1, 'band': '80-100', 'n': 3, 'win_rate': 0.3333}]
+    """
+    now: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0.0])
+    before: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0.0])
+    weekly: dict[tuple[int, str], list[float]] = defaultdict(lambda: [0, 0])
+    for (q, r, week, d), (won, lost, ssum) in monitor.by_region_week.items():
+        band = _band(d)
+        if q == quarter and r == region:
+            acc = now[band]
+            weekly[(week, band)][0] += won
+            weekly[(week, band)][1] += won + lost
+        elif previous is not None and q == previous:
+            acc = before[band]
+        else:
+            continue
+        acc[0] += won
+        acc[1] += lost
+        acc[2] += ssum
+    bands = []
+    for band in sorted(now, key=lambda b: -int(b.split("-")[0])):
+        won, lost, ssum = now[band]
+        n = int(won + lost)
+        bw, bl, _ = before.get(band, (0, 0, 0.0))
+        promise = bw / (bw + bl) if bw + bl else ssum / n / 100
+        bands.append(
+            {
+                "band": band,
+                "n": n,
+                "win_rate": round(won / n, 4),
+                "promise": round(promise, 4),
+                "promise_from": "last quarter, all regions" if bw + bl else "the score itself",
+                "gap": round(promise - won / n, 4),
+            }
+        )
+    weeks = []
+    cum: dict[str, list[float]] = defaultdict(lambda: [0, 0])
+    for week, band in sorted(weekly, key=lambda k: (k[0], -int(k[1].split("-")[0]))):
+        c = cum[band]
+        c[0] += weekly[(week, band)][0]
+        c[1] += weekly[(week, band)][1]
+        weeks.append(
+            {"week": week, "band": band, "n": int(c[1]), "win_rate": round(c[0] / c[1], 4)}
+        )
+    return {"bands": bands, "weeks": weeks}

@@ -19,6 +19,8 @@ class ModelSettings:
     min_decided: int = 200  # the online trust estimate is used from this many decided deals
     window: int = 2000  # decided deals that make up "the current mix"
     reason_min_confidence: float = 0.6
+    reason_min_coverage: float = 0.5  # share of a note's words seen in tagged notes, to classify
+    reason_delta: float = 0.10  # RCA: a bucket's win% this far below the global one is flagged
     suggest_min_cluster: int = 10
     drift_delta: float = 0.002
     drift_every: int = 500  # feed trust_beta to the drift detector every N decided deals
@@ -74,6 +76,8 @@ def load_model_settings(config_dir: str | Path | None) -> ModelSettings:
         min_decided=_get(data, w, "min_decided", 200, 1, 1e9),
         window=_get(data, w, "window", 2000, 10, 1e7),
         reason_min_confidence=_get(data, w, "reason_min_confidence", 0.6, 0, 1),
+        reason_min_coverage=_get(data, w, "reason_min_coverage", 0.5, 0, 1),
+        reason_delta=_get(data, w, "reason_delta", 0.10, 0, 1),
         suggest_min_cluster=_get(data, w, "suggest_min_cluster", 10, 2, 1e9),
         drift_delta=_get(data, w, "drift_delta", 0.002, 1e-9, 1),
         drift_every=_get(data, w, "drift_every", 500, 1, 1e9),

@@ -34,7 +34,13 @@ from streams.cli.output import (
 from streams.events import time_window_from_env
 from streams.replay import replay_lines
 from streams.runtime import tune_gc
-from streams.scenarios import DEMO_AS_OF, DEMO_CAUSES, demo_history
+from streams.scenarios import (
+    DEMO_AS_OF,
+    DEMO_CAUSES,
+    DEMO_MOTION_MISFIT,
+    DEMO_REASON_LOSS,
+    demo_history,
+)
 from streams.sources import read_lines, write_jsonl
 
 app = typer.Typer(
@@ -176,6 +182,10 @@ def demo(
         f"({history.warmup[0]} warm-up to 2026Q4), report as of {report_time:%Y-%m-%d %H:%M}Z. "
         "Planted causes: "
         + ", ".join(f"{r}={c or 'none (on plan)'}" for r, c in DEMO_CAUSES.items())
+        + "; also "
+        + ", ".join(f"{r}: SLI pitched to {v}" for r, v in DEMO_MOTION_MISFIT.items())
+        + ", "
+        + ", ".join(f"{r}: {t} wins turned to losses" for r, t in DEMO_REASON_LOSS.items())
         + "[/dim]"
     )
     render(report, quarters=["2026Q4"])

@@ -74,3 +74,21 @@ def test_matched_comparison_equals_a_pandas_recomputation() -> None:
     tech = got["by_vertical"]["tech"]
     assert tech["high_usd"] < 0  # SLI earns less in tech, the interval says so
     assert got["by_vertical"]["finance"]["low_usd"] < 0 < got["by_vertical"]["finance"]["high_usd"]
+
+
+def test_separated_data_give_no_odds_rather_than_an_overflow() -> None:
+    """Every SLI deal won: no finite maximum likelihood; the report says so."""
+    deals = [
+        Deal(
+            "SLI" if i % 2 else "CLI",
+            "tech",
+            "mid",
+            2,
+            "won" if i % 2 or i % 4 == 0 else "lost",
+            1.0,
+            "am",
+        )
+        for i in range(200)
+    ]
+    wm = win_model(deals)
+    assert wm is not None and wm["odds_ratio_sli_vs_cli"] is None and "not estimable" in wm["note"]

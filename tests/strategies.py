@@ -148,7 +148,8 @@ def event_streams(draw: st.DrawFn, max_events: int = 40) -> list[Assignment | To
         event = out[i]
         fields = _RESEND[event.type]
         name = draw(st.sampled_from(sorted(fields)))
-        out.append(event.model_copy(update={name: draw(fields[name])}))
+        # validated like any event (model_copy would skip it: "  " would stay unstripped)
+        out.append(type(event)(**{**event.model_dump(), name: draw(fields[name])}))
     return out
 
 

@@ -137,6 +137,20 @@ def test_report_numbers_worked_by_hand(tmp_path: Path) -> None:
         "actioned_expected_by_day": {"1": 20000.0, "5": 35000.0, "7": 15000.0},
         "exited_expected_by_day": {"33": 15000.0, "42": 20000.0},
         "pipeline_coverage": round(35000 / (150000 - 20000), 6),
+        # funnel (#20): all three touched; qualified at some time: 5001 (entered
+        # qualifiedtobuy 10-09, then won) and 5002, not 5003 (appointment, then lost)
+        "funnel_unattempted": 0,
+        "funnel_attempted": 3,
+        "funnel_qualified": 2,
+        "pull_through": 1 / 2,
+        # 5001 10-02 10:00 -> 11-12 18:00 = 41 d 8 h; 5003 10-08 11:00 -> 11-03 09:00
+        # = 25 d 22 h
+        "cycle_days_won": 41 + 8 / 24,
+        "cycle_days_lost": 25 + 22 / 24,
+        "bucket_win_rate": {"unknown": 1 / 2},
+        "bucket_loss_rate": {"unknown": 1 / 2},
+        "opp_score": None,
+        "opp_score_mean": None,
     }
     assert q4["NA"]["bookings"] == {
         "decided": 2,
@@ -156,6 +170,13 @@ def test_report_numbers_worked_by_hand(tmp_path: Path) -> None:
         "won_by_reason": {"unknown": 1},
         "lost_by_reason": {"unknown": 1},
         "booked_by_day": {"42": 20000.0},
+        # decided 5001 (qualified, won) and 5003 (never qualified, lost)
+        "funnel_qualified": 1,
+        "pull_through": 1.0,
+        "cycle_days_won": 41 + 8 / 24,
+        "cycle_days_lost": 25 + 22 / 24,
+        "bucket_win_rate": {"unknown": 1 / 2},
+        "bucket_loss_rate": {"unknown": 1 / 2},
     }
     # EMEA: 5004 (Fay, 10-01 = day 0, $50k; 7007 meeting, 7008 call, 7012 call; won 11-28
     # = day 58) and 5005 (Fay, 11-10 = day 40, $12k; 7011 incoming email; open).
@@ -200,6 +221,18 @@ def test_report_numbers_worked_by_hand(tmp_path: Path) -> None:
         "actioned_expected_by_day": {"0": 50000.0, "40": 12000.0},
         "exited_expected_by_day": {"58": 50000.0},
         "pipeline_coverage": round(12000 / (120000 - 50000), 6),
+        # 5004 entered presentationscheduled (qualified) and won; 5005 is open;
+        # 5004 10-01 08:00 -> 11-28 10:00 = 58 d 2 h
+        "funnel_unattempted": 0,
+        "funnel_attempted": 2,
+        "funnel_qualified": 1,
+        "pull_through": 1.0,
+        "cycle_days_won": 58 + 2 / 24,
+        "cycle_days_lost": None,
+        "bucket_win_rate": {"unknown": 1.0},
+        "bucket_loss_rate": {},
+        "opp_score": None,
+        "opp_score_mean": None,
     }
     assert q4["EMEA"]["bookings"] == {
         "decided": 1,
@@ -219,4 +252,10 @@ def test_report_numbers_worked_by_hand(tmp_path: Path) -> None:
         "won_by_reason": {"unknown": 1},
         "lost_by_reason": {},
         "booked_by_day": {"58": 50000.0},
+        "funnel_qualified": 1,
+        "pull_through": 1.0,
+        "cycle_days_won": 58 + 2 / 24,
+        "cycle_days_lost": None,
+        "bucket_win_rate": {"unknown": 1.0},
+        "bucket_loss_rate": {},
     }

@@ -191,6 +191,21 @@ def test_report_numbers_worked_by_hand(tmp_path: Path) -> None:
         # worked pipeline open now (O3: actioned, undecided; O4 was never touched) over
         # the quota still to book
         "pipeline_coverage": 40000 / (150000 - 50000),
+        # funnel (#20): un-attempted O4; attempted O1-O3; qualified at any time O1 (won)
+        # and O3 (Negotiation/Review), not O2 (Prospecting, then Closed Lost)
+        "funnel_unattempted": 1,
+        "funnel_attempted": 3,
+        "funnel_qualified": 2,
+        "pull_through": 1 / 2,
+        # assignment to close: O1 10-01 09:00 -> CloseDate 11-20 at 12:00 = 50 d 3 h;
+        # O2 10-05 10:00 -> 11-10 12:00 = 36 d 2 h
+        "cycle_days_won": 50 + 3 / 24,
+        "cycle_days_lost": 36 + 2 / 24,
+        # of the 2 decided, 1 won and 1 lost with no reason tag
+        "bucket_win_rate": {"unknown": 1 / 2},
+        "bucket_loss_rate": {"unknown": 1 / 2},
+        "opp_score": None,  # no score mapped
+        "opp_score_mean": None,
     }
     # NA bookings in 2026Q4: O1 won and O2 lost; their touches 4 + 2, qualified 3 + 1.
     assert q4["NA"]["bookings"] == {
@@ -211,6 +226,13 @@ def test_report_numbers_worked_by_hand(tmp_path: Path) -> None:
         "won_by_reason": {"unknown": 1},
         "lost_by_reason": {"unknown": 1},
         "booked_by_day": {"50": 50000.0},
+        # of the two decided, only O1 was ever qualified (or won): it is the one won
+        "funnel_qualified": 1,
+        "pull_through": 1.0,
+        "cycle_days_won": 50 + 3 / 24,
+        "cycle_days_lost": 36 + 2 / 24,
+        "bucket_win_rate": {"unknown": 1 / 2},
+        "bucket_loss_rate": {"unknown": 1 / 2},
     }
     # EMEA 2026Q4 cohort: O5 (10-03, $60k: T8 call, T9 email, E3 meeting; won $60k on
     # 11-25 = day 55) and O6 (10-20 = day 19, $25k: T10 email; Qualification = open).
@@ -256,6 +278,18 @@ def test_report_numbers_worked_by_hand(tmp_path: Path) -> None:
         "actioned_expected_by_day": {"2": 60000.0, "19": 25000.0},
         "exited_expected_by_day": {"55": 60000.0},
         "pipeline_coverage": round(25000 / (120000 - 105000), 6),  # O6 / quota left
+        # funnel: both attempted; O5 won (qualified at some time), O6 in Qualification
+        # (open); O5 10-03 09:30 -> CloseDate 11-25 at 12:00 = 53 d 2 h 30 min
+        "funnel_unattempted": 0,
+        "funnel_attempted": 2,
+        "funnel_qualified": 1,
+        "pull_through": 1.0,
+        "cycle_days_won": 53 + 2.5 / 24,
+        "cycle_days_lost": None,
+        "bucket_win_rate": {"unknown": 1.0},
+        "bucket_loss_rate": {},
+        "opp_score": None,
+        "opp_score_mean": None,
     }
     # EMEA bookings in 2026Q4: O5 ($60k, day 55) and O7, a 2026Q3 opportunity won on
     # 10-15 (day 14) for $45k (its line item's TotalPrice), expected $52k (ListPrice).
@@ -277,6 +311,15 @@ def test_report_numbers_worked_by_hand(tmp_path: Path) -> None:
         "won_by_reason": {"unknown": 2},
         "lost_by_reason": {},
         "booked_by_day": {"14": 45000.0, "55": 60000.0},
+        # both decided deals were won (so qualified at some time); cycles O5 53 d 2.5 h
+        # and O7 09-15 09:00 -> 10-15 12:00 = 30 d 3 h
+        "funnel_qualified": 2,
+        "pull_through": 1.0,
+        # (summed in microseconds, as the cells keep it, then averaged)
+        "cycle_days_won": (53 * 86_400 + 9_000 + 30 * 86_400 + 10_800) * 1e6 / 86_400e6 / 2,
+        "cycle_days_lost": None,
+        "bucket_win_rate": {"unknown": 1.0},
+        "bucket_loss_rate": {},
     }
     # O7's cohort is 2026Q3 (created 09-15 = day 76 of the quarter).
     q3 = report["quarters"]["2026Q3"]["regions"]["EMEA"]["metrics"]

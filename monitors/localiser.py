@@ -246,7 +246,7 @@ def _leaf_cutoffs(
 def _search(
     actual: np.ndarray,
     base: np.ndarray,
-    counts: np.ndarray | None,
+    variance: np.ndarray | None,
     keys: list[tuple[np.ndarray, int]],
     cuboids: list[tuple[int, ...]],
     noise: float,
@@ -262,9 +262,10 @@ def _search(
     differ from the rest of the leaves (its ``rho`` against theirs), not only from the
     baseline: a region down 10% everywhere has no slice to name. The leaves of a slice
     taken are explained: later slices are scored on the other leaves only, so a cause that
-    overlaps one already found (``b=b10`` after ``a=a1``) is still whole. ``counts``: the
-    leaves' volumes when actual and baseline are counts of them (a rate's numerator); the
-    slice's difference from the rest is then tested against binomial noise."""
+    overlaps one already found (``b=b10`` after ``a=a1``) is still whole. ``variance``: each
+    leaf's variance of its actual under the baseline (binomial for counted rates, a
+    compound sum for money); the slice's difference from the rest is then tested against
+    it instead of the leaves' spread."""
     alive = np.ones(len(actual), dtype=bool)
     sign = 0.0  # direction of the first slice taken
     chosen: list[tuple[tuple[int, ...], int]] = []
@@ -277,11 +278,8 @@ def _search(
         cut_up, cut_down, rel_up, rel_down = _leaf_cutoffs(
             actual[alive], base[alive], t.leaf_k, t.leaf_z
         )
-        if counts is not None:
-            n_w = np.where(alive, counts, 0.0)
-            # binomial variance of each leaf's count at its baseline rate
-            q = np.clip(np.divide(f_w, n_w, out=np.zeros_like(f_w), where=n_w > 0), 0.0, 1.0)
-            var_w = n_w * q * (1 - q)
+        if variance is not None:
+            var_w = np.where(alive, variance, 0.0)
         for ci, (key, size) in enumerate(keys):
             a_g = np.bincount(key, a_w, size)
             f_g = np.bincount(key, f_w, size)
@@ -293,7 +291,7 @@ def _search(
             expect = f_g * rho_r
             total = a_g + expect
             dev_g = np.where(total > 0, 2 * (a_g - expect) / np.where(total > 0, total, 1.0), 0.0)
-            if counts is not None:
+            if variance is not None:
                 sd = np.sqrt(np.bincount(key, var_w, size))
                 significant = np.abs(a_g - expect) > t.z_count * np.maximum(sd, 0.5)
             else:
@@ -317,9 +315,17 @@ def _search(
                 (n_g > 0)
                 & significant
                 & (np.abs(a_g - f_g) >= t.min_share * max(gross, 1e-12))
-                & (e0_g > (best[0] if best else 0.0))  # a gain is at most e0
+                & ((e0_g > (best[0] if best else 0.0)) | (variance is not None))  # gain <= e0
             )
             if not ok.any():
+                continue
+            if variance is not None:
+                # known noise: rank by the excess's lower confidence bound, so a parent wins
+                # when the excess is spread over it and a child when it is concentrated
+                g = np.where(ok, np.abs(a_g - expect) - t.z_count * sd, -np.inf)
+                j = int(np.argmax(g))
+                if best is None or g[j] > best[0] * (1 + 1e-9):
+                    best = (float(g[j]), ci, j)
                 continue
             # the ripple fit, on the leaves of the candidate slices only
             rows = np.flatnonzero(ok[key])
@@ -365,7 +371,9 @@ def localise(
     ``volume`` for ``kind="ratio"``, where actual and baseline are rates), or a dict
     ``{(value, ...): (actual, baseline[, volume])}``. Additive volume is the baseline.
     ``counts``: a ratio whose numerator counts the volume (action rate, win rate): a
-    slice is then tested against binomial noise instead of the leaves' spread.
+    slice is then tested against binomial noise instead of the leaves' spread; a
+    ``variance`` column (the variance of each leaf's actual under its baseline, in the
+    actual's units squared) does the same for any metric.
 
     >>> rows = {(v, am): (100.0, 100.0) for v in ("finance", "retail", "health")
     ...         for am in ("AM-1", "AM-2", "AM-3", "AM-4")}
@@ -421,10 +429,18 @@ def localise(
     ]
     keys = [_cuboid_keys(codes, uniques, c) for c in cuboids]
     t = tuning or Tuning()
+    variance = None
+    if counts:  # binomial variance of each leaf's count at its baseline rate
+        q = np.clip(np.divide(base, vol, out=np.zeros_like(base), where=vol > 0), 0.0, 1.0)
+        variance = vol * q * (1 - q)
+    elif "variance" in frame.columns:
+        variance = frame["variance"].to_numpy(dtype=np.float64)
+        if not np.isfinite(variance).all() or (variance < 0).any():
+            raise ValueError("leaves: variance must be finite and >= 0")
     chosen = _search(
         actual,
         base,
-        vol if counts else None,
+        variance,
         keys,
         cuboids,
         noise,

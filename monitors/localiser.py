@@ -142,8 +142,9 @@ class Tuning:
     leaves' worth, ``(sum f)^2 / sum f^2``, is judged as a single leaf); ``counter``: a
     slice moving against the first slice found needs ``counter`` times the evidence (so
     noise is not named as an offset);
-    ``z_count``: with ``counts``, how many binomial standard deviations a slice's count
-    must be from what the rest's rate gives it.
+    ``z_count``: with ``counts`` (or a ``variance``), how many standard deviations a
+    slice's actual must be from what the rest's ratio gives it (at least
+    ``sqrt(2 ln m) + 0.5`` for m candidate slices).
 
     >>> Tuning().z
     5.0
@@ -268,6 +269,10 @@ def _search(
     it instead of the leaves' spread."""
     alive = np.ones(len(actual), dtype=bool)
     sign = 0.0  # direction of the first slice taken
+    # with known noise, every candidate slice is a test: the bar rises with their number
+    # (the largest of m standard normals stays below sqrt(2 ln m))
+    tests = sum(int(np.count_nonzero(np.bincount(key, minlength=size))) for key, size in keys)
+    z_count = max(t.z_count, math.sqrt(2 * math.log(max(tests, 2))) + 0.5)
     chosen: list[tuple[tuple[int, ...], int]] = []
     for _ in range(max_slices):
         best = None
@@ -293,7 +298,7 @@ def _search(
             dev_g = np.where(total > 0, 2 * (a_g - expect) / np.where(total > 0, total, 1.0), 0.0)
             if variance is not None:
                 sd = np.sqrt(np.bincount(key, var_w, size))
-                significant = np.abs(a_g - expect) > t.z_count * np.maximum(sd, 0.5)
+                significant = np.abs(a_g - expect) > z_count * np.maximum(sd, 0.5)
             else:
                 f2_g = np.bincount(key, f_w * f_w, size)
                 se = noise * np.sqrt(f2_g) / np.where(f_g > 0, f_g, 1.0)
@@ -322,7 +327,7 @@ def _search(
             if variance is not None:
                 # known noise: rank by the excess's lower confidence bound, so a parent wins
                 # when the excess is spread over it and a child when it is concentrated
-                g = np.where(ok, np.abs(a_g - expect) - t.z_count * sd, -np.inf)
+                g = np.where(ok, np.abs(a_g - expect) - z_count * sd, -np.inf)
                 j = int(np.argmax(g))
                 if best is None or g[j] > best[0] * (1 + 1e-9):
                     best = (float(g[j]), ci, j)

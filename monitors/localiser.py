@@ -268,6 +268,7 @@ def _search(
     compound sum for money); the slice's difference from the rest is then tested against
     it instead of the leaves' spread."""
     alive = np.ones(len(actual), dtype=bool)
+    sums: dict[int, list[np.ndarray]] = {}
     sign = 0.0  # direction of the first slice taken
     # with known noise, every candidate slice is a test: the bar rises with their number
     # (the largest of m standard normals stays below sqrt(2 ln m))
@@ -283,13 +284,13 @@ def _search(
         cut_up, cut_down, rel_up, rel_down = _leaf_cutoffs(
             actual[alive], base[alive], t.leaf_k, t.leaf_z
         )
-        if variance is not None:
-            var_w = np.where(alive, variance, 0.0)
+        var_w = np.where(alive, variance, 0.0) if variance is not None else f_w * f_w
         for ci, (key, size) in enumerate(keys):
-            a_g = np.bincount(key, a_w, size)
-            f_g = np.bincount(key, f_w, size)
-            n_g = np.bincount(key, live, size)
-            e0_g = np.bincount(key, err0, size)
+            if ci not in sums:  # group sums, kept and reduced as leaves leave the search
+                sums[ci] = [np.bincount(key, w, size) for w in (a_w, f_w, live, err0, var_w)]
+            a_g, f_g, n_g, e0_g, v_g = sums[ci]
+            if variance is None and best is not None and e0_g.max() <= best[0]:
+                continue  # no slice here can gain more than its own error
             # the slice against the rest: its actual vs its baseline at the rest's ratio
             a_r, f_r = a_all - a_g, f_all - f_g
             rho_r = np.divide(a_r, f_r, out=np.ones_like(a_r), where=f_r > 0)
@@ -297,10 +298,10 @@ def _search(
             total = a_g + expect
             dev_g = np.where(total > 0, 2 * (a_g - expect) / np.where(total > 0, total, 1.0), 0.0)
             if variance is not None:
-                sd = np.sqrt(np.bincount(key, var_w, size))
+                sd = np.sqrt(np.maximum(v_g, 0.0))
                 significant = np.abs(a_g - expect) > z_count * np.maximum(sd, 0.5)
             else:
-                f2_g = np.bincount(key, f_w * f_w, size)
+                f2_g = np.maximum(v_g, 0.0)
                 se = noise * np.sqrt(f2_g) / np.where(f_g > 0, f_g, 1.0)
                 leaf_cut = np.where(dev_g > 0, cut_up, cut_down)
                 # a slice that one leaf dominates (fewer than two leaves' worth of baseline)
@@ -352,6 +353,12 @@ def _search(
             break
         _, ci, j = best
         mask = keys[ci][0] == j
+        gone = np.flatnonzero(mask & alive)
+        weights = (a_w[gone], f_w[gone], live[gone], err0[gone], var_w[gone])
+        for cj, kept in sums.items():
+            key_j, size_j = keys[cj]
+            for acc, w in zip(kept, weights, strict=True):
+                acc -= np.bincount(key_j[gone], w, size_j)
         moved = float(actual[mask & alive].sum() - base[mask & alive].sum())
         gross = max(gross, abs(moved))
         sign = sign or float(np.sign(moved))

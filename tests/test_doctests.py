@@ -24,9 +24,11 @@ def _modules() -> list[str]:
 # modules whose every public function carries an example (the rest are being brought up)
 WITH_EXAMPLES = {
     "monitors.attribution",
+    "monitors.gap_slices",
     "monitors.gaps",
     "monitors.grouped",
     "monitors.history",
+    "monitors.localiser",
     "monitors.narrative",
     "monitors.slices",
     "pacing.bookings",

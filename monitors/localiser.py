@@ -228,6 +228,8 @@ def _leaf_cutoffs(
     def kth(x: np.ndarray) -> float:
         if len(x) == 0:
             return 0.0
+        if k == 0:
+            return float(x.max())
         i = max(len(x) - k - 1, 0)
         return float(np.partition(x, i)[i])
 
@@ -323,8 +325,10 @@ def _search(
     sign = 0.0  # direction of the first slice taken
     # with known noise, every candidate slice is a test: the bar rises with their number
     # (the largest of m standard normals stays below sqrt(2 ln m))
-    tests = sum(int(np.count_nonzero(np.bincount(key, minlength=size))) for key, size in keys)
-    z_count = max(t.z_count, math.sqrt(2 * math.log(max(tests, 2))) + 0.5)
+    z_count = t.z_count
+    if variance is not None:
+        tests = sum(int(np.count_nonzero(np.bincount(key, minlength=size))) for key, size in keys)
+        z_count = max(t.z_count, math.sqrt(2 * math.log(max(tests, 2))) + 0.5)
     chosen: list[tuple[tuple[int, ...], int]] = []
     for _ in range(max_slices):
         best = None

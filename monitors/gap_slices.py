@@ -36,6 +36,7 @@ NOUNS = {
     "revenue": "the plan",
 }
 
+MIN_VOLUME = 10  # due assignments, decided or won deals a rate slice must hold
 COUNTED = ("action_rate", "win_rate")  # rates of counts: binomial noise
 Cells = Mapping[tuple[str, ...], Mapping[str, Any]]
 
@@ -45,8 +46,10 @@ def _rows(cells: Cells, quarters: tuple[str, ...], region: str) -> list[tuple[tu
 
 
 def _summary(loc: Any, metric: str, plan: float, top: int) -> dict[str, Any]:
-    down = [s.as_dict() for s in loc.slices if s.gap < 0][:top]
-    up = [s.as_dict() for s in loc.slices if s.gap > 0][:top]
+    # a rate over fewer than MIN_VOLUME assignments or deals is an anecdote, not a place
+    kept = [s for s in loc.slices if metric == "revenue" or s.volume >= MIN_VOLUME]
+    down = [s.as_dict() for s in kept if s.gap < 0][:top]
+    up = [s.as_dict() for s in kept if s.gap > 0][:top]
     return {
         "metric": metric,
         "volume": NOUNS[metric],

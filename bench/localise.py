@@ -8,7 +8,12 @@ the paper's seeds: S 121, L 122, H 123, and the paper's arguments), runs gapmon'
 defaults), scores every method with the repository's ``utils/evaluation.py`` (exact-match
 TP/FP/FN per case) and prints F1 per method and dataset, split by the layer of the
 element (number of dimensions; a false positive counts in the layer of the predicted
-element), plus the mean and max time per case.
+element), plus the mean and max time per case (wall clock, and the process's CPU time,
+which other sessions' load on this shared machine inflates less).
+
+``--datasets RS`` runs the repository's real-world cases (RobustSpot's, a failure rate:
+gapmon localises it as a rate of counted volume, the references with ``derived``), read
+with the repository's own loader; RS has no generator and the largest leaf count is shown.
 
 The repository is never a gapmon dependency and nothing of it is copied into gapmon:
 pass ``--riskloc`` a checkout, or its bare git directory (the bench exports HEAD into the
@@ -38,7 +43,9 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -118,13 +125,41 @@ def generate(repo: Path, data: Path, name: str, cases: int) -> pd.DataFrame:
     return pd.read_csv(info).head(cases)
 
 
-def gapmon_predict(df: pd.DataFrame, attributes: list[str]) -> list[str]:
-    frame = df.rename(columns={"real": "actual", "predict": "baseline"})
-    loc = localise(frame, attributes, max_layer=len(attributes))
+def gapmon_predict(df: pd.DataFrame, attributes: list[str], derived: bool = False) -> list[str]:
+    if derived:  # a rate of counted volume (RS: failures of requests): binomial noise
+        live = df[df["real_b"] > 0]
+        base_rate = np.divide(
+            live["predict_a"],
+            live["predict_b"],
+            out=np.zeros(len(live)),
+            where=live["predict_b"] > 0,
+        )
+        frame = live[attributes].assign(
+            actual=live["real_a"] / live["real_b"], baseline=base_rate, volume=live["real_b"]
+        )
+        loc = localise(frame, attributes, "ratio", max_layer=len(attributes), counts=True)
+    else:
+        frame = df.rename(columns={"real": "actual", "predict": "baseline"})
+        loc = localise(frame, attributes, max_layer=len(attributes))
     return [s.key for s in loc.slices]
 
 
-def reference_predict(method: str, df: pd.DataFrame, attributes: list[str]) -> list[str]:
+def rs_cases(repo: Path, cases: int) -> list[tuple[str, pd.DataFrame, list[str], str]]:
+    """The repository's real-world RobustSpot cases (RS): (name, leaves, attributes, label)."""
+    from utils.robustspot_data_utils import get_rs_label, read_rs_dataframe
+
+    directory = str(repo / "data" / "RS")
+    names = [a["data"] for a in yaml.safe_load((repo / "data" / "RS" / "anomaly.yaml").read_text())]
+    out = []
+    for name in names[:cases]:
+        df, attributes, _, _ = read_rs_dataframe(directory, name)
+        out.append((name, df, attributes, get_rs_label(directory, name)))
+    return out
+
+
+def reference_predict(
+    method: str, df: pd.DataFrame, attributes: list[str], derived: bool = False
+) -> list[str]:
     from utils.argument_parser import get_input_arguments  # the repository's, on sys.path
     from utils.evaluation import root_cause_postprocessing
     from utils.run_utils import run_method
@@ -139,7 +174,15 @@ def reference_predict(method: str, df: pd.DataFrame, attributes: list[str]) -> l
     finally:
         sys.argv = argv
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        causes = run_method(df, [None, None], attributes, method, algorithm_args, False, False)
+        dfs = [None, None]
+        if derived:  # as the repository's read_dataframe gives Squeeze its two measures
+            dfs = [
+                df[[*attributes, f"real_{x}", f"predict_{x}"]].rename(
+                    columns={f"real_{x}": "real", f"predict_{x}": "predict"}
+                )
+                for x in ("a", "b")
+            ]
+        causes = run_method(df, dfs, attributes, method, algorithm_args, derived, False)
         return [str(p) for p in root_cause_postprocessing(causes, method)]
 
 
@@ -152,7 +195,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--riskloc", help="RiskLoc checkout or git dir (default: the mirror)")
     ap.add_argument("--data", default="/tmp/gapmon-localise-bench", help="generated data")
-    ap.add_argument("--datasets", nargs="+", default=["S", "L"], choices=sorted(DATASETS))
+    ap.add_argument("--datasets", nargs="+", default=["S", "L"], choices=[*sorted(DATASETS), "RS"])
     ap.add_argument("--cases", type=int, default=100, help="first N cases of each dataset")
     ap.add_argument(
         "--methods", nargs="+", default=["gapmon", *REFERENCES], choices=["gapmon", *REFERENCES]
@@ -166,6 +209,7 @@ def main() -> None:
 
     counts: dict[tuple[str, str, int | str], list[int]] = defaultdict(lambda: [0, 0, 0])
     times: dict[tuple[str, str], list[float]] = defaultdict(list)
+    cpus: dict[tuple[str, str], list[float]] = defaultdict(list)
     leaves: dict[str, int] = {}
     # reference results are kept per case (they take seconds each); gapmon always runs
     cache_file = data / "results.jsonl"
@@ -175,32 +219,48 @@ def main() -> None:
             r = json.loads(line)
             cache[(r["method"], r["dataset"], r["case"])] = r
     for name in args.datasets:
-        info = generate(repo, data, name, args.cases)
-        for _, row in info.iterrows():
-            df = pd.read_csv(data / name / f"{row['timestamp']}.csv")
-            attributes = sorted(df.columns.drop(["real", "predict"]).tolist())
-            leaves[name] = len(df)
+        if name == "RS":
+            rows = [
+                {"timestamp": case, "set": label, "df": df, "attributes": attributes}
+                for case, df, attributes, label in rs_cases(repo, args.cases)
+            ]
+        else:
+            info = generate(repo, data, name, args.cases)
+            rows = [dict(r) for _, r in info.iterrows()]
+        derived = name == "RS"
+        for row in rows:
+            if derived:
+                df, attributes = row["df"], row["attributes"]
+            else:
+                df = pd.read_csv(data / name / f"{row['timestamp']}.csv")
+                attributes = sorted(df.columns.drop(["real", "predict"]).tolist())
+            leaves[name] = max(leaves.get(name, 0), len(df))
             for method in args.methods:
                 cached = cache.get((method, name, str(row["timestamp"])))
                 if cached is not None and method != "gapmon":
                     pred, seconds = cached["pred"], cached["seconds"]
+                    cpu = cached.get("cpu")
                 else:
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), time.process_time()
                     if method == "gapmon":
-                        pred = gapmon_predict(df.copy(), attributes)
+                        pred = gapmon_predict(df.copy(), attributes, derived)
                     else:
-                        pred = reference_predict(method, df.copy(), attributes)
+                        pred = reference_predict(method, df.copy(), attributes, derived)
                     seconds = time.perf_counter() - t0
+                    cpu = time.process_time() - c0
                     record = {
                         "method": method,
                         "dataset": name,
                         "case": str(row["timestamp"]),
                         "pred": list(pred),
                         "seconds": seconds,
+                        "cpu": cpu,
                     }
                     with cache_file.open("a") as fh:
                         fh.write(json.dumps(record) + "\n")
                 times[(method, name)].append(seconds)
+                if cpu is not None:
+                    cpus[(method, name)].append(cpu)
                 pred = elements(pred)
                 tp, fp, fn, truth = score_root_causes(pred, row["set"])
                 truth = set(truth)
@@ -217,6 +277,7 @@ def main() -> None:
     layers = sorted({k[2] for k in counts if k[2] != "all"})
     print(f"# {args.cases} cases per dataset; F1 exact match (TP/FP/FN summed over cases)")
     head = ["dataset", "method", "F1 all", *[f"F1 L{x}" for x in layers], "s/case", "max s"]
+    head += ["cpu s/case", "max cpu s"]
     print(" | ".join(head))
     for name in args.datasets:
         for method in args.methods:
@@ -227,6 +288,8 @@ def main() -> None:
                 for x in layers
             ]
             cells += [f"{sum(t) / len(t):.3f}", f"{max(t):.3f}"]
+            c = cpus[(method, name)]
+            cells += [f"{sum(c) / len(c):.3f}", f"{max(c):.3f}"] if c else ["-", "-"]
             print(" | ".join(cells), flush=True)
 
 

@@ -16,6 +16,9 @@ One :class:`GapmonExporter` owns a :class:`~prometheus_client.CollectorRegistry`
   alerts sent/failed/firing, the last event's wall-clock time, ``gapmon_up`` and
   ``gapmon_build_info``.
 * :meth:`GapmonExporter.serve` starts the HTTP endpoint on this registry.
+* the slices that explain each rate's and revenue's shortfall
+  (``gapmon_gap_slice_share_ratio`` and ``..._volume_share_ratio``, labels ``metric``,
+  ``rank`` 1..3, ``dims``, ``slice``): at most 3 per metric and region.
 
 Label values are never free text: each must match ``[A-Za-z0-9_.:-]{1,128}``, and
 each label dimension is capped at ``exporter.max_series_per_dimension`` values (config
@@ -167,6 +170,10 @@ def load_exporter_settings(config_dir: str | Path | None = None) -> ExporterSett
             raise ValueError(f"{where}.{name}={value!r}: must be an integer {lo}..{hi}")
         bounds[name] = value
     return ExporterSettings(cap, am, tuple(dims), **bounds)
+
+
+GAP_SLICE_METRICS = ("action_rate", "win_rate", "deal_size", "revenue")
+GAP_SLICES_TOP = 3  # slices per metric and region (rank label 1..3)
 
 
 def reason_code(text: str) -> str:
@@ -561,6 +568,10 @@ class GapmonExporter:
             "gapmon_driver_share_ratio": "Driver's share of the revenue gap",
             "gapmon_driver_rank": "Driver's rank (1 = top) by confidence x impact",
             "gapmon_driver_confidence_ratio": "Driver's confidence, 0..1",
+            "gapmon_gap_slice_share_ratio": "Share of a metric's shortfall held by one of the "
+            "slices that explain it (labels metric, rank 1..3, dims, slice)",
+            "gapmon_gap_slice_volume_share_ratio": "Share of the volume in that slice (a cause "
+            "holds far more of the shortfall than of the volume)",
         }
         fixed = set(docs) | {
             "gapmon_up",
@@ -709,7 +720,36 @@ class GapmonExporter:
         if core:
             self._region_core(snap, lab, r, dropped)
         if stage in ("all", "drilldown"):
+            self._gap_slices(snap, lab, r, dropped)
             self._drilldown(snap, lab, r, dropped)
+
+    def _gap_slices(
+        self, snap: _Snapshot, lab: dict[str, str], r: Mapping[str, Any], dropped: dict[str, int]
+    ) -> None:
+        """The slices that explain each metric's shortfall (:mod:`monitors.gap_slices`):
+        at most :data:`GAP_SLICES_TOP` per metric, labelled by rank; the slice label is its
+        values joined by ``:`` (``finance:EMEA-AM3``) and ``dims`` its dimensions
+        (``vertical:am``). A slice with an AM is left out unless ``exporter.am_series``."""
+        where = r.get("gap_slices") or {}
+        for metric in GAP_SLICE_METRICS:
+            found = where.get(metric)
+            if not isinstance(found, Mapping):
+                continue
+            for rank, s in enumerate((found.get("shortfall") or [])[:GAP_SLICES_TOP], 1):
+                dims = [str(d) for d in s.get("dims") or []]
+                values = [str(v) for v in s.get("values") or []]
+                label, dims_label = ":".join(values), ":".join(dims)
+                if (
+                    ("am" in dims and "am" not in self.settings.dimensions)
+                    or not valid_label_value(label)
+                    or not valid_label_value(dims_label)
+                ):
+                    dropped["gap_slice"] = dropped.get("gap_slice", 0) + 1
+                    continue
+                sl = {**lab, "metric": metric, "rank": str(rank), "dims": dims_label}
+                sl["slice"] = label
+                snap.add("gapmon_gap_slice_share_ratio", sl, s.get("share_of_gap"))
+                snap.add("gapmon_gap_slice_volume_share_ratio", sl, s.get("share_of_volume"))
 
     def _region_core(
         self, snap: _Snapshot, lab: dict[str, str], r: Mapping[str, Any], dropped: dict[str, int]

@@ -36,6 +36,7 @@ NOUNS = {
     "revenue": "the plan",
 }
 
+MIN_VOLUME = 10  # due assignments, decided or won deals a rate slice must hold
 COUNTED = ("action_rate", "win_rate")  # rates of counts: binomial noise
 Cells = Mapping[tuple[str, ...], Mapping[str, Any]]
 
@@ -45,8 +46,10 @@ def _rows(cells: Cells, quarters: tuple[str, ...], region: str) -> list[tuple[tu
 
 
 def _summary(loc: Any, metric: str, plan: float, top: int) -> dict[str, Any]:
-    down = [s.as_dict() for s in loc.slices if s.gap < 0][:top]
-    up = [s.as_dict() for s in loc.slices if s.gap > 0][:top]
+    # a rate over fewer than MIN_VOLUME assignments or deals is an anecdote, not a place
+    kept = [s for s in loc.slices if metric == "revenue" or s.volume >= MIN_VOLUME]
+    down = [s.as_dict() for s in kept if s.gap < 0][:top]
+    up = [s.as_dict() for s in kept if s.gap > 0][:top]
     return {
         "metric": metric,
         "volume": NOUNS[metric],
@@ -87,21 +90,23 @@ def region_gap_slices(
     cohort = _rows(cells, (quarter,), region)
     if close and booked_cells is not None:
         decided = [
-            (k, m.get("won", 0), m.get("decided", 0), m.get("booked_rev", 0.0))
+            (k, m.get("won", 0), m.get("decided", 0), m.get("booked_rev", 0.0), m)
             for k, m in _rows(booked_cells, (quarter,), region)
         ]
     else:
         decided = [
-            (k, m.get("won", 0), m.get("won", 0) + m.get("lost", 0), m.get("closed_rev", 0.0))
+            (k, m.get("won", 0), m.get("won", 0) + m.get("lost", 0), m.get("closed_rev", 0.0), m)
             for k, m in cohort
         ]
+    # won amounts: their sum, sum of squares and count, for the noise of money sums
+    won_n = sum(w for _, w, _, _, _ in decided)
+    won_sum = sum(r for _, _, _, r, _ in decided)
+    won_sq = sum(float(m.get("won_amount_sq_sum") or 0.0) for *_, m in decided)
 
-    def run(
-        metric: str, rows: list[tuple[tuple, float, float, float]], kind: str, goal: float
-    ) -> None:
+    def run(metric: str, rows: list[tuple], kind: str, goal: float) -> None:
         frame = pd.DataFrame(
-            [(*k, a, b, v) for k, a, b, v in rows],
-            columns=[*LEAF_DIMS, "actual", "baseline", "volume"],
+            [(*r[0], *r[1:]) for r in rows],
+            columns=[*LEAF_DIMS, "actual", "baseline", "volume", "variance"][: 3 + len(rows[0])],
         )
         if kind == "ratio":
             frame = frame[frame["volume"] > 0]
@@ -117,13 +122,18 @@ def region_gap_slices(
             for k, m in cohort
             if m.get("due")
         ]
-        run("action_rate", rows, "ratio", float(plan["action_rate"]))
+        if rows:
+            run("action_rate", rows, "ratio", float(plan["action_rate"]))
     if plan.get("win_rate") is not None:
-        rows = [(k, won / n, float(plan["win_rate"]), n) for k, won, n, _ in decided if n]
-        run("win_rate", rows, "ratio", float(plan["win_rate"]))
-    if plan.get("deal_size") is not None:
-        rows = [(k, rev / won, float(plan["deal_size"]), won) for k, won, _, rev in decided if won]
-        run("deal_size", rows, "ratio", float(plan["deal_size"]))
+        rows = [(k, won / n, float(plan["win_rate"]), n) for k, won, n, _, _ in decided if n]
+        if rows:
+            run("win_rate", rows, "ratio", float(plan["win_rate"]))
+    if plan.get("deal_size") is not None and won_n > 1:
+        # the variance of a sum of `won` amounts: won x the region's variance of one amount
+        var_one = max(won_sq / won_n - (won_sum / won_n) ** 2, 0.0)
+        goal = float(plan["deal_size"])
+        rows = [(k, rev / won, goal, won, won * var_one) for k, won, _, rev, _ in decided if won]
+        run("deal_size", rows, "ratio", goal)
     if plan.get("revenue_to_date"):
         feeding = (quarter,) if previous is None else (quarter, previous)
         expected: dict[tuple, float] = {}
@@ -131,15 +141,26 @@ def region_gap_slices(
             expected[k] = expected.get(k, 0.0) + float(m.get("expected_rev") or 0.0)
         total = sum(expected.values())
         if total > 0:
-            booked = {k: rev for k, _, _, rev in decided}
+            booked = {k: rev for k, _, _, rev, _ in decided}
             keys = sorted(set(expected) | set(booked))
             target = float(plan["revenue_to_date"])
+            # a compound sum of deals: variance = expected revenue x E[amount^2] / E[amount]
+            per_dollar = won_sq / won_sum if won_sum > 0 else goal_or(plan)
             rows = []
             for k in keys:
                 share = target * expected.get(k, 0.0) / total
-                rows.append((k, booked.get(k, 0.0), share, share))
+                rows.append((k, booked.get(k, 0.0), share, share, share * per_dollar))
             run("revenue", rows, "additive", target)
     return out
+
+
+def goal_or(plan: Mapping[str, float | None]) -> float:
+    """A deal's size when no deal is won yet: the plan's, else $1 (no noise scale).
+
+    >>> goal_or({"deal_size": 5e4}), goal_or({})
+    (50000.0, 1.0)
+    """
+    return float(plan.get("deal_size") or 1.0)
 
 
 def attach(drivers: list[Any], slices: Mapping[str, Mapping[str, Any]]) -> None:

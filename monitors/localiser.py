@@ -142,8 +142,10 @@ class Tuning:
     leaves' worth, ``(sum f)^2 / sum f^2``, is judged as a single leaf); ``counter``: a
     slice moving against the first slice found needs ``counter`` times the evidence (so
     noise is not named as an offset);
-    ``z_count``: with ``counts``, how many binomial standard deviations a slice's count
-    must be from what the rest's rate gives it.
+    ``z_count``: with ``counts`` (or a ``variance``), how many standard deviations a
+    slice's actual must be from what the rest's ratio gives it (at least
+    ``sqrt(2 ln m) + 0.5`` for m candidate slices), and ``min_contrast``: by at least
+    this part of what the rest's ratio gives it (a 10% tilt of a big value is not named).
 
     >>> Tuning().z
     5.0
@@ -157,6 +159,7 @@ class Tuning:
     leaf_eff: float = 3.0
     counter: float = 2.0
     z_count: float = 4.0
+    min_contrast: float = 0.25
 
 
 def leaves_frame(
@@ -225,6 +228,8 @@ def _leaf_cutoffs(
     def kth(x: np.ndarray) -> float:
         if len(x) == 0:
             return 0.0
+        if k == 0:
+            return float(x.max())
         i = max(len(x) - k - 1, 0)
         return float(np.partition(x, i)[i])
 
@@ -243,10 +248,77 @@ def _leaf_cutoffs(
     return (*cuts(dev), *cuts(rel))  # type: ignore[return-value]
 
 
+def _overdispersion(actual: np.ndarray, base: np.ndarray, variance: np.ndarray) -> float:
+    """How much more the leaves scatter than the stated variance says (quasi-likelihood's
+    dispersion: the mean squared Pearson residual, the largest 2% (at least one) left out
+    so that a cause does not count as scatter), never below 1. Real counts are rarely binomial.
+
+    >>> a = np.array([10.0, 30.0, 20.0, 20.0]); f = np.full(4, 20.0)
+    >>> round(_overdispersion(a, f, np.full(4, 4.0)), 1)
+    8.3
+    """
+    ok = variance > 0
+    if not ok.any():
+        return 1.0
+    scale = actual[ok].sum() / base[ok].sum() if base[ok].sum() > 0 else 1.0
+    pearson = np.sort((actual[ok] - scale * base[ok]) ** 2 / variance[ok])
+    kept = pearson[: max(1, len(pearson) - max(1, len(pearson) // 50))]
+    return max(float(kept.mean()), 1.0)
+
+
+NARROW_Z = 3.0  # how sure the rest of a slice must be to differ from its child
+
+
+def _narrow(
+    ci: int,
+    j: int,
+    keys: list[tuple[np.ndarray, int]],
+    cuboids: list[tuple[int, ...]],
+    sums: dict[int, list[np.ndarray]],
+    alive: np.ndarray,
+    a_all: float,
+    f_all: float,
+    z: float,
+) -> tuple[int, int]:
+    """With known noise: step from a slice to the child (one more dimension) that holds its
+    excess, while the rest of the slice is not itself significant (``AM3`` -> ``finance x
+    AM3`` when AM3's other assignments are only noise)."""
+    while True:
+        a_p, f_p, _, _, v_p = (x[j] for x in sums[ci])
+        rest_f = f_all - f_p
+        rho = (a_all - a_p) / rest_f if rest_f > 0 else 1.0
+        excess_p = a_p - rho * f_p
+        rows = np.flatnonzero((keys[ci][0] == j) & alive)
+        best = None
+        for cj, cub in enumerate(cuboids):
+            if len(cub) != len(cuboids[ci]) + 1 or not set(cuboids[ci]) <= set(cub):
+                continue
+            groups = np.unique(keys[cj][0][rows])
+            a_c, f_c, _, _, v_c = (x[groups] for x in sums[cj])
+            excess_c = a_c - rho * f_c
+            same = np.sign(excess_c) == np.sign(excess_p)
+            score = np.where(same, np.abs(excess_c) - z * np.sqrt(np.maximum(v_c, 0.0)), -np.inf)
+            k = int(np.argmax(score))
+            if np.isfinite(score[k]) and (best is None or score[k] > best[0]):
+                best = (float(score[k]), cj, int(groups[k]), a_c[k], f_c[k], v_c[k])
+        if best is None:
+            return ci, j
+        _, cj, g, a_c, f_c, v_c = best
+        # the rest of the slice: like the region (not significant against rho) and unlike
+        # the child (significant against the child's own ratio at 3 sd)?
+        sd_rest = max(math.sqrt(max(v_p - v_c, 0.0)), 0.5)
+        a_r, f_r = a_p - a_c, f_p - f_c
+        like_region = abs(a_r - rho * f_r) <= z * sd_rest
+        unlike_child = f_c > 0 and abs(a_r - f_r * a_c / f_c) > NARROW_Z * sd_rest
+        if not (like_region and unlike_child):
+            return ci, j
+        ci, j = cj, g
+
+
 def _search(
     actual: np.ndarray,
     base: np.ndarray,
-    counts: np.ndarray | None,
+    variance: np.ndarray | None,
     keys: list[tuple[np.ndarray, int]],
     cuboids: list[tuple[int, ...]],
     noise: float,
@@ -262,42 +334,57 @@ def _search(
     differ from the rest of the leaves (its ``rho`` against theirs), not only from the
     baseline: a region down 10% everywhere has no slice to name. The leaves of a slice
     taken are explained: later slices are scored on the other leaves only, so a cause that
-    overlaps one already found (``b=b10`` after ``a=a1``) is still whole. ``counts``: the
-    leaves' volumes when actual and baseline are counts of them (a rate's numerator); the
-    slice's difference from the rest is then tested against binomial noise."""
+    overlaps one already found (``b=b10`` after ``a=a1``) is still whole. ``variance``: each
+    leaf's variance of its actual under the baseline (binomial for counted rates, a
+    compound sum for money); the slice's difference from the rest is then tested against
+    it instead of the leaves' spread."""
     alive = np.ones(len(actual), dtype=bool)
+    sums: dict[int, list[np.ndarray]] = {}
     sign = 0.0  # direction of the first slice taken
+    # with known noise, every candidate slice is a test: the bar rises with their number
+    # (the largest of m standard normals stays below sqrt(2 ln m))
+    z_count = t.z_count
+    if variance is not None:
+        tests = sum(int(np.count_nonzero(np.bincount(key, minlength=size))) for key, size in keys)
+        z_count = max(t.z_count, math.sqrt(2 * math.log(max(tests, 2))) + 0.5)
     chosen: list[tuple[tuple[int, ...], int]] = []
     for _ in range(max_slices):
         best = None
         a_w, f_w = np.where(alive, actual, 0.0), np.where(alive, base, 0.0)
         a_all, f_all = float(a_w.sum()), float(f_w.sum())
+        n_all = float(np.count_nonzero(alive & ((actual + base) > 0)))
         err0 = np.abs(a_w - f_w)
         live = alive & ((actual + base) > 0)
         cut_up, cut_down, rel_up, rel_down = _leaf_cutoffs(
             actual[alive], base[alive], t.leaf_k, t.leaf_z
         )
-        if counts is not None:
-            n_w = np.where(alive, counts, 0.0)
-            # binomial variance of each leaf's count at its baseline rate
-            q = np.clip(np.divide(f_w, n_w, out=np.zeros_like(f_w), where=n_w > 0), 0.0, 1.0)
-            var_w = n_w * q * (1 - q)
+        var_w = np.where(alive, variance, 0.0) if variance is not None else f_w * f_w
         for ci, (key, size) in enumerate(keys):
-            a_g = np.bincount(key, a_w, size)
-            f_g = np.bincount(key, f_w, size)
-            n_g = np.bincount(key, live, size)
-            e0_g = np.bincount(key, err0, size)
+            if ci not in sums:  # group sums, kept and reduced as leaves leave the search
+                sums[ci] = [np.bincount(key, w, size) for w in (a_w, f_w, live, err0, var_w)]
+            a_g, f_g, n_g, e0_g, v_g = sums[ci]
+            if variance is None and best is not None and e0_g.max() <= best[0]:
+                continue  # no slice here can gain more than its own error
             # the slice against the rest: its actual vs its baseline at the rest's ratio
             a_r, f_r = a_all - a_g, f_all - f_g
             rho_r = np.divide(a_r, f_r, out=np.ones_like(a_r), where=f_r > 0)
             expect = f_g * rho_r
             total = a_g + expect
             dev_g = np.where(total > 0, 2 * (a_g - expect) / np.where(total > 0, total, 1.0), 0.0)
-            if counts is not None:
-                sd = np.sqrt(np.bincount(key, var_w, size))
-                significant = np.abs(a_g - expect) > t.z_count * np.maximum(sd, 0.5)
+            if variance is not None:
+                sd = np.sqrt(np.maximum(v_g, 0.0))
+                # no rest to compare with, or a mild tilt (CLI at 51% where SLI is at 57%)
+                # is not where a gap lives, however certain: the slice must differ by
+                # min_contrast of the rest's ratio
+                contrast = np.abs(a_g - expect) >= t.min_contrast * np.maximum(expect, 1e-12)
+                significant = (
+                    (np.abs(a_g - expect) > z_count * np.maximum(sd, 0.5))
+                    & contrast
+                    & (f_r > 0)
+                    & (n_all - n_g > 0)
+                )
             else:
-                f2_g = np.bincount(key, f_w * f_w, size)
+                f2_g = np.maximum(v_g, 0.0)
                 se = noise * np.sqrt(f2_g) / np.where(f_g > 0, f_g, 1.0)
                 leaf_cut = np.where(dev_g > 0, cut_up, cut_down)
                 # a slice that one leaf dominates (fewer than two leaves' worth of baseline)
@@ -317,9 +404,17 @@ def _search(
                 (n_g > 0)
                 & significant
                 & (np.abs(a_g - f_g) >= t.min_share * max(gross, 1e-12))
-                & (e0_g > (best[0] if best else 0.0))  # a gain is at most e0
+                & ((e0_g > (best[0] if best else 0.0)) | (variance is not None))  # gain <= e0
             )
             if not ok.any():
+                continue
+            if variance is not None:
+                # known noise: rank by the excess's lower confidence bound, so a parent wins
+                # when the excess is spread over it and a child when it is concentrated
+                g = np.where(ok, np.abs(a_g - expect) - z_count * sd, -np.inf)
+                j = int(np.argmax(g))
+                if best is None or g[j] > best[0] * (1 + 1e-9):
+                    best = (float(g[j]), ci, j)
                 continue
             # the ripple fit, on the leaves of the candidate slices only
             rows = np.flatnonzero(ok[key])
@@ -340,7 +435,15 @@ def _search(
         if best is None:
             break
         _, ci, j = best
+        if variance is not None:
+            ci, j = _narrow(ci, j, keys, cuboids, sums, alive, a_all, f_all, z_count)
         mask = keys[ci][0] == j
+        gone = np.flatnonzero(mask & alive)
+        weights = (a_w[gone], f_w[gone], live[gone], err0[gone], var_w[gone])
+        for cj, kept in sums.items():
+            key_j, size_j = keys[cj]
+            for acc, w in zip(kept, weights, strict=True):
+                acc -= np.bincount(key_j[gone], w, size_j)
         moved = float(actual[mask & alive].sum() - base[mask & alive].sum())
         gross = max(gross, abs(moved))
         sign = sign or float(np.sign(moved))
@@ -365,7 +468,9 @@ def localise(
     ``volume`` for ``kind="ratio"``, where actual and baseline are rates), or a dict
     ``{(value, ...): (actual, baseline[, volume])}``. Additive volume is the baseline.
     ``counts``: a ratio whose numerator counts the volume (action rate, win rate): a
-    slice is then tested against binomial noise instead of the leaves' spread.
+    slice is then tested against binomial noise instead of the leaves' spread; a
+    ``variance`` column (the variance of each leaf's actual under its baseline, in the
+    actual's units squared) does the same for any metric.
 
     >>> rows = {(v, am): (100.0, 100.0) for v in ("finance", "retail", "health")
     ...         for am in ("AM-1", "AM-2", "AM-3", "AM-4")}
@@ -421,10 +526,21 @@ def localise(
     ]
     keys = [_cuboid_keys(codes, uniques, c) for c in cuboids]
     t = tuning or Tuning()
+    variance = None
+    if counts:  # binomial variance of each leaf's count at the rate the region runs at
+        scale = total_a / total_f if total_f > 0 else 1.0
+        q = np.clip(np.divide(base, vol, out=np.zeros_like(base), where=vol > 0) * scale, 0, 1)
+        variance = vol * q * (1 - q)
+    elif "variance" in frame.columns:
+        variance = frame["variance"].to_numpy(dtype=np.float64)
+        if not np.isfinite(variance).all() or (variance < 0).any():
+            raise ValueError("leaves: variance must be finite and >= 0")
+    if variance is not None:
+        variance = variance * _overdispersion(actual, base, variance)
     chosen = _search(
         actual,
         base,
-        vol if counts else None,
+        variance,
         keys,
         cuboids,
         noise,

@@ -133,6 +133,7 @@ from streams.sources import (
     _HOUR,
     _NEGLECT_OTHER_PROB,
     ACTION_PROB,
+    AMS_PER_REGION,
     CAUSES,
     FEW_ASSIGNMENTS_SHARE,
     FEW_QUALIFIED_TOUCH_MEAN,
@@ -168,6 +169,7 @@ from streams.sources import (
 __all__ = [
     "DEMO_AS_OF",
     "DEMO_CAUSES",
+    "DEMO_WEAK_SLICE",
     "LAG_MAX",
     "LAG_MIN",
     "MISS_THRESHOLD",
@@ -312,7 +314,10 @@ class RegionScenario:
     * ``severity``: 0..1, how strong the cause is (1 = as in ``generate_quarter``);
     * ``noise``: sd of the per-quarter multiplicative volume noise (0.04 = 4%);
     * ``data_from``: quarter label or aware datetime before which the region has no
-      data (no assignment, so no event); ``None`` = from the start of the flow.
+      data (no assignment, so no event); ``None`` = from the start of the flow;
+    * ``weak_slice``: ``(vertical, AM number 1..8, factor)``: from ``cause_from`` on,
+      that vertical x AM of the region actions its assignments ``factor`` times as often
+      (a slice cause over two dimensions, for the report's localisation to name).
     """
 
     cause: str | None = None
@@ -322,6 +327,7 @@ class RegionScenario:
     data_from: str | datetime | None = None
     motion_misfit: str | None = None  # a vertical where SLI is over-used and wins less
     reason_loss: str | None = None  # a reason tag whose wins turn into losses (from cause_from)
+    weak_slice: tuple[str, int, float] | None = None
 
     def __post_init__(self) -> None:
         if self.motion_misfit is not None and self.motion_misfit not in VERTICALS:
@@ -334,6 +340,13 @@ class RegionScenario:
             raise ValueError(f"severity {self.severity!r}: must be within [0, 1]")
         if not (isinstance(self.noise, int | float) and 0.0 <= self.noise <= 0.5):
             raise ValueError(f"noise {self.noise!r}: must be within [0, 0.5]")
+        if self.weak_slice is not None:
+            vertical, am, factor = self.weak_slice
+            if vertical not in VERTICALS or not 1 <= am <= AMS_PER_REGION or not 0 <= factor <= 1:
+                raise ValueError(
+                    f"weak_slice {self.weak_slice!r}: (vertical of {', '.join(VERTICALS)}, "
+                    f"AM 1..{AMS_PER_REGION}, action factor in [0, 1])"
+                )
         for name in ("cause_from", "data_from"):
             value = getattr(self, name)
             if value is not None:
@@ -528,6 +541,10 @@ def _draw_history_region(
         high_cli = ~attrs.sli & attrs.scored & (attrs.raw_score >= HIGH_SCORE)
         neglect = np.where(high_cli, NEGLECT_HIGH_CLI_PROB, _NEGLECT_OTHER_PROB)
         p_act = np.where(affected, (1 - severity) * ACTION_PROB + severity * neglect, p_act)
+    if scenario.weak_slice is not None:
+        vertical, am, act_factor = scenario.weak_slice
+        in_slice = (attrs.vertical == VERTICALS.index(vertical)) & (attrs.am == am - 1)
+        p_act = np.where(affected & in_slice, p_act * act_factor, p_act)
     actioned = _stratified_within(rng, cohort, np.ones(n, dtype=bool)) < p_act
 
     # The decision: a skewed 2-16 week lag, then the end-of-quarter push.
@@ -906,6 +923,10 @@ DEMO_CAUSE_FROM = datetime(2026, 9, 1, tzinfo=UTC)
 DEMO_MOTION_MISFIT: dict[str, str] = {"APAC": "tech"}
 # the demo's reason-code deviation: ANZ loses deals it used to win on the value case
 DEMO_REASON_LOSS: dict[str, str] = {"ANZ": "value"}
+# a slice cause over two dimensions: on top of EMEA's low action rate, its AM3 leaves
+# its finance assignments all but unworked (from DEMO_CAUSE_FROM), for the report's
+# localisation to name
+DEMO_WEAK_SLICE: tuple[str, str, int, float] = ("EMEA", "finance", 3, 0.1)
 
 
 def demo_history(seed: int = 7, assignments_per_quarter: int = 1000) -> GeneratedHistory:
@@ -922,6 +943,7 @@ def demo_history(seed: int = 7, assignments_per_quarter: int = 1000) -> Generate
             cause_from=DEMO_CAUSE_FROM if c else None,
             motion_misfit=DEMO_MOTION_MISFIT.get(r),
             reason_loss=DEMO_REASON_LOSS.get(r),
+            weak_slice=DEMO_WEAK_SLICE[1:] if r == DEMO_WEAK_SLICE[0] else None,
         )
         for r, c in DEMO_CAUSES.items()
     }

@@ -26,6 +26,15 @@ def test_demo_json_ranks_the_planted_causes() -> None:
     assert top["LATAM"] == "trust"
     assert top["ANZ"] == "deal_size"
     assert regions["NA"]["pacing"]["at_risk"] is False
+    # the planted two-dimension slice (EMEA finance x AM3, all but unworked) is what the
+    # action-rate driver's evidence and the narrative name; every region localises
+    # each rate and revenue
+    emea = regions["EMEA"]
+    action = next(d for d in emea["drivers"] if d["driver"] == "action_rate")
+    assert [s["label"] for s in action["evidence"]["slices"]] == ["finance x EMEA-AM3"]
+    assert "finance x EMEA-AM3: " in emea["narrative"]
+    for data in regions.values():
+        assert set(data["gap_slices"]) == {"action_rate", "win_rate", "deal_size", "revenue"}
     # the history quarter is in the report too, and the assignment curve was fitted from it
     assert "2026Q3" in report["quarters"]
     assert report["quarters"]["2026Q4"]["curves"]["assignments"].startswith("empirical")

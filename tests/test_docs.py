@@ -45,7 +45,7 @@ def test_benchmarks_open_with_the_goals_table() -> None:
     assert header == ["goal (issue)", "latest figure", "met", "command", "when"]
     assert len(body) >= 10
     for goal, figure, met, command, when in body:
-        assert figure and met in ("yes", "no", "partly"), goal
+        assert figure and met in ("yes", "no", "partly", "re-run owed"), goal
         assert re.fullmatch(r"20\d\d-\d\d-\d\d", when), (goal, when)
         if command != "same":
             script = re.search(r"(bench/[\w.]+\.py|scripts/[\w-]+)", command)

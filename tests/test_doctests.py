@@ -24,6 +24,7 @@ def _modules() -> list[str]:
 # modules whose every public function carries an example (the rest are being brought up)
 WITH_EXAMPLES = {
     "monitors.attribution",
+    "monitors.gap_slices",
     "monitors.gaps",
     "monitors.grouped",
     "monitors.history",
@@ -32,6 +33,7 @@ WITH_EXAMPLES = {
     "monitors.hypotheses.significance",
     "monitors.models.motion",
     "monitors.models.reason_rca",
+    "monitors.localiser",
     "monitors.narrative",
     "monitors.slices",
     "pacing.bookings",

@@ -166,3 +166,44 @@ def test_ratio_leaves_need_a_volume() -> None:
         localise({("a",): (0.5, 0.8)}, ("vertical",), "ratio")
     with pytest.raises(ValueError, match="values for dims"):
         leaves_frame({("a", "b"): (1.0, 2.0)}, ("vertical",))
+
+
+def counted(seed: int, rates: dict[tuple[str, str], float], n: int = 30) -> pd.DataFrame:
+    """Action-rate leaves (vertical x AM x type): n due each, actioned drawn at a rate."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for v, am, kind in itertools.product(VERTICALS, AMS, ("CLI", "SLI")):
+        due = n if kind == "CLI" else n // 2
+        rate = rates.get((v, am), rates.get(kind, 0.7))
+        rows.append((v, am, kind, rng.binomial(due, rate) / due, 0.8, float(due)))
+    return pd.DataFrame(rows, columns=["vertical", "am", "type", "actual", "baseline", "volume"])
+
+
+def test_counted_rate_names_the_collapsed_slice_not_a_tilt_nor_its_parent() -> None:
+    """A rate of counts: CLI a little lower than SLI (a tilt of the biggest value) is not
+    named; the vertical x AM that collapsed is, not its AM and not a third dimension."""
+    df = counted(10, {("v1", "AM-3"): 0.05, "CLI": 0.66, "SLI": 0.72})
+    loc = localise(df, ("vertical", "am", "type"), "ratio", counts=True)
+    assert [s.label for s in loc.slices if s.gap < 0] == ["v1 x AM-3"]
+    (s,) = [s for s in loc.slices if s.gap < 0]
+    assert s.rate == pytest.approx(
+        df[(df.vertical == "v1") & (df.am == "AM-3")].pipe(
+            lambda x: (x.actual * x.volume).sum() / x.volume.sum()
+        )
+    )
+
+
+@pytest.mark.parametrize("seed", [10, 12])
+def test_counted_rate_steps_down_to_the_child_that_holds_the_excess(seed: int) -> None:
+    """AM-3 is a little low everywhere and collapsed in v1: the slice named is v1 x AM-3
+    (the rest of AM-3 is like the region and unlike v1 x AM-3), not AM-3 as a whole."""
+    rates = {("v1", "AM-3"): 0.05, "CLI": 0.66, "SLI": 0.72}
+    rates.update({(v, "AM-3"): 0.6 for v in VERTICALS if v != "v1"})
+    loc = localise(counted(seed, rates), ("vertical", "am", "type"), "ratio", counts=True)
+    assert [s.label for s in loc.slices] == ["v1 x AM-3"]
+
+
+def test_counted_rate_alone_names_nothing() -> None:
+    for seed in range(3):
+        loc = localise(counted(seed, {}), ("vertical", "am", "type"), "ratio", counts=True)
+        assert loc.slices == (), seed

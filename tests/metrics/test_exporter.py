@@ -513,3 +513,48 @@ def test_total_series_are_bounded_whatever_the_report(
     assert len(report_series) <= 2_000
     assert {dict(k[1])["quarter"] for k in report_series} == {"2026Q4"}
     assert len({dict(k)["region"] for k in series(samples, "gapmon_assigned")}) == 5
+
+
+def _slice(dims: list[str], values: list[str], share: float, vshare: float) -> dict[str, Any]:
+    return {"dims": dims, "values": values, "share_of_gap": share, "share_of_volume": vshare}
+
+
+def test_gap_slices_are_bounded_labelled_and_hide_ams_by_default(quarter: Quarter) -> None:
+    """The slices that explain a shortfall: at most 3 per metric, labelled by rank; a
+    slice naming an AM only with am_series on; no free text in a label."""
+    report = _report_with_slices(2, ["R1"])
+    shortfall = [
+        _slice(["vertical", "am"], ["finance", "AM-7"], 0.41, 0.12),
+        _slice(["product"], ["fx"], 0.2, 0.1),
+        _slice(["vertical"], ["retail sales!"], 0.1, 0.05),  # not a valid label value
+        _slice(["type"], ["CLI"], 0.05, 0.5),
+        _slice(["product"], ["cards"], 0.04, 0.1),  # a fifth one: past the cap
+    ]
+    report["quarters"]["2026Q4"]["regions"]["R1"]["gap_slices"] = {
+        "action_rate": {"shortfall": shortfall, "ahead": []},
+        "made_up_metric": {"shortfall": shortfall, "ahead": []},
+    }
+    args = (quarter.settings.registry, quarter.settings.engine.taxonomy.buckets)
+    for am_series, expected in (
+        (False, {("2", "product", "fx"): (0.2, 0.1)}),
+        (
+            True,
+            {
+                ("1", "vertical:am", "finance:AM-7"): (0.41, 0.12),
+                ("2", "product", "fx"): (0.2, 0.1),
+            },
+        ),
+    ):
+        exp = GapmonExporter(ExporterSettings(am_series=am_series), *args)
+        exp.update_report(report)
+        samples = parse(exp.exposition())
+        share = series(samples, "gapmon_gap_slice_share_ratio")
+        volume = series(samples, "gapmon_gap_slice_volume_share_ratio")
+        got = {}
+        for key, value in share.items():
+            lab = dict(key)
+            assert lab["metric"] == "action_rate" and lab["region"] == "R1"
+            got[(lab["rank"], lab["dims"], lab["slice"])] = (value, volume[key])
+        assert got == expected
+        dropped = series(samples, "gapmon_exporter_dropped_label_values", dimension="gap_slice")
+        assert list(dropped.values()) == [1.0 if am_series else 2.0]  # past rank 3: not tried

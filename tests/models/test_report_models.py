@@ -67,7 +67,9 @@ def test_online_trust_keeps_the_planted_causes_first(replayed: Replayed) -> None
     emea = q["regions"]["EMEA"]
     opp = next(d for d in emea["drivers"] if d["driver"] == "opp_score")
     assert opp["impact_usd"] > 0 and len(opp["evidence"]["examples"]) == 5
-    assert "worst in type CLI" in emea["narrative"]
+    # the action-rate driver names where its shortfall lives (CLI, where the high-score
+    # assignments were neglected), with its share of the shortfall and of the volume
+    assert "CLI: " in emea["narrative"] and "% of the shortfall from " in emea["narrative"]
     assert "neglected high-score assignments" in emea["narrative"]
 
 

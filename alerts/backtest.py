@@ -60,6 +60,7 @@ class BacktestResult:
     transitions: list[Transition] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     rejected: int = 0
+    events: int = 0  # valid events read
 
     def fired(self, rule: str, region: str | None = None) -> list[Episode]:
         return [
@@ -71,6 +72,7 @@ class BacktestResult:
             "steps": self.steps,
             "start": self.start,
             "end": self.end,
+            "events": self.events,
             "rejected": self.rejected,
             "notes": self.notes,
             "episodes": [e.to_dict() for e in self.episodes],
@@ -78,17 +80,23 @@ class BacktestResult:
         }
 
 
+OnReject = Callable[[int, str, str | bytes], None]
+
+
 def _parsed(
-    lines: Iterable[tuple[int, str | bytes]],
+    lines: Iterable[tuple[int, str | bytes]], on_reject: OnReject | None = None
 ) -> tuple[list[tuple[float, Event]], int]:
-    """Valid events with their timestamps, in time order, and the count of bad lines."""
+    """Valid events with their timestamps, in time order, and the count of bad lines
+    (each also given to ``on_reject(line number, reason, raw)``)."""
     good: list[tuple[float, Event]] = []
     bad = 0
-    for _, raw in lines:
+    for number, raw in lines:
         try:
             event = parse_event(raw)
-        except EventError:
+        except EventError as exc:
             bad += 1
+            if on_reject is not None:
+                on_reject(number, exc.message, raw)
             continue
         good.append((event.occurred_at.timestamp(), event))
     good.sort(key=lambda x: x[0])
@@ -127,6 +135,7 @@ def backtest(
     silences: Sequence[Silence] = (),
     progress: Callable[[int, int], None] | None = None,
     on_report: Callable[[datetime, dict[str, Any]], None] | None = None,
+    on_reject: OnReject | None = None,
 ) -> BacktestResult:
     """Replay ``lines`` (``(number, raw)``) and evaluate ``rules`` every ``step``.
 
@@ -137,12 +146,13 @@ def backtest(
     the rules watch are reported (with ``latest`` scopes, the newest one), without
     drill-downs (the rules read pacing and drivers, which do not depend on them).
     ``progress(done, total)`` is called after each step, ``on_report(time, report)``
-    with each step's report (to study the projection, e.g. bench/alert_quality.py).
+    with each step's report (to study the projection, e.g. bench/alert_quality.py),
+    ``on_reject(line number, reason, raw)`` with each line that is not a valid event.
     """
     if step <= timedelta(0):
         raise ValueError(f"step={step!r}: must be > 0")
-    good, bad = _parsed(lines)
-    result = BacktestResult(rejected=bad)
+    good, bad = _parsed(lines, on_reject)
+    result = BacktestResult(rejected=bad, events=len(good))
     if not good:
         result.notes.append("no valid events: nothing to evaluate")
         return result

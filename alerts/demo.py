@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from alerts.evaluate import evaluate
+from alerts.message import group_messages
 from alerts.rules import RuleSet, load_rules
 from alerts.slack import DeliveryResult, Notifier
 
@@ -42,15 +43,14 @@ def notify_demo(
     send = notifier or Notifier(env=env, console=console, max_wait=30.0)
     results: list[DeliveryResult] = []
     given_up: dict[str, DeliveryResult] = {}  # a target that failed every attempt
-    for t in ev.notifications:
-        if t.alert is None:
-            continue
-        target = send.target(str(t.alert.get("channel") or "default"))
+    messages = group_messages(t.alert for t in ev.notifications if t.alert is not None)
+    for message in messages:
+        target = send.target(str(message.get("channel") or "default"))
         if target in given_up:  # the same webhook failed for an earlier alert: not again
             failed = given_up[target]
             results.append(DeliveryResult(ok=False, target=target, error=failed.error))
             continue
-        result = send.send(t.alert)
+        result = send.send(message)
         if not result.ok and result.status is None:  # unreachable or malformed, not a 4xx
             given_up[target] = result
         results.append(result)

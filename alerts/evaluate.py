@@ -158,9 +158,9 @@ def _label(rule: AlertRule, subject: str) -> str:
     if rule.kind == "pacing_risk":
         return "projected attainment (upper end)"
     if rule.kind == "gap_threshold":
-        return rule.metric
+        return str(rule.metric).replace("_", " ")
     if rule.kind == "driver_threshold":
-        return f"{subject} {rule.field}"
+        return "cost" if rule.field == "impact_usd" else "share of the shortfall"
     return "driver ranking"
 
 

@@ -4,6 +4,11 @@ Firing: region, quarter, severity, the projected miss in dollars against quota, 
 ranked drivers with their shares, the narrative and what changed since the last
 alert. Resolved: what the value is now against the resolve level. Pure functions.
 
+One evaluation can fire several rules for one region (pacing risk, a gap, a driver
+shift): :func:`group_messages` turns them into one message per region, quarter and
+channel, which lists each rule's line and says the projection, the drivers and the
+narrative once.
+
 Everything in a payload can come from events (an AM id, a vertical, a region in the
 narrative and the title), so for Slack every string of it is escaped first (``&``,
 ``<``, ``>`` as ``&amp;``, ``&lt;``, ``&gt;``: :func:`slack_escape`) and the mrkdwn text
@@ -14,12 +19,13 @@ markup around the values (bold, quotes, code) is ours.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from monitors.narrative import driver_label, usd
 
-__all__ = ["render_blocks", "render_text", "slack_escape", "title"]
+__all__ = ["group_messages", "render_blocks", "render_text", "slack_escape", "title"]
 
 _ICON = {"critical": ":rotating_light:", "warning": ":warning:", "info": ":information_source:"}
 
@@ -38,16 +44,77 @@ def slack_escape(value: Any) -> Any:
 def _num(v: Any, what: str) -> str:
     if v is None:
         return "-"
-    if what.startswith("projected attainment") or what.endswith(" share") or what.endswith("_rate"):
+    if what.startswith("projected attainment") or "share" in what or what.endswith(" rate"):
         return f"{float(v):.0%}"
-    if "usd" in what or abs(float(v)) >= 1000:
+    if what == "cost" or "usd" in what or abs(float(v)) >= 1000:
         return usd(float(v))
     return f"{float(v):.3g}"
 
 
+_RANK = {"critical": 3, "warning": 2, "info": 1}
+
+
+def group_messages(alerts: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One message per (quarter, region, channel) from the alerts of one evaluation.
+
+    A lone alert stays as it is. Several become a ``digest``: its ``alerts`` (firing
+    first, by severity), the context (projection, drivers, narrative) of its first
+    firing member, the highest severity, and a delivery id made from its members' ids,
+    so re-evaluating the same episodes gives the same message.
+    """
+    groups: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
+    for a in alerts:
+        key = (str(a["quarter"]), str(a["region"]), str(a.get("channel") or "default"))
+        groups.setdefault(key, []).append(a)
+    out: list[dict[str, Any]] = []
+    for (quarter, region, channel), members in groups.items():
+        if len(members) == 1:
+            out.append(dict(members[0]))
+            continue
+        members = sorted(
+            members,
+            key=lambda a: (a["kind"] == "resolved", -_RANK.get(a.get("severity", ""), 0)),
+        )
+        firing = [a for a in members if a["kind"] != "resolved"]
+        lead = firing[0] if firing else members[0]
+        ids = "|".join(sorted(str(a["delivery_id"]) for a in members))
+        out.append(
+            {
+                "delivery_id": hashlib.sha256(ids.encode()).hexdigest()[:24],
+                "kind": "digest",
+                "rule": ", ".join(a["rule"] for a in members),
+                "severity": lead.get("severity", "info") if firing else "info",
+                "channel": channel,
+                "quarter": quarter,
+                "region": region,
+                "as_of": lead.get("as_of"),
+                "since": min(str(a.get("since") or a.get("at")) for a in members),
+                "all_resolved": not firing,
+                **{
+                    k: lead.get(k)
+                    for k in ("quota", "projected", "projected_miss_usd",
+                              "attainment_projected", "drivers", "narrative")
+                },
+                "alerts": [dict(a) for a in members],
+            }
+        )
+    return out
+
+
+def _subject(alert: Mapping[str, Any]) -> str:
+    """A rule's subject in words: a driver's label, else as it is."""
+    subject = str(alert["subject"])
+    return driver_label(subject) if alert.get("rule_kind") == "driver_threshold" else subject
+
+
 def title(alert: Mapping[str, Any]) -> str:
     who = f"{alert['region']} {alert['quarter']}"
-    rule = alert["rule"] + (f" ({alert['subject']})" if alert.get("subject") else "")
+    if alert["kind"] == "digest":
+        n = len(alert["alerts"])
+        if alert.get("all_resolved"):
+            return f"Resolved: {who}: {n} alerts"
+        return f"[{alert['severity'].upper()}] {who}: {n} alerts"
+    rule = alert["rule"] + (f" ({_subject(alert)})" if alert.get("subject") else "")
     if alert["kind"] == "resolved":
         return f"Resolved: {who}: {rule}"
     return f"[{alert['severity'].upper()}] {who}: {rule}"
@@ -78,6 +145,22 @@ def _miss(alert: Mapping[str, Any]) -> str | None:
     return f"Projected {word} {usd(abs(miss))} ({usd(projected)} of {usd(quota)} quota{att_s})"
 
 
+def _member_lines(alert: Mapping[str, Any]) -> list[str]:
+    """A digest's lines, one per rule."""
+    lines = []
+    for a in alert.get("alerts") or []:
+        rule = a["rule"] + (f" ({_subject(a)})" if a.get("subject") else "")
+        word = "resolved " if a["kind"] == "resolved" else ""
+        lines.append(f"{word}{rule}: {_headline(a)}")
+    return lines
+
+
+def _changes(alert: Mapping[str, Any]) -> list[str]:
+    if alert["kind"] != "digest":
+        return list(alert.get("changes") or [])
+    return [f"{a['rule']}: {c}" for a in alert["alerts"] for c in a.get("changes") or []]
+
+
 def _driver_lines(alert: Mapping[str, Any]) -> list[str]:
     lines = []
     for d in alert.get("drivers") or []:
@@ -94,22 +177,29 @@ def render_text(alert: Mapping[str, Any], short: bool = False, slack: bool = Fal
     """Plain text: the console fallback, and (``slack``: escaped) Slack's notification text."""
     if slack:
         alert = slack_escape(alert)
-    icon = _ICON.get(alert.get("severity", ""), "") if alert["kind"] != "resolved" else ""
-    head = f"{icon} {title(alert)}: {_headline(alert)}".strip()
-    if short:
-        return head
-    lines = [head]
+    resolved = alert["kind"] == "resolved" or bool(alert.get("all_resolved"))
+    icon = "" if resolved else _ICON.get(alert.get("severity", ""), "")
+    if alert["kind"] == "digest":
+        head = f"{icon} {title(alert)}".strip()
+        if short:
+            return head + ": " + "; ".join(_member_lines(alert))
+        lines = [head] + [f"- {m}" for m in _member_lines(alert)]
+    else:
+        head = f"{icon} {title(alert)}: {_headline(alert)}".strip()
+        if short:
+            return head
+        lines = [head]
     miss = _miss(alert)
     if miss:
         lines.append(miss)
-    if alert["kind"] != "resolved":
+    if not resolved:
         drivers = _driver_lines(alert)
         if drivers:
             lines.append("Drivers: " + "; ".join(drivers))
         if alert.get("narrative"):
             lines.append(alert["narrative"])
-    if alert.get("changes"):
-        lines.append("Changed since last alert: " + "; ".join(alert["changes"]))
+    if _changes(alert):
+        lines.append("Changed since last alert: " + "; ".join(_changes(alert)))
     lines.append(
         f"rule {alert['rule']} · as of {alert.get('as_of')} · delivery {alert['delivery_id']}"
     )
@@ -123,15 +213,18 @@ def _section(text: str) -> dict[str, Any]:
 def render_blocks(alert: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Block Kit blocks for an incoming webhook (every string of ``alert`` escaped)."""
     alert = slack_escape(alert)
-    resolved = alert["kind"] == "resolved"
+    resolved = alert["kind"] == "resolved" or bool(alert.get("all_resolved"))
     icon = ":white_check_mark:" if resolved else _ICON.get(alert.get("severity", ""), "")
     blocks: list[dict[str, Any]] = [
         {
             "type": "header",
             "text": {"type": "plain_text", "text": f"{icon} {title(alert)}"[:150], "emoji": True},
         },
-        _section(f"*{_headline(alert)}*"),
     ]
+    if alert["kind"] == "digest":
+        blocks.append(_section("\n".join(f"• *{m}*" for m in _member_lines(alert))))
+    else:
+        blocks.append(_section(f"*{_headline(alert)}*"))
     miss = _miss(alert)
     if miss:
         blocks.append(_section(miss))
@@ -141,9 +234,9 @@ def render_blocks(alert: Mapping[str, Any]) -> list[dict[str, Any]]:
             blocks.append(_section("*Ranked drivers*\n" + "\n".join(drivers)))
         if alert.get("narrative"):
             blocks.append(_section(f">{alert['narrative']}"))
-    if alert.get("changes"):
+    if _changes(alert):
         blocks.append(
-            _section("*Changed since last alert*\n" + "\n".join(f"• {c}" for c in alert["changes"]))
+            _section("*Changed since last alert*\n" + "\n".join(f"• {c}" for c in _changes(alert)))
         )
     blocks.append(
         {

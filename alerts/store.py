@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from alerts.evaluate import AlertState, Evaluation, Silence, evaluate
+from alerts.message import group_messages
 from alerts.rules import AlertRule, check_token
 from alerts.signals import ranking
 
@@ -190,9 +191,10 @@ class AlertStore:
                     if changed:
                         pipe.hset(skey, mapping=changed)
                     pipe.expire(skey, self.state_ttl)
-                    for t in ev.notifications:
-                        assert t.alert is not None and t.delivery_id is not None
-                        self._enqueue(pipe, t.delivery_id, t.alert)
+                    # one message per region and channel, whatever number of rules fired
+                    alerts = [t.alert for t in ev.notifications if t.alert is not None]
+                    for message in group_messages(alerts):
+                        self._enqueue(pipe, message["delivery_id"], message)
                     pipe.execute()
                     return ev
                 except WatchError:

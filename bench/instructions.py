@@ -22,8 +22,8 @@ events: ``validate`` (each line to its validated event and instant, as ``replay`
 ``pipeline`` (that, then the engine with the model set: what ``gapmon replay`` does per
 line) and ``partition`` (what a worker does per record
 of its partitions, fetching aside: partition 0 of 2 of the CRM topics' records, by a
-crc32 of the key, through :meth:`streams.partition.PartitionState.apply`, with a
-:meth:`~streams.partition.PartitionState.flush` every 900 records and the cells in every
+crc32 of the key, through :meth:`streams.kafka.partition.PartitionState.apply`, with a
+:meth:`~streams.kafka.partition.PartitionState.flush` every 900 records and the cells in every
 5th, as the worker's defaults do at ~50,000 events/s); all are counted against ``load``.
 
 Needs valgrind (``apt-get install valgrind``). A process takes about 1.5 minutes at
@@ -110,8 +110,12 @@ def child(root: str, events_file: str, mode: str) -> None:
             for line in lines:
                 ingest(*parse_event_ts(line))
     elif mode == "partition":
-        from streams.kafka_settings import KafkaSettings
-        from streams.partition import PartitionState
+        try:
+            from streams.kafka.partition import PartitionState
+            from streams.kafka.settings import KafkaSettings
+        except ImportError:  # a checkout from before streams/kafka/ (issue #21)
+            from streams.kafka_settings import KafkaSettings  # type: ignore[no-redef]
+            from streams.partition import PartitionState  # type: ignore[no-redef]
 
         ps = PartitionState(0, KafkaSettings().crm_topics, settings.engine)
         for i, record in enumerate(records, 1):
@@ -169,7 +173,7 @@ def main() -> None:
 
     sys.path.insert(0, str(ROOT))
     from streams.events import to_json
-    from streams.kafka_settings import KafkaSettings
+    from streams.kafka.settings import KafkaSettings
     from streams.sources import generate_quarter
 
     events = generate_quarter(seed=args.seed, assignments_per_region=args.per_region).events

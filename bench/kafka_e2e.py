@@ -55,8 +55,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa:
 from aiokafka.admin import AIOKafkaAdminClient  # noqa: E402
 
 from streams.events import to_json  # noqa: E402
-from streams.kafka_io import ensure_topics, produce_lines, send_records  # noqa: E402
-from streams.kafka_settings import KafkaSettings  # noqa: E402
+from streams.kafka.client import ensure_topics, produce_lines, send_records  # noqa: E402
+from streams.kafka.settings import KafkaSettings  # noqa: E402
 from streams.sources import generate_quarter  # noqa: E402
 
 GAPMON = os.environ.get("BENCH_GAPMON") or str(Path(sys.executable).with_name("gapmon"))

@@ -4,7 +4,7 @@
     .venv/bin/python bench/partition.py --windows 900    # one commit window
 
 What `gapmon worker` does per input record besides fetching it, in one process:
-:meth:`streams.partition.PartitionState.apply` (validate the JSON with pydantic, apply
+:meth:`streams.kafka.partition.PartitionState.apply` (validate the JSON with pydantic, apply
 it to the engine) and, once per commit window, :meth:`PartitionState.flush` (the changed
 assignments' state and the changed cells as records). The events are one partition's
 share (1 of --partitions by a hash of the assignment id: crc32 here, Kafka's partitioner
@@ -14,9 +14,9 @@ commit every 0.1 s, ~900). The cells go into every --cells-every'th flush (and t
 last), as a worker writes them every ``GAPMON_CELLS_INTERVAL`` (0.5 s by default: 5
 commit windows). Prints, per window size and cells setting, microseconds per event for
 apply and flush and the records a flush writes per input event, and first the part of
-apply that is validation alone (:func:`streams.partition.check_message`: JSON, pydantic,
+apply that is validation alone (:func:`streams.kafka.partition.check_message`: JSON, pydantic,
 topic and key). Then the publisher's side of a snapshot (what every worker's
-:class:`streams.publisher.Snapshots` does per tick when every region changed): all
+:class:`streams.kafka.publisher.Snapshots` does per tick when every region changed): all
 --partitions' cell records of the whole quarter decoded into
 :class:`monitors.split.MergedCells`, and the re-sum of every region with the metrics the
 report reads (roll-up and every drill-down), with the garbage collector paused. Best of
@@ -41,8 +41,8 @@ sys.path.insert(0, str(ROOT))
 from monitors.settings import load_settings  # noqa: E402
 from monitors.split import DIMENSIONS, CellPart, MergedCells  # noqa: E402
 from streams.events import to_json  # noqa: E402
-from streams.kafka_settings import KafkaSettings  # noqa: E402
-from streams.partition import PartitionState, check_message, topic_kinds  # noqa: E402
+from streams.kafka.partition import PartitionState, check_message, topic_kinds  # noqa: E402
+from streams.kafka.settings import KafkaSettings  # noqa: E402
 from streams.runtime import tune_gc  # noqa: E402
 from streams.sources import generate_quarter  # noqa: E402
 

@@ -14,7 +14,7 @@ time (:meth:`Engine.metrics`). ``docs/metrics.md`` defines every number; the pan
 oracle in ``tests/oracle.py`` recomputes them from scratch.
 
 The same engine runs in one process (``gapmon demo`` / ``replay``) and behind Kafka,
-one instance per input partition (``streams.partition``), whose cells add up.
+one instance per input partition (``streams.kafka.partition``), whose cells add up.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ Two views of each quarter x region sit side by side:
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -176,6 +177,12 @@ class ReportBuilder:
             report["quarters"][quarter] = self._quarter(
                 quarter, sorted(regions_of), sorted(regions_of[quarter]), view, as_of, models
             )
+        dropped = finite_only(report)
+        if dropped:
+            report["notes"] = [
+                f"{dropped} value(s) were not finite numbers (NaN or infinity) and are "
+                "reported as null"
+            ]
         return report
 
     # ------------------------------------------------------------------ a quarter
@@ -937,3 +944,27 @@ def _jsonable(m: Mapping[str, Any]) -> dict[str, Any]:
     return {
         k: ({str(a): b for a, b in v.items()} if isinstance(v, dict) else v) for k, v in m.items()
     }
+
+
+def finite_only(value: Any) -> int:
+    """Replace every NaN or infinite float in a report (dicts and lists, in place) by
+    ``None``, so the report is always valid JSON; returns how many were replaced.
+
+    >>> r = {"a": [1.0, float("nan")], "b": {"c": float("inf"), "d": "x"}}
+    >>> finite_only(r), r
+    (2, {'a': [1.0, None], 'b': {'c': None, 'd': 'x'}})
+    """
+    replaced = 0
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return 0
+    for key, item in list(items):
+        if isinstance(item, float) and not math.isfinite(item):
+            value[key] = None
+            replaced += 1
+        elif isinstance(item, dict | list):
+            replaced += finite_only(item)
+    return replaced

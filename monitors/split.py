@@ -1,7 +1,7 @@
 """The engine's state in parts, as workers keep and exchange it through Kafka.
 
 Behind Kafka each worker runs :class:`monitors.engine.Engine` over the assignments of
-the partitions it owns (``streams.partition``); what travels is plain JSON, no pickling:
+the partitions it owns (``streams.kafka.partition``); what travels is plain JSON, no pickling:
 
 * :func:`state_to_json` / :func:`state_from_json` - one assignment's state, for the
   state changelog a new owner restores from;

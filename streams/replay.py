@@ -36,11 +36,13 @@ class ReplayStats:
     latest: datetime | None = None
     reasons: dict[str, int] = field(default_factory=dict)
 
-    def summary(self) -> str:
+    def summary(self, as_of: bool = True) -> str:
+        """One line of counts; ``as_of=False`` for a command without ``--as-of``."""
+        after = f"{self.after_as_of:,} after --as-of (not applied), " if as_of else ""
         return (
             f"{self.lines:,} lines: {self.applied:,} applied, {self.duplicates:,} duplicates, "
             f"{self.superseded:,} superseded by a later deal/assignment, "
-            f"{self.rejected:,} rejected, {self.after_as_of:,} after --as-of (not applied), "
+            f"{self.rejected:,} rejected, {after}"
             f"{self.orphans:,} assignments never arrived"
         )
 

@@ -89,3 +89,61 @@ def test_demo_notify_to_an_unreachable_webhook_fails_honestly() -> None:
     assert result.exit_code == 1, result.output
     assert "0 sent" in result.output and "nothing could be sent" in result.output
     assert "Connection refused" in result.output  # the cause, not just an exception name
+
+
+def _csv(tmp_path: Path) -> Path:
+    path = tmp_path / "export.csv"
+    path.write_text("Id,Amount\n006A,1000\n")
+    return path
+
+
+def test_backtest_of_a_file_without_events_exits_1_and_keeps_its_rejects(tmp_path: Path) -> None:
+    csv = _csv(tmp_path)
+    result = runner.invoke(app, ["alerts", "backtest", str(csv), "--targets", str(TARGETS)])
+    assert result.exit_code == 1, result.output
+    assert "no valid events in" in result.output and "2 rejected lines" in result.output
+    rows = (tmp_path / "export.rejects.jsonl").read_text().splitlines()
+    assert [r.split('"raw": ')[1] for r in rows] == ['"Id,Amount"}', '"006A,1000"}']
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    result = runner.invoke(app, ["alerts", "backtest", str(empty), "--targets", str(TARGETS)])
+    assert result.exit_code == 1 and "0 rejected lines" in result.output
+    assert not (tmp_path / "empty.rejects.jsonl").exists()
+
+
+def test_backtest_writes_its_rejects_beside_a_real_run(tmp_path: Path) -> None:
+    events = tmp_path / "case.jsonl"
+    events.write_text(CASE.read_text() + "not json\n")
+    out = tmp_path / "r.jsonl"
+    result = runner.invoke(
+        app,
+        ["alerts", "backtest", str(events), "--targets", str(TARGETS), "--rejects", str(out)],
+    )
+    assert result.exit_code == 0, result.output
+    n = len(CASE.read_text().splitlines()) + 1
+    assert out.read_text().startswith(f'{{"line": {n}, "error": "invalid JSON')
+
+
+def test_taxonomy_suggest_of_a_csv_exits_1_without_mentioning_as_of(tmp_path: Path) -> None:
+    csv = _csv(tmp_path)
+    result = runner.invoke(app, ["taxonomy", "suggest", str(csv)])
+    assert result.exit_code == 1, result.output
+    assert "--as-of" not in result.output and "nothing to cluster" in result.output
+    assert len((tmp_path / "export.rejects.jsonl").read_text().splitlines()) == 2
+
+
+def test_a_targets_row_for_a_region_no_event_names_is_warned_about(tmp_path: Path) -> None:
+    targets = tmp_path / "targets.yaml"
+    targets.write_text(
+        TARGETS.read_text()
+        + '  - {quarter: "*", region: na, quota: 90000}\n'
+        + '  - {quarter: "*", region: NA, quota: 150000}\n'
+    )
+    result = runner.invoke(app, ["replay", str(CASE), "--targets", str(targets)])
+    assert result.exit_code == 0, result.output
+    assert (
+        "warning: replay: targets row for region 'na' matches no region in the events "
+        "(did you mean 'NA'?); regions seen: NA"
+    ) in result.output
+    assert "region 'NA'" not in result.output
+    assert "quota: targets file for NA" in result.output  # the table says where it came from

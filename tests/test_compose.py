@@ -29,7 +29,7 @@ import yaml
 
 from pacing.targets import TargetsTable
 from streams.events import parse_event
-from streams.kafka_settings import KafkaSettings
+from streams.kafka.settings import KafkaSettings
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = REPO / "docker-compose.yml"
@@ -42,6 +42,9 @@ OTHER_GAPMON_ENV = {
     "GAPMON_SLACK_WEBHOOK_URL",
     "GAPMON_MODEL_KEY",
     "GAPMON_CONFIG_DIR",
+    # the accepted window of event times (streams.events.time_window_from_env)
+    "GAPMON_EVENTS_EARLIEST",
+    "GAPMON_EVENTS_MAX_AHEAD_DAYS",
 }
 SECRET_NAME = re.compile(r"WEBHOOK|PASSWORD|SECRET|TOKEN|API_KEY|PRIVATE_KEY|MODEL_KEY")
 FULL_VERSION = re.compile(r"\d+\.\d+\.\d+")
@@ -470,6 +473,8 @@ def test_gapmon_env_names_are_real_settings_and_values_validate(
         unknown = {k for k in env if k.startswith("GAPMON_")} - SETTINGS_ENV - OTHER_GAPMON_ENV
         assert unknown == set(), f"{name}: not gapmon settings: {sorted(unknown)}"
         settings_from(env, monkeypatch)  # raises on a value the worker would reject
+        # live containers take no event from the future: it could not move as_of
+        assert float(env.get("GAPMON_EVENTS_MAX_AHEAD_DAYS", "730")) <= 7, name
         baked = {
             k
             for instr, args in dockerfile_instructions()

@@ -60,3 +60,25 @@ def test_console_script_demo_prints_tables() -> None:
         [str(GAPMON), "replay", "--help"], capture_output=True, text=True, check=True
     ).stdout
     assert "--targets" in help_text and "--rejects" in help_text and "--strict" in help_text
+
+
+def test_replay_of_the_demos_events_file_gives_the_demos_report(tmp_path: Path) -> None:
+    """The README's path for a newcomer (issue #21): `demo --events-out`, then `replay`
+    of that file with its targets, gives the quarter the demo shows, figure for figure."""
+    from streams.cli import app
+
+    events = tmp_path / "demo.jsonl"
+    args = ["--assignments", "100", "--no-models", "--json"]
+    demo = runner.invoke(app, ["demo", *args, "--events-out", str(events)])
+    assert demo.exit_code == 0, demo.output
+    targets = tmp_path / "demo.targets.yaml"
+    assert targets.is_file()
+    replay = runner.invoke(
+        app,
+        ["replay", str(events), "--targets", str(targets), "--no-models", "--json",
+         "--as-of", "2026-12-01"],
+    )
+    assert replay.exit_code == 0, replay.output
+    a, b = json.loads(demo.stdout), json.loads(replay.stdout)
+    assert a["as_of"] == b["as_of"] == "2026-12-01T00:00:00Z"
+    assert a["quarters"]["2026Q4"] == b["quarters"]["2026Q4"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from streams.kafka_settings import KafkaSettings
+from streams.kafka.settings import KafkaSettings
 
 
 def test_a_caught_up_worker_commits_every_commit_interval() -> None:

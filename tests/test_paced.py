@@ -1,4 +1,4 @@
-"""Snapshot pacing (streams.publisher.paced): every interval, and less often while the
+"""Snapshot pacing (streams.kafka.publisher.paced): every interval, and less often while the
 worker works through a backlog. Real time on the event loop, short intervals; the
 assertions only bound from the side a slow machine cannot break (a late loop delays
 ticks, it never adds them), except how soon a tick follows the end of a backlog,
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
-from streams.publisher import CATCHUP_RECHECK, paced
+from streams.kafka.publisher import CATCHUP_RECHECK, paced
 
 INTERVAL, CATCHUP = 0.02, 2.0
 

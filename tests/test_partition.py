@@ -1,6 +1,6 @@
 """A partition's state through crashes and restores equals the one-process engine.
 
-:class:`streams.partition.PartitionState` is what a worker keeps per partition; here the
+:class:`streams.kafka.partition.PartitionState` is what a worker keeps per partition; here the
 broker is played in plain Python: events go to the three co-partitioned topics by their
 assignment id, each partition is read in a random interleaving of its three topics, a
 "transaction" appends a flush's records to a changelog (or is aborted and thrown away),
@@ -29,7 +29,7 @@ from monitors.engine import DIMENSIONS, Engine, EngineConfig
 from monitors.settings import load_settings
 from monitors.split import CellPart, MergedCells, merged_engine
 from streams.events import parse_event, parse_event_of, to_json
-from streams.partition import (
+from streams.kafka.partition import (
     POSITION_KEY,
     BadMessage,
     PartitionState,
@@ -420,7 +420,7 @@ def test_a_record_over_the_limit_fails_the_flush_and_careful_mode_names_the_inpu
     raises instead of handing the broker a record it will refuse (which jammed the
     partition), and in careful mode the apply of the touch that crosses the limit raises,
     so the worker can dead-letter that touch."""
-    from streams.partition import RecordTooLarge
+    from streams.kafka.partition import RecordTooLarge
 
     a = parse_event_of(
         json.dumps(

@@ -1,4 +1,4 @@
-"""The terminal report fits the terminal and speaks sales ops (streams/render.py)."""
+"""The terminal report fits the terminal and speaks sales ops (streams/cli/render.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from streams.cli import app
-from streams.render import console_for, render
+from streams.cli.render import console_for, render
 
 runner = CliRunner()
 

@@ -2,10 +2,10 @@
 
 ``gapmon replay`` and ``gapmon produce`` share the code that reads lines
 (``streams.sources.read_lines``) and writes rejects (``streams.replay.validated``);
-replay is run end to end through its CLI, produce's path through the same generator its
-``produce_lines`` consumes (the send itself needs a broker: tests/kafka). Blank lines
-count in the numbering (an editor's line numbers); a line that is not UTF-8 keeps its
-bytes in ``raw_b64``.
+replay is run end to end through its CLI, produce's path through the same generator
+``streams.kafka.client.produce_lines`` consumes (the send itself needs a broker:
+tests/kafka). Blank lines count in the numbering (an editor's line numbers); a line
+that is not UTF-8 keeps its bytes in ``raw_b64``.
 """
 
 from __future__ import annotations

@@ -138,7 +138,7 @@ def test_a_fifty_million_dollar_win_survives_a_partition_flush() -> None:
     from datetime import UTC, datetime
 
     from monitors.split import MergedCells
-    from streams.partition import PartitionState
+    from streams.kafka.partition import PartitionState
 
     topics = {"assignment": "a", "touch": "t", "deal": "d"}
     ps = PartitionState(0, topics, CONFIG)

@@ -75,6 +75,10 @@ class ReferenceCoder:
         return None if value == ref else f"{dim}={value}"
 
 
+MAX_TENURE_MONTHS = 600.0  # 50 years: longer is a data error, clipped
+MAX_LATENCY_DAYS = 365.0  # a year to answer: longer is clipped
+
+
 def trust_features(
     info: AssignmentInfo, qualified_touches: int, coder: ReferenceCoder
 ) -> dict[str, float]:
@@ -89,8 +93,10 @@ def trust_features(
         col = coder.columns(dim, getattr(info, dim) or "none")
         if col is not None:
             x[col] = 1.0
+    # proxies are clipped to a plausible range before learning: one absurd value (a
+    # tenure of 1e160 months) must not take the model's coefficients to infinity
     if info.tenure is not None:
-        x["tenure_years"] = info.tenure / 12.0
+        x["tenure_years"] = min(info.tenure, MAX_TENURE_MONTHS) / 12.0
     else:
         x["tenure_missing"] = 1.0
     if info.prior is not None:
@@ -98,7 +104,7 @@ def trust_features(
     else:
         x["prior_win_rate_missing"] = 1.0
     if info.latency_n:
-        x["latency_days"] = info.latency_sum / info.latency_n / 24.0
+        x["latency_days"] = min(info.latency_sum / info.latency_n / 24.0, MAX_LATENCY_DAYS)
     else:
         x["latency_missing"] = 1.0
     return x

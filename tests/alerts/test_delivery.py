@@ -223,13 +223,13 @@ def test_resolved_message_and_keys_are_prefixed_tokens_with_ttls(
 def test_an_ack_redis_missed_is_written_as_soon_as_redis_is_back(
     tmp_path: Path, prefix: str, slack: SlackReceiver
 ) -> None:
-    """The worker's delivery thread (streams.alerting.AlertLoop): Redis goes down while
+    """The worker's delivery thread (streams.kafka.alerting.AlertLoop): Redis goes down while
     Slack takes the post, so the ack cannot be written. It is written within a second of
     Redis answering again (AOF kept the outbox), with no new report and long before the
     lease runs out: the window in which another sender could post it again is that short."""
     import asyncio
 
-    from streams.alerting import AlertLoop
+    from streams.kafka.alerting import AlertLoop
 
     server = RedisProcess(tmp_path, persistent=True)
     server.start()

@@ -145,7 +145,7 @@ def test_gap_threshold_on_a_registry_metric() -> None:
     )
     fired = run.at(0, NA=region(action_rate=0.8), EMEA=region(action_rate=0.45))
     assert [(t.region, t.kind) for t in fired] == [("EMEA", "pending"), ("EMEA", "firing")]
-    assert fired[-1].alert["what"] == "action_rate" and fired[-1].alert["value"] == 0.45
+    assert fired[-1].alert["what"] == "action rate" and fired[-1].alert["value"] == 0.45
     assert run.at(1, EMEA=region(action_rate=0.62)) == []
     assert [t.kind for t in run.at(2, EMEA=region(action_rate=0.66))] == ["resolved"]
 

@@ -31,8 +31,8 @@ from typer.testing import CliRunner
 from monitors.snapshots import assemble_report
 from streams.cli import app
 from streams.events import to_json
-from streams.kafka_io import read_compacted
-from streams.kafka_settings import KafkaSettings
+from streams.kafka.client import read_compacted
+from streams.kafka.settings import KafkaSettings
 from streams.sources import generate_quarter
 
 ROOT = Path(__file__).resolve().parents[2]

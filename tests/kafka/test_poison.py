@@ -30,7 +30,7 @@ from poison import WIDE_WINDOW, poison
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.events import to_json
-from streams.kafka_io import ensure_topics, read_topic
+from streams.kafka.client import ensure_topics, read_topic
 from streams.sources import generate_quarter
 
 from .conftest import Cluster, Quarter, free_port, replay_report

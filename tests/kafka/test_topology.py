@@ -17,7 +17,7 @@ import yaml
 from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.kafka_io import read_topic
+from streams.kafka.client import read_topic
 
 from .conftest import Cluster, Quarter, free_port, make_quarter, replay_report
 

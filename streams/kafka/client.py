@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from streams.kafka_settings import KafkaSettings
+from streams.kafka.settings import KafkaSettings
 from streams.replay import validated
 
 log = logging.getLogger(__name__)

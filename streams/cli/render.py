@@ -115,7 +115,28 @@ def _summary(
             ]
         row.append(f"{driver_label(top['driver'])} {usd(top['impact_usd'])}" if top else "-")
         table.add_row(*row)
+    table.caption = quota_sources(qdata["regions"])
+    table.caption_justify = "left"
     return table
+
+
+def quota_sources(regions: Mapping[str, Any]) -> str | None:
+    """Where each region's quota came from, in one line.
+
+    >>> quota_sources({"NA": {"plan": {"sources": {"quota": "plan"}}},
+    ...                "EMEA": {"plan": {"sources": {"quota": "product of plan factors"}}},
+    ...                "MEA": {"plan": None}})
+    'quota: targets file for NA; product of the plan factors for EMEA; none for MEA'
+    """
+    words = {"plan": "targets file", "product of plan factors": "product of the plan factors"}
+    by: dict[str, list[str]] = {}
+    for region, r in regions.items():
+        plan = r.get("plan") or {}
+        source = (plan.get("sources") or {}).get("quota") if plan else "none"
+        by.setdefault(words.get(str(source), str(source)), []).append(region)
+    if not by:
+        return None
+    return "quota: " + "; ".join(f"{src} for {', '.join(rs)}" for src, rs in by.items())
 
 
 def _drivers(drivers: Sequence[Mapping[str, Any]]) -> Table:

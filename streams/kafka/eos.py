@@ -2,7 +2,7 @@
 
 One :class:`Processor` per worker joins the consumer group on the three co-partitioned
 CRM topics (a range assignment, so partition *p* of every topic goes to the same
-worker) and keeps one :class:`~streams.partition.PartitionState` per partition number
+worker) and keeps one :class:`~streams.kafka.partition.PartitionState` per partition number
 it owns. It reads in batches and, every ``commit_interval`` seconds (every
 ``catchup_commit_interval`` while its fetches come back full), writes each
 partition's changes in one Kafka transaction of that partition's own transactional
@@ -54,9 +54,9 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError, ProducerFenced
 
 from monitors.engine import EngineConfig
-from streams.kafka_io import fetch_was_full, group_consumer, read_to_end, reader, stop_quietly
-from streams.kafka_settings import KafkaSettings
-from streams.partition import PartitionState
+from streams.kafka.client import fetch_was_full, group_consumer, read_to_end, reader, stop_quietly
+from streams.kafka.partition import PartitionState
+from streams.kafka.settings import KafkaSettings
 
 log = logging.getLogger("gapmon.worker")
 
@@ -135,14 +135,14 @@ class Processor:
         self._retry_at: dict[int, float] = {}
         # the last fetch came back full: a backlog (commits, cells and snapshots wait longer)
         self.catching_up = False
-        self.watch: Any = None  # a streams.outage.BrokerWatch, for problems()
+        self.watch: Any = None  # a streams.kafka.outage.BrokerWatch, for problems()
 
     # -------------------------------------------------------------------- run
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume, apply and commit until ``stop`` is set; then commit and leave.
 
-        Run again after a failure (a broker outage: :func:`streams.outage.supervised`), it
+        Run again after a failure (a broker outage: :func:`streams.kafka.outage.supervised`), it
         starts over as a new worker would: every partition is restored from what was
         committed. The callbacks of an earlier run's consumer change nothing any more.
         """

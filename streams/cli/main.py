@@ -1,28 +1,36 @@
-"""The `gapmon` command line: demo and replay here (one process, no Kafka); the Kafka,
-alerts and model commands live in `cli_kafka`, `cli_alerts` and `cli_models`."""
+"""The `gapmon` root command and its one-process commands (demo, replay, metrics); the Kafka,
+alerts and model commands live in `streams.cli.kafka`, `.alerts` and `.models`, which this
+module assembles into one app."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from monitors.engine import Engine
 from monitors.report import ReportBuilder
 from monitors.settings import Settings, load_settings
 from pacing.targets import TargetsTable
-from streams import cli_kafka
-from streams.cli_alerts import alerts_app, drivers_app
-from streams.cli_models import taxonomy_app
-from streams.cli_options import parse_timestamp
+from streams.cli import kafka as kafka_commands
+from streams.cli.alerts import alerts_app, drivers_app
+from streams.cli.models import taxonomy_app
+from streams.cli.options import parse_timestamp
+from streams.cli.output import (
+    RejectsFile,
+    err,
+    print_json,
+    progress,
+    rejects_path,
+    render,
+    say_rejects,
+    warn_unmatched_targets,
+)
 from streams.events import time_window_from_env
-from streams.render import render as render_report
 from streams.replay import replay_lines
 from streams.runtime import tune_gc
 from streams.scenarios import DEMO_AS_OF, DEMO_CAUSES, demo_history
@@ -38,8 +46,6 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-# soft_wrap: messages are single lines that tests and log scrapers can grep
-err = Console(stderr=True, soft_wrap=True)
 
 
 @app.callback()
@@ -132,8 +138,10 @@ def demo(
         Path | None,
         typer.Option(
             "--events-out",
-            help="Also write the generated events (JSONL, all of them) to this file and "
-            "their targets to FILE.targets.yaml, to try `gapmon replay` on.",
+            help="Also write the events the report reads (those up to its time) to this "
+            "file (JSONL) and their targets beside it (demo.jsonl -> demo.targets.yaml): "
+            "`gapmon replay demo.jsonl --targets demo.targets.yaml --as-of 2026-12-01` "
+            "gives the same report.",
         ),
     ] = None,
 ) -> None:
@@ -150,7 +158,7 @@ def demo(
     history = demo_history(seed=seed, assignments_per_quarter=assignments)
     report_time = parse_timestamp("--as-of", as_of) or DEMO_AS_OF
     if events_out is not None:
-        _write_demo_events(history, events_out)
+        _write_demo_events(history, events_out, report_time)
     targets = TargetsTable.from_rows(history.targets_rows())
     engine = Engine(settings.engine)
     model_set = _attach_models(engine, settings) if models else None
@@ -159,7 +167,7 @@ def demo(
             engine.ingest(event)
     report = ReportBuilder(settings, targets).build(engine, report_time, model_set)
     if json_out:
-        _print_json(report)
+        print_json(report)
         _demo_notify(report, notify, settings, sys.stderr)
         return
     err.print(
@@ -173,15 +181,18 @@ def demo(
     _demo_notify(report, notify, settings, sys.stdout)
 
 
-def _write_demo_events(history: Any, path: Path) -> None:
+def _write_demo_events(history: Any, path: Path, until: datetime) -> None:
     targets = path.with_name(f"{path.stem}.targets.yaml")
     try:
-        n = write_jsonl(history.events, path)
+        n = write_jsonl((e for e in history.events if e.occurred_at <= until), path)
         targets.write_text(history.targets_yaml())
     except OSError as exc:
         err.print(f"[red]error:[/red] --events-out {str(path)!r}: {exc.strerror or exc}")
         raise typer.Exit(2) from None
-    err.print(f"demo: wrote {n:,} events to {path} and their targets to {targets}")
+    err.print(
+        f"demo: wrote {n:,} events (up to {until:%Y-%m-%d %H:%M}Z) to {path} "
+        f"and their targets to {targets}"
+    )
 
 
 def _demo_notify(report: dict[str, Any], notify: bool | None, settings: Settings, out: Any) -> None:
@@ -255,16 +266,14 @@ def replay(
         what = "is a folder, not a file" if Path(events).is_dir() else "does not exist"
         err.print(f"[red]error:[/red] events file {events!r} {what}")
         raise typer.Exit(2)
-    rejects_path = rejects or Path(
-        "gapmon.rejects.jsonl" if events == "-" else f"{Path(events).with_suffix('')}.rejects.jsonl"
-    )
+    rejects_to = rejects_path(events, rejects)
     engine = Engine(settings.engine)
     model_set = _attach_models(engine, settings) if models else None
     exporter = _metrics_exporter(settings) if serve_metrics is not None else None
     if exporter is not None:
         exporter.instrument_engine(engine)
     total = os.path.getsize(events) if events != "-" else None
-    with RejectsFile(rejects_path) as rej, _progress(total) as bar:
+    with RejectsFile(rejects_to) as rej, progress(total) as bar:
         task = bar.add_task("replay", total=total)
         stats = replay_lines(
             read_lines(events),
@@ -274,15 +283,13 @@ def replay(
             progress=lambda n: bar.advance(task, n),
         )
     err.print(f"replay: {stats.summary()}")
-    if stats.rejected or stats.orphans:
-        err.print(f"replay: rejects written to {rejects_path}")
-        for reason, n in sorted(stats.reasons.items(), key=lambda kv: -kv[1])[:10]:
-            err.print(f"  {n:>8,}  {reason}")
+    say_rejects("replay", stats.rejected + stats.orphans, stats.reasons, rejects_to)
     when = report_time or stats.latest
     if when is None:
         err.print("[red]error:[/red] no valid events, nothing to report")
         raise typer.Exit(1)
     report = ReportBuilder(settings, table).build(engine, when, model_set)
+    warn_unmatched_targets("replay", table, report)
     if not report["quarters"]:
         err.print(
             f"[red]error:[/red] nothing to report as of {when:%Y-%m-%d %H:%M}Z: "
@@ -290,7 +297,7 @@ def replay(
         )
         raise typer.Exit(1)
     if json_out:
-        _print_json(report)
+        print_json(report)
     else:
         render(report)
     if exporter is not None and serve_metrics is not None:
@@ -299,45 +306,6 @@ def replay(
         _serve_until_interrupted(exporter, serve_metrics, metrics_addr)
     if strict and stats.rejected:
         raise typer.Exit(1)
-
-
-class RejectsFile:
-    """The rejects file of a command that reads events: its folder is checked up front
-    (a one-line error, exit 2), and the file is written only once something is rejected,
-    so a clean run leaves no empty ``.rejects.jsonl`` behind."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fh: Any = None
-        if path.is_dir():
-            err.print(f"[red]error:[/red] --rejects {str(path)!r} is a folder, not a file")
-            raise typer.Exit(2)
-        if not path.parent.is_dir():
-            err.print(
-                f"[red]error:[/red] --rejects {str(path)!r}: folder {str(path.parent)!r} "
-                "does not exist"
-            )
-            raise typer.Exit(2)
-
-    def write(self, text: str) -> int:
-        if self._fh is None:
-            try:
-                self._fh = self.path.open("w")
-            except OSError as exc:
-                err.print(f"[red]error:[/red] cannot write {str(self.path)!r}: {exc.strerror}")
-                raise typer.Exit(2) from None
-        return self._fh.write(text)
-
-    @property
-    def written(self) -> bool:
-        return self._fh is not None
-
-    def __enter__(self) -> RejectsFile:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._fh is not None:
-            self._fh.close()
 
 
 def _metrics_exporter(settings: Settings) -> Any:
@@ -379,50 +347,12 @@ def _serve_until_interrupted(exporter: Any, port: int, addr: str) -> None:
         exporter.shutdown()
 
 
-class _Quiet:
-    """A stand-in for a progress bar when stderr is not a terminal."""
-
-    def __enter__(self) -> _Quiet:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def add_task(self, *args: Any, **kwargs: Any) -> int:
-        return 0
-
-    def advance(self, task: int, n: float) -> None:
-        return None
-
-
-def _progress(total: int | None) -> Any:
-    if not err.is_terminal or (total is not None and total < 5_000_000):
-        return _Quiet()
-    return Progress(
-        TextColumn("[bold]replay"),
-        BarColumn(),
-        DownloadColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        transient=True,
-    )
-
-
-def _print_json(report: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(report, indent=2, sort_keys=False, default=str) + "\n")
-
-
-def render(report: dict[str, Any], quarters: list[str] | None = None) -> None:
-    """The report on stdout (streams.render): fits the terminal, plain text in a pipe."""
-    render_report(report, quarters)
-
-
 app.add_typer(taxonomy_app, name="taxonomy")
-app.command()(cli_kafka.worker)
-app.command()(cli_kafka.produce)
-app.command()(cli_kafka.report)
-app.add_typer(cli_kafka.targets_app, name="targets")
-app.add_typer(cli_kafka.dlq_app, name="dlq")
+app.command()(kafka_commands.worker)
+app.command()(kafka_commands.produce)
+app.command()(kafka_commands.report)
+app.add_typer(kafka_commands.targets_app, name="targets")
+app.add_typer(kafka_commands.dlq_app, name="dlq")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(drivers_app, name="drivers")
 

@@ -3,10 +3,10 @@
 * :class:`Publisher` takes a whole report and publishes each ``quarter|region``
   snapshot that differs from what it last sent to the compacted ``gapmon.drivers``;
   with an exporter it also refreshes the Prometheus report gauges, and with a
-  :class:`~streams.alerting.AlertLoop` it hands the report over for the alert rules
+  :class:`~streams.kafka.alerting.AlertLoop` it hands the report over for the alert rules
   (evaluated and delivered there, never on this path).
 * :class:`Snapshots` is the report source of a worker without models: a
-  :class:`~streams.kafka_io.CompactedView` keeps, read_committed, the latest record of
+  :class:`~streams.kafka.client.CompactedView` keeps, read_committed, the latest record of
   every key of ``gapmon.aggregates`` (every cell of every partition, as the
   partitions' owners committed them) and of ``gapmon.targets``. When either changed,
   :meth:`Snapshots.tick` replaces the changed parts in its running sums
@@ -19,7 +19,7 @@
 * :func:`targets_table` is the targets in force: the base file, row by row overridden
   by ``gapmon.targets``.
 
-With models on, the :class:`~streams.analyst.Analyst` is the report source instead.
+With models on, the :class:`~streams.kafka.analyst.Analyst` is the report source instead.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ from monitors.settings import Settings
 from monitors.snapshots import report_of, split_report
 from monitors.split import CellPart, MergedCells
 from pacing.targets import TargetsTable
-from streams.kafka_io import CompactedView, stop_quietly
-from streams.kafka_settings import KafkaSettings
+from streams.kafka.client import CompactedView, stop_quietly
+from streams.kafka.settings import KafkaSettings
 
 log = logging.getLogger("gapmon.worker")
 
@@ -75,7 +75,7 @@ class Publisher:
         self,
         ks: KafkaSettings,
         exporter: Any = None,
-        alerts: Any = None,  # a streams.alerting.AlertLoop
+        alerts: Any = None,  # a streams.kafka.alerting.AlertLoop
     ) -> None:
         self.ks, self.exporter, self.alerts = ks, exporter, alerts
         self.producer: AIOKafkaProducer | None = None

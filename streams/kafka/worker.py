@@ -3,18 +3,18 @@
 :func:`run_worker` creates the topics if they are missing, then runs until SIGTERM or
 Ctrl-C:
 
-* the :class:`~streams.eos.Processor` (its share of the CRM partitions, exactly once);
-* the report source: with models (the default) the :class:`~streams.analyst.Analyst`
+* the :class:`~streams.kafka.eos.Processor` (its share of the CRM partitions, exactly once);
+* the report source: with models (the default) the :class:`~streams.kafka.analyst.Analyst`
   role (one worker of the group runs the models and publishes the report, the others
-  stand by); without, the :class:`~streams.publisher.Snapshots` view of every region's
+  stand by); without, the :class:`~streams.kafka.publisher.Snapshots` view of every region's
   cells and the targets, which publishes the changed snapshots to ``gapmon.drivers``;
-* the :class:`~streams.outage.BrokerWatch`: a broker outage does not stop the worker
-  (its parts are started again after it, :func:`~streams.outage.supervised`) unless it
+* the :class:`~streams.kafka.outage.BrokerWatch`: a broker outage does not stop the worker
+  (its parts are started again after it, :func:`~streams.kafka.outage.supervised`) unless it
   lasts longer than ``GAPMON_BROKER_DEADLINE``;
 * a small HTTP status server on ``web_port`` (loopback): ``GET /health`` answers
   ``ok`` while the worker runs and nothing is wrong, and 503 with what is wrong (the
   broker unreachable, a partition whose commits keep failing,
-  :meth:`~streams.eos.Processor.problems`);
+  :meth:`~streams.kafka.eos.Processor.problems`);
   ``GET /status`` gives the partitions it owns, its counters and those problems as JSON.
 
 On SIGTERM the processor commits what it has applied and leaves the group, so the
@@ -34,13 +34,13 @@ from aiohttp import web
 
 from monitors.settings import Settings
 from pacing.targets import TargetsTable
-from streams.alerting import AlertLoop
-from streams.analyst import Analyst, RedisCheckpoints
-from streams.eos import CommitStuck, Processor
-from streams.kafka_io import ensure_topics
-from streams.kafka_settings import KafkaSettings
-from streams.outage import BrokerWatch, supervised, until_reachable
-from streams.publisher import Snapshots
+from streams.kafka.alerting import AlertLoop
+from streams.kafka.analyst import Analyst, RedisCheckpoints
+from streams.kafka.client import ensure_topics
+from streams.kafka.eos import CommitStuck, Processor
+from streams.kafka.outage import BrokerWatch, supervised, until_reachable
+from streams.kafka.publisher import Snapshots
+from streams.kafka.settings import KafkaSettings
 
 log = logging.getLogger("gapmon.worker")
 
@@ -111,7 +111,7 @@ async def run_worker(
 ) -> None:
     """Run one worker until SIGTERM / SIGINT, or until a part of it fails for a reason
     other than the broker, or the broker has been unreachable for longer than
-    ``GAPMON_BROKER_DEADLINE`` (:class:`~streams.outage.BrokerUnreachable`)."""
+    ``GAPMON_BROKER_DEADLINE`` (:class:`~streams.kafka.outage.BrokerUnreachable`)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

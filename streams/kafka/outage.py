@@ -33,7 +33,7 @@ from typing import Any
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
 
-from streams.kafka_settings import KafkaSettings
+from streams.kafka.settings import KafkaSettings
 
 log = logging.getLogger("gapmon.worker")
 

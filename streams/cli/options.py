@@ -1,4 +1,4 @@
-"""Option parsing shared by the command modules (`cli`, `cli_alerts`, ...)."""
+"""Option parsing shared by the command modules (`main`, `alerts`, `kafka`, ...)."""
 
 from __future__ import annotations
 

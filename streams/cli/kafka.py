@@ -3,7 +3,7 @@
 Registered by :mod:`streams.cli`. aiokafka and aiohttp are imported inside the commands,
 so ``gapmon demo`` works with the base install (they come with the ``stream`` extra).
 Every option falls back to its ``GAPMON_*`` environment variable
-(:class:`streams.kafka_settings.KafkaSettings`).
+(:class:`streams.kafka.settings.KafkaSettings`).
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-err = Console(stderr=True, soft_wrap=True)
+from streams.cli.output import err, print_json, progress, render
+from streams.cli.render import console_for
 
 Bootstrap = Annotated[
     str | None,
@@ -41,7 +41,7 @@ ConfigDir = Annotated[
 def _kafka_settings(**overrides: Any) -> Any:
     from pydantic import ValidationError
 
-    from streams.kafka_settings import KafkaSettings
+    from streams.kafka.settings import KafkaSettings
 
     try:
         return KafkaSettings(**{k: v for k, v in overrides.items() if v is not None})
@@ -61,8 +61,8 @@ def _run(coro: Any) -> Any:
         err.print(f"[red]kafka error:[/red] {exc}")
         raise typer.Exit(1) from None
     except Exception as exc:
-        from streams.eos import CommitStuck
-        from streams.outage import BrokerUnreachable
+        from streams.kafka.eos import CommitStuck
+        from streams.kafka.outage import BrokerUnreachable
 
         if type(exc).__module__.startswith("aiokafka") or isinstance(
             exc, CommitStuck | BrokerUnreachable
@@ -121,7 +121,7 @@ def worker(
 
     from monitors.settings import load_settings
     from pacing.targets import TargetsTable
-    from streams.worker import run_worker
+    from streams.kafka.worker import run_worker
 
     ks = _kafka_settings(
         kafka_bootstrap=bootstrap,
@@ -147,7 +147,7 @@ def worker(
     logging.basicConfig(
         level=level, format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
     )
-    from streams.outage import RateLimited
+    from streams.kafka.outage import RateLimited
 
     for handler in logging.getLogger().handlers:  # aiokafka logs every failed attempt
         handler.addFilter(RateLimited("aiokafka"))
@@ -195,7 +195,7 @@ def _model_checkpoints(ks: Any) -> Any:
     import redis
 
     from monitors.models.checkpoint import CheckpointError, model_key
-    from streams.analyst import RedisCheckpoints
+    from streams.kafka.analyst import RedisCheckpoints
 
     if not (os.environ.get("GAPMON_MODEL_KEY") or os.environ.get("GAPMON_MODEL_KEY_FILE")):
         return None
@@ -227,8 +227,7 @@ def produce(
     Lines are published as written; invalid ones go to the rejects file with their
     reason, as in `gapmon replay`.
     """
-    from streams.cli import _progress
-    from streams.kafka_io import ensure_topics, produce_lines
+    from streams.kafka.client import ensure_topics, produce_lines
     from streams.sources import read_lines
 
     ks = _kafka_settings(kafka_bootstrap=bootstrap, topic_prefix=topic_prefix)
@@ -242,7 +241,7 @@ def produce(
 
     async def go() -> Any:
         await ensure_topics(ks)
-        with rejects_path.open("w") as rej, _progress(total) as bar:
+        with rejects_path.open("w") as rej, progress(total) as bar:
             task = bar.add_task("produce", total=total)
             return await produce_lines(
                 read_lines(events), ks, rej, progress=lambda n: bar.advance(task, n)
@@ -274,7 +273,7 @@ def targets_push(
     snapshot.
     """
     from pacing.targets import TargetsTable
-    from streams.kafka_io import ensure_topics, read_compacted, send_records
+    from streams.kafka.client import ensure_topics, read_compacted, send_records
 
     ks = _kafka_settings(kafka_bootstrap=bootstrap, topic_prefix=topic_prefix)
     try:
@@ -317,8 +316,7 @@ def report(
     Same JSON shape as `gapmon replay --json`.
     """
     from monitors.snapshots import assemble_report
-    from streams.cli import _print_json, render
-    from streams.kafka_io import read_compacted
+    from streams.kafka.client import read_compacted
 
     ks = _kafka_settings(kafka_bootstrap=bootstrap, topic_prefix=topic_prefix)
     snaps = _run(read_compacted(ks, ks.drivers_topic))
@@ -327,7 +325,7 @@ def report(
         err.print(f"report: no snapshots on {ks.drivers_topic} yet (is a worker running?)")
         raise typer.Exit(1)
     if json_out:
-        _print_json(full)
+        print_json(full)
     else:
         render(full)
 
@@ -347,7 +345,7 @@ def dlq_show(
     limit: Annotated[int, typer.Option(help="Show at most this many (newest last).")] = 50,
 ) -> None:
     """List dead letters: reason, where from (topic, partition, offset), error, message."""
-    from streams.kafka_io import read_topic
+    from streams.kafka.client import read_topic
 
     ks = _kafka_settings(kafka_bootstrap=bootstrap, topic_prefix=topic_prefix)
     records = _run(read_topic(ks, ks.dlq_topic))
@@ -370,7 +368,7 @@ def dlq_show(
         table.add_row(
             f"{d['topic']}[{d['partition']}]@{d['offset']}", d["reason"], d["error"], d["raw"][:200]
         )
-    Console(width=None if sys.stdout.isatty() else 160).print(table)
+    console_for(sys.stdout).print(table)
 
 
 @dlq_app.command("replay")
@@ -391,7 +389,7 @@ def dlq_replay(
     event_id idempotence makes a replayed event that was already applied a no-op.
     """
     from streams.events import EventError, parse_event
-    from streams.kafka_io import read_topic, send_records
+    from streams.kafka.client import read_topic, send_records
 
     ks = _kafka_settings(kafka_bootstrap=bootstrap, topic_prefix=topic_prefix)
     if fixed is not None:

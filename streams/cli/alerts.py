@@ -31,7 +31,8 @@ from rich.progress import (
 from rich.table import Table
 
 from alerts.rules import RulesError, RuleSet, check_token, load_rules, parse_duration
-from streams.cli_options import parse_timestamp
+from streams.cli.options import parse_timestamp
+from streams.cli.output import RejectsFile, err, rejects_path, say_rejects
 
 if TYPE_CHECKING:
     from alerts.store import AlertStore
@@ -41,7 +42,6 @@ alerts_app = typer.Typer(
     no_args_is_help=True,
 )
 drivers_app = typer.Typer(help="Driver rankings over time (from Redis).", no_args_is_help=True)
-err = Console(stderr=True, soft_wrap=True)
 
 ConfigDir = Annotated[
     Path | None,
@@ -122,7 +122,7 @@ def list_alerts(prefix: Prefix = "gapmon:", json_out: JsonOut = False) -> None:
             + "\n"
         )
         return
-    out = Console(width=None if sys.stdout.isatty() else 160)
+    out = _table_console()
     table = Table(title="alerts")
     for col in ("rule", "quarter", "region", "subject", "status", "since", "value", "notified"):
         table.add_column(col)
@@ -329,6 +329,12 @@ def _value(v: float | None, rule: Any) -> str:
     return f"{v:.0%}" if abs(v) <= 1 else f"{v:,.3g}"
 
 
+def _table_console() -> Console:
+    """Tables of rules, episodes and rankings: the terminal's width, or 160 columns in a
+    pipe (one row per line, so a log scraper's grep finds a whole row)."""
+    return Console(width=None if sys.stdout.isatty() else 160)
+
+
 @contextmanager
 def _steps_bar() -> Iterator[tuple[Progress, TaskID]]:
     """A progress bar of the backtest's steps on a terminal's stderr (silent otherwise)."""
@@ -356,11 +362,22 @@ def backtest(
     rules: RulesPath = None,
     config_dir: ConfigDir = None,
     json_out: JsonOut = False,
+    rejects: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where invalid lines go (default EVENTS.rejects.jsonl, or "
+            "gapmon.rejects.jsonl for stdin); written only when a line is rejected."
+        ),
+    ] = None,
 ) -> None:
-    """Replay a file in-process, evaluate the rules every --step, print fire/resolve times."""
+    """Replay a file in-process, evaluate the rules every --step, print fire/resolve times.
+
+    Exit 1 when the file holds no valid event (nothing to evaluate).
+    """
     from alerts.backtest import backtest as run
     from monitors.settings import load_settings
     from pacing.targets import TargetsTable
+    from streams.replay import ReplayStats, reject
     from streams.sources import read_lines
 
     rule_set = _rules(rules, config_dir)
@@ -377,7 +394,9 @@ def backtest(
         step_td = parse_duration(step)
     except ValueError as exc:
         raise typer.BadParameter(f"--step={step!r}: {exc}") from None
-    with _steps_bar() as (bar, task):
+    rejects_to = rejects_path(events, rejects)
+    counts = ReplayStats()
+    with RejectsFile(rejects_to) as rej, _steps_bar() as (bar, task):
 
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
@@ -391,17 +410,26 @@ def backtest(
             start=parse_timestamp("--start", start),
             end=parse_timestamp("--end", end),
             progress=progress,
+            on_reject=lambda n, why, raw: reject(counts, rej, n, why, raw),
         )
+    say_rejects("backtest", counts.rejected, counts.reasons, rejects_to)
+    if result.events == 0:
+        source = "stdin" if events == "-" else repr(events)
+        err.print(
+            f"[red]error:[/red] no valid events in {source}, nothing to evaluate "
+            f"({result.rejected:,} rejected lines)"
+        )
+        raise typer.Exit(1)
     if json_out:
         sys.stdout.write(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
         return
     for note in result.notes:
         err.print(f"[yellow]note:[/yellow] {note}")
     err.print(
-        f"backtest: {result.steps} steps from {result.start} to {result.end}, "
-        f"{result.rejected} rejected lines"
+        f"backtest: {result.steps:,} steps from {result.start} to {result.end}, "
+        f"{result.rejected:,} rejected lines"
     )
-    out = Console(width=None if sys.stdout.isatty() else 160)
+    out = _table_console()
     table_out = Table(title="alerts that would have fired")
     for col in ("rule", "quarter", "region", "subject", "fired", "value", "notified", "resolved"):
         table_out.add_column(col)
@@ -462,7 +490,7 @@ def history(
             json.dumps({"quarter": quarter, "region": region, "history": rows}, indent=2) + "\n"
         )
         return
-    out = Console(width=None if sys.stdout.isatty() else 160)
+    out = _table_console()
     table = Table(title=f"drivers of {region} {quarter} (last {since})")
     table.add_column("as of")
     table.add_column("shift")

@@ -1,4 +1,4 @@
-"""`gapmon taxonomy ...`: commands over the online models (registered by streams/cli.py)."""
+"""`gapmon taxonomy ...`: commands over the online models (registered by streams/cli/main.py)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from streams.cli.output import RejectsFile, err, rejects_path, say_rejects
+from streams.cli.render import console_for
 
 taxonomy_app = typer.Typer(
     help="Reason-code taxonomy: what the notes say that the buckets do not.",
     no_args_is_help=True,
 )
-err = Console(stderr=True, soft_wrap=True)
 
 
 @taxonomy_app.command()
@@ -32,6 +33,13 @@ def suggest(
     ] = False,
     config_dir: Annotated[
         Path | None, typer.Option("--config-dir", help="Folder with gapmon.yaml, taxonomy.yaml.")
+    ] = None,
+    rejects: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where invalid lines go (default EVENTS.rejects.jsonl, or "
+            "gapmon.rejects.jsonl for stdin); written only when a line is rejected."
+        ),
     ] = None,
 ) -> None:
     """Replay events through the models and list off-taxonomy candidates.
@@ -59,8 +67,15 @@ def suggest(
         raise typer.Exit(2)
     engine = Engine(settings.engine)
     models = ModelSet(model_settings).attach(engine)
-    stats = replay_lines(read_lines(events), engine, None)
-    err.print(f"taxonomy suggest: {stats.summary()}")
+    rejects_to = rejects_path(events, rejects)
+    with RejectsFile(rejects_to) as rej:
+        stats = replay_lines(read_lines(events), engine, rej)
+    err.print(f"taxonomy suggest: {stats.summary(as_of=False)}")
+    say_rejects("taxonomy suggest", stats.rejected + stats.orphans, stats.reasons, rejects_to)
+    if stats.latest is None:
+        source = "stdin" if events == "-" else repr(events)
+        err.print(f"[red]error:[/red] no valid events in {source}, nothing to cluster")
+        raise typer.Exit(1)
     clusters = models.reasons.suggest(min_size or model_settings.suggest_min_cluster)
     unsure = len(models.reasons.unsure)
     if json_out:
@@ -78,4 +93,4 @@ def suggest(
             ", ".join(f"{k} ({v})" for k, v in c["tags"].items()),
             " | ".join(c["examples"]),
         )
-    Console(width=None if sys.stdout.isatty() else 160).print(table)
+    console_for(sys.stdout).print(table)

@@ -43,10 +43,10 @@ from monitors.models.settings import load_model_settings
 from monitors.report import ReportBuilder
 from monitors.settings import Settings
 from pacing.targets import TargetsTable
-from streams.kafka_io import CompactedView, fetch_was_full, group_consumer, stop_quietly
-from streams.kafka_settings import KafkaSettings
-from streams.partition import BadMessage, check_message, topic_kinds
-from streams.publisher import Publisher, paced, targets_table
+from streams.kafka.client import CompactedView, fetch_was_full, group_consumer, stop_quietly
+from streams.kafka.partition import BadMessage, check_message, topic_kinds
+from streams.kafka.publisher import Publisher, paced, targets_table
+from streams.kafka.settings import KafkaSettings
 
 log = logging.getLogger("gapmon.analyst")
 
@@ -136,7 +136,7 @@ class Analyst:
         settings: Settings,
         base: TargetsTable,
         exporter: Any = None,
-        alerts: Any = None,  # a streams.alerting.AlertLoop
+        alerts: Any = None,  # a streams.kafka.alerting.AlertLoop
         checkpoints: RedisCheckpoints | None = None,
     ) -> None:
         self.ks, self.settings, self.base = ks, settings, base

@@ -127,3 +127,27 @@ def test_reason_gaps_compare_the_region_mix_with_everyone() -> None:
 def test_shares_of_nothing_are_empty() -> None:
     assert shares({}) == {} and shares({"a": 0}) == {}
     assert shares({"a": 2, "b": 2}) == {"a": 0.5, "b": 0.5}
+
+
+def test_reason_mix_kept_for_any_decided_cohort_and_every_bucket() -> None:
+    """As many won as lost still means deals were decided; a bucket only the other
+    regions lost for is listed too; shares keep six places."""
+    even = {**COHORT, "won": 2, "lost": 2, "won_by_reason": {"value": 2}}
+    even["lost_by_reason"] = {"pricing": 1, "timing": 1}
+    g = compute_gaps(even, BOOKED, {}, None, {}, {"value": 1}, {"competitor": 3}, "cohort")
+    buckets = g["reason_gap"]["buckets"]
+    assert sorted(buckets) == ["competitor", "pricing", "timing", "value"]
+    assert buckets["competitor"]["lost_share_gap"] == -1.0
+    thirds = reason_gaps(
+        {"won_by_reason": {"a": 1, "b": 2}, "lost_by_reason": {"a": 2, "b": 1}}, {}, {}
+    )
+    assert thirds["a"] == {
+        "lost_share_gap": 0.666667,
+        "won_share_gap": -0.333333,
+        "region_lost": 2,
+        "region_won": 1,
+    }
+    pacing = {"expected_to_date": 1.0, "actual_to_date": 2 / 3, "projected": None}
+    assert compute_gaps(COHORT, BOOKED, {}, pacing, {}, {}, {})["revenue_gap"] == gap(
+        0.333333, 1.0, 0.666667, "usd"
+    )

@@ -13,6 +13,7 @@ order with duplicates; ``bench/engine.py`` times it against the engine.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -49,6 +50,12 @@ def _bucket_lookup(buckets: Mapping[str, list[str]]) -> dict[str, str]:
         for tag in [bucket, *tags]:
             lookup[_normalise(str(tag))] = bucket
     return lookup
+
+
+@functools.cache
+def _default_lookup() -> dict[str, str]:
+    """The lookup of ``config/taxonomy.yaml``, read once."""
+    return _bucket_lookup(yaml.safe_load(TAXONOMY_FILE.read_text())["buckets"])
 
 
 def _bucket(code: Any, lookup: Mapping[str, str]) -> str:
@@ -98,9 +105,7 @@ def assignment_table(
     fy_start_month: int = 1,
 ) -> pd.DataFrame:
     """One row per assignment that arrived: its attributes, touches and deciding deal."""
-    if taxonomy is None:
-        taxonomy = yaml.safe_load(TAXONOMY_FILE.read_text())["buckets"]
-    lookup = _bucket_lookup(taxonomy)
+    lookup = _default_lookup() if taxonomy is None else _bucket_lookup(taxonomy)
     df = pd.DataFrame([e.model_dump() for e in events])
     for column in COLUMNS:  # a stream without deals (say) has no deal columns
         if column not in df:
@@ -311,7 +316,6 @@ def oracle_metrics(
 ) -> dict[tuple[str, ...], dict[str, Any]]:
     """Metrics per (quarter, region) or (quarter, region, slice value), like Engine.metrics
     (``basis="close"``: the deals decided in each quarter, like ``basis="close"`` there)."""
-    weights = stage_weights or {"none": 0.1, "open": 0.25, "qualified": 0.5}
     a = assignment_table(
         events,
         grace_days=grace_days,
@@ -319,6 +323,20 @@ def oracle_metrics(
         taxonomy=taxonomy,
         fy_start_month=fy_start_month,
     )
+    return table_metrics(a, as_of, by, stage_weights=stage_weights, basis=basis)
+
+
+def table_metrics(
+    a: pd.DataFrame,
+    as_of: datetime,
+    by: str | None = None,
+    *,
+    stage_weights: Mapping[str, float] | None = None,
+    basis: str = "cohort",
+) -> dict[tuple[str, ...], dict[str, Any]]:
+    """:func:`oracle_metrics` from an :func:`assignment_table` already built (a property
+    test asks for ten roll-ups of one stream)."""
+    weights = stage_weights or {"none": 0.1, "open": 0.25, "qualified": 0.5}
     if basis == "close":
         a = a[a["stage"].isin(("won", "lost", "self_closed"))]
         keys = ["close_quarter", "region"] + ([BY_COLUMN[by]] if by else [])

@@ -188,3 +188,68 @@ def test_cohort_attribution_adds_up_to_the_gap() -> None:
     assert sum(d.impact_usd for d in att.drivers) == pytest.approx(att.gap_usd, abs=1e-6)
     assert att.gap_usd == pytest.approx(att.expected_usd - 20_000.0)
     assert sorted(d.rank for d in att.drivers) == list(range(1, len(att.drivers) + 1))
+
+
+def test_each_driver_shows_its_evidence() -> None:
+    """What the report prints under each driver (the worked trust case above)."""
+    coverage = {"pipeline": 1.0}
+    att = attribute_bookings(BOOKED, PLAN, 0.5, FEED, TRUST, 3.0, NO_ACTION, coverage)
+    assert [d.to_dict() for d in att.drivers] == [
+        {
+            "driver": "win_rate",
+            "impact_usd": 18_750.0,
+            "share": 0.75,
+            "confidence": 0.9961,  # z = 0.2 / sqrt(0.6 x 0.4 / 50) = 2.89
+            "rank": 1,
+            "evidence": {
+                "actual": 0.4,
+                "plan": 0.6,
+                "unit": "ratio",
+                "won": 20,
+                "lost": 30,
+                "what": "won / (won + lost) of the deals decided in the quarter",
+                "explained_by_trust_usd": 6_250.0,
+            },
+        },
+        {
+            "driver": "trust",
+            "impact_usd": 6_250.0,
+            "share": 0.25,
+            "confidence": 1.0,
+            "rank": 2,
+            "evidence": {
+                "actual": 2.0,
+                "plan": 3.0,
+                "unit": "qualified touches per decided deal",
+                "win_rate_per_touch": 0.05,
+                "win_rate_per_touch_se": 0.01,
+                "decided_deals_in_fit": 500,
+                "predicted_win_rate_lift": 0.05,
+                "explained_share_of_win_rate_gap": 0.25,
+                "method": "linear probability model won ~ qualified touches, all regions pooled",
+                "region_decided": 50,
+            },
+        },
+        {
+            "driver": "coverage",
+            "impact_usd": 0.0,
+            "share": None,
+            "confidence": 0.0,
+            "rank": 3,
+            "evidence": {
+                "actual": 50,
+                "plan": 50.0,
+                "unit": "deals decided",
+                "what": "deals won or lost in the quarter vs planned to date",
+                "pipeline": 1.0,
+            },
+        },
+        {
+            "driver": "deal_size",
+            "impact_usd": 0.0,
+            "share": None,
+            "confidence": 0.0,
+            "rank": 4,
+            "evidence": {"actual": 2_500.0, "plan": 2_500, "unit": "usd", "won": 20},
+        },
+    ]

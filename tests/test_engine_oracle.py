@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from oracle import EPOCH, oracle_metrics
+from oracle import EPOCH, assignment_table, oracle_metrics, table_metrics
 from strategies import BASE, delivered, event_streams, examples
 
 from monitors.engine import DIMENSIONS, Engine, EngineConfig
@@ -71,7 +71,8 @@ def test_engine_equals_oracle_in_any_order_with_duplicates(
 ) -> None:
     stream = data.draw(delivered(events))
     engine = run_engine(stream, config)
-    kwargs = dict(
+    table = assignment_table(
+        events,
         grace_days=config.grace_days,
         qualified_channels=config.qualified_channels,
         fy_start_month=config.fy_start_month,
@@ -80,7 +81,7 @@ def test_engine_equals_oracle_in_any_order_with_duplicates(
         for by in (None, *DIMENSIONS):
             assert_same(
                 engine.metrics(as_of, by=by, basis=basis),
-                oracle_metrics(events, as_of, by=by, basis=basis, **kwargs),
+                table_metrics(table, as_of, by=by, basis=basis),
             )
 
 
@@ -162,13 +163,14 @@ def test_due_counts_equal_the_oracle_at_the_due_boundaries(
     stream = events + events[: seed % (len(events) + 1)]
     random.Random(seed).shuffle(stream)
     engine = run_engine(stream, config)
-    kwargs = dict(
+    table = assignment_table(
+        events,
         grace_days=config.grace_days,
         qualified_channels=config.qualified_channels,
         fy_start_month=config.fy_start_month,
     )
     for by in (None, "type"):
-        assert_same(engine.metrics(as_of, by=by), oracle_metrics(events, as_of, by=by, **kwargs))
+        assert_same(engine.metrics(as_of, by=by), table_metrics(table, as_of, by=by))
 
 
 def test_the_midnight_example_is_due_exactly_at_the_boundary() -> None:

@@ -1,7 +1,7 @@
 """A partition's assignment state through the changelog codec and back, past 32 touches.
 
 A worker writes each changed assignment's state as JSON (``monitors.split.state_to_json``,
-through :meth:`streams.partition.PartitionState.flush`) and a new owner rebuilds it
+through :meth:`streams.kafka.partition.PartitionState.flush`) and a new owner rebuilds it
 (:meth:`PartitionState.restore`). The engine keeps up to 32 touch ids in a compact string
 and more in a set, with qualified ids marked: both forms must come back, so that copies
 of touches sent after a restore are still recognised as copies (no broker needed: these

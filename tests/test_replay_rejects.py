@@ -2,10 +2,10 @@
 
 ``gapmon replay`` and ``gapmon produce`` share the code that reads lines
 (``streams.sources.read_lines``) and writes rejects (``streams.replay.validated``);
-replay is run end to end through its CLI, produce's path through the same generator its
-``produce_lines`` consumes (the send itself needs a broker: tests/kafka). Blank lines
-count in the numbering (an editor's line numbers); a line that is not UTF-8 keeps its
-bytes in ``raw_b64``.
+replay is run end to end through its CLI, produce's path through the same generator
+``streams.kafka.client.produce_lines`` consumes (the send itself needs a broker:
+tests/kafka). Blank lines count in the numbering (an editor's line numbers); a line
+that is not UTF-8 keeps its bytes in ``raw_b64``.
 """
 
 from __future__ import annotations
@@ -13,14 +13,16 @@ from __future__ import annotations
 import base64
 import io
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
+from monitors.engine import Engine
 from streams.cli import app
-from streams.replay import ReplayStats, validated
+from streams.replay import ReplayStats, replay_lines, validated
 from streams.sources import generate_quarter, read_lines
 
 ASSIGNMENT = (
@@ -111,3 +113,37 @@ def test_produce_path_writes_the_same_rejects(events_file: Path) -> None:
     assert valid == [(1, ASSIGNMENT), (6, TOUCH)]  # published as written, CR removed
     assert (stats.lines, stats.rejected) == (9, len(EXPECTED))
     _check(_rows(out.getvalue()))
+
+
+def test_orphans_close_the_rejects_file_and_the_counts_add_up() -> None:
+    """Touches and deals whose assignment never arrived: one row per assignment at the
+    end (``line`` and ``raw`` null), and every line is counted once in the summary."""
+    lines = [
+        (1, ASSIGNMENT),
+        (2, TOUCH.replace('"A1"', '"GONE"').replace('"t1"', '"o2"')),
+        (3, TOUCH.replace('"A1"', '"GONE"').replace('"t1"', '"o1"')),
+        (4, TOUCH),
+        (5, TOUCH),  # a copy
+        (6, "{"),
+        (7, TOUCH.replace('"t1"', '"t9"').replace("2026-10-02", "2026-12-02")),  # after as_of
+    ]
+    out = io.StringIO()
+    stats = replay_lines(lines, Engine(), out, datetime(2026, 11, 1, tzinfo=UTC))
+    rows = _rows(out.getvalue())
+    assert rows[0]["line"] == 6 and rows[0]["raw"] == "{"
+    assert rows[1] == {
+        "line": None,
+        "error": "assignment_id='GONE': no assignment event arrived for its touch/deal "
+        "events (o1, o2)",
+        "raw": None,
+        "event_ids": ["o1", "o2"],
+    }
+    assert len(rows) == 2
+    assert (stats.lines, stats.applied, stats.duplicates, stats.rejected) == (7, 4, 1, 1)
+    assert (stats.after_as_of, stats.orphans, stats.superseded) == (1, 1, 0)
+    assert stats.latest == datetime(2026, 10, 2, 9, tzinfo=UTC)
+    assert stats.summary() == (
+        "7 lines: 4 applied, 1 duplicates, 0 superseded by a later deal/assignment, "
+        "1 rejected, 1 after --as-of (not applied), 1 assignments never arrived"
+    )
+    assert stats.reasons == {"invalid JSON": 1}

@@ -166,6 +166,8 @@ def _driver_lines(alert: Mapping[str, Any]) -> list[str]:
     for d in alert.get("drivers") or []:
         if d["impact_usd"] <= 0:
             continue  # only what costs money; the report has the rest
+        if d.get("share") is not None and d["share"] < 0.005:
+            continue  # "0% of the shortfall" is noise in an alert; the report lists it
         share = "-" if d.get("share") is None else f"{d['share']:.0%}"
         money = usd(d["impact_usd"])
         name = driver_label(d["driver"])

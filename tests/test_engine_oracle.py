@@ -445,3 +445,33 @@ def test_qualified_at_any_time_counts_after_a_loss(order: str) -> None:
         assert (m["funnel_qualified"], m["lost"], m["pull_through"]) == (1, 2, 0.0)
         assert m["cycle_days_lost"] == pytest.approx((10 + 3) / 2)
         assert m["bucket_loss_rate"] == {"timing": 0.5, "unknown": 0.5}
+
+
+@pytest.mark.parametrize("n", [3, 40])
+def test_an_upgraded_touch_is_applied_once_and_its_copies_are_copies(n: int) -> None:
+    """The engine's counters around a touch made qualified by a copy (what a worker's
+    changelog and the replay summary read): applied once, then copies."""
+    assignment = ev("assignment", "a1", "2026-10-01T00:00:00Z")
+    emails = _touches(n, channel="email")
+    call = ev("touch", "t01", "2026-10-02T01:00:00Z", channel="call")
+    engine = run_engine([assignment, *emails], EngineConfig())
+    assert engine.ingest(call) is True  # a change: the worker writes the state again
+    assert (engine.events_applied, engine.duplicates) == (n + 2, 0)
+    assert not engine.ingest(call) and not engine.ingest(emails[1])
+    assert (engine.events_applied, engine.duplicates) == (n + 2, 2)
+    st = engine.states["A1"]
+    assert (st.n_touch, st.n_qualified) == (n, 1)
+
+
+def test_copies_of_an_assignment_without_a_score_are_copies() -> None:
+    """A missing score sorts below every score: a copy with score 0 wins, an exact copy
+    of the one without a score is a copy."""
+    bare = ev("assignment", "a1", "2026-10-01T00:00:00Z")
+    zero = ev("assignment", "a1", "2026-10-01T00:00:00Z", opp_score=0)
+    engine = run_engine([bare, bare], EngineConfig())
+    assert (engine.events_applied, engine.duplicates, engine.superseded) == (1, 1, 0)
+    as_of = datetime(2026, 12, 1, tzinfo=UTC)
+    for stream in ([bare, zero], [zero, bare]):
+        m = run_engine(stream, EngineConfig()).metrics(as_of)[("2026Q4", "NA")]
+        assert (m["scored"], m["score_assigned"]) == (1, 0.0)
+    assert oracle_metrics([bare, zero], as_of)[("2026Q4", "NA")]["scored"] == 1

@@ -729,7 +729,9 @@ class GapmonExporter:
         """The slices that explain each metric's shortfall (:mod:`monitors.gap_slices`):
         at most :data:`GAP_SLICES_TOP` per metric, labelled by rank; the slice label is its
         values joined by ``:`` (``finance:EMEA-AM3``) and ``dims`` its dimensions
-        (``vertical:am``). A slice with an AM is left out unless ``exporter.am_series``."""
+        (``vertical:am``). A slice may name an AM whatever ``exporter.am_series`` says: the
+        top three per metric and region bound its series, which is what that switch guards
+        against for the per-AM drill-downs."""
         where = r.get("gap_slices") or {}
         for metric in GAP_SLICE_METRICS:
             found = where.get(metric)
@@ -739,11 +741,7 @@ class GapmonExporter:
                 dims = [str(d) for d in s.get("dims") or []]
                 values = [str(v) for v in s.get("values") or []]
                 label, dims_label = ":".join(values), ":".join(dims)
-                if (
-                    ("am" in dims and "am" not in self.settings.dimensions)
-                    or not valid_label_value(label)
-                    or not valid_label_value(dims_label)
-                ):
+                if not valid_label_value(label) or not valid_label_value(dims_label):
                     dropped["gap_slice"] = dropped.get("gap_slice", 0) + 1
                     continue
                 sl = {**lab, "metric": metric, "rank": str(rank), "dims": dims_label}

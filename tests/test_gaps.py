@@ -103,16 +103,35 @@ def test_values_are_rounded_to_six_places() -> None:
 
 
 def test_reason_gaps_compare_the_region_mix_with_everyone() -> None:
+    # region: won value 2, lost pricing 1 and timing 1 (4 decided); everyone: won value 3
+    # and relationship 1, lost pricing 2 and timing 2 (8 decided). Beside the shares, the
+    # design's view (#20): won / lost for the bucket out of all decided deals, everyone
+    # minus the region (won) and the region minus everyone (lost), and the win% inside
+    # the bucket, everyone minus the region, where both decided some.
+    same = {"won_rate_gap": 0.0, "lost_rate_gap": 0.0, "win_rate_gap": 0.0}
     assert reason_gaps(BOOKED, GLOBAL_WON, GLOBAL_LOST) == {
-        "pricing": {"lost_share_gap": 0.0, "won_share_gap": 0.0, "region_lost": 1, "region_won": 0},
+        # lost 1/4 vs 2/8; win% 0/1 vs 0/2
+        "pricing": {"lost_share_gap": 0.0, "won_share_gap": 0.0, "region_lost": 1,
+                    "region_won": 0, **same},
         "relationship": {
             "lost_share_gap": 0.0,
             "won_share_gap": 0.25,
             "region_lost": 0,
             "region_won": 0,
+            "won_rate_gap": 1 / 8,  # 1/8 - 0/4; the region decided none: no win%
+            "lost_rate_gap": 0.0,
         },
-        "timing": {"lost_share_gap": 0.0, "won_share_gap": 0.0, "region_lost": 1, "region_won": 0},
-        "value": {"lost_share_gap": 0.0, "won_share_gap": -0.25, "region_lost": 0, "region_won": 2},
+        "timing": {"lost_share_gap": 0.0, "won_share_gap": 0.0, "region_lost": 1,
+                   "region_won": 0, **same},
+        "value": {
+            "lost_share_gap": 0.0,
+            "won_share_gap": -0.25,
+            "region_lost": 0,
+            "region_won": 2,
+            "won_rate_gap": 3 / 8 - 2 / 4,
+            "lost_rate_gap": 0.0,
+            "win_rate_gap": 0.0,  # 3/3 vs 2/2
+        },
     }
     # a bucket only the region has is compared with zero
     local = {"won_by_reason": {}, "lost_by_reason": {"weird": 3}}
@@ -121,6 +140,8 @@ def test_reason_gaps_compare_the_region_mix_with_everyone() -> None:
         "won_share_gap": 0.0,
         "region_lost": 3,
         "region_won": 0,
+        "won_rate_gap": 0.0,
+        "lost_rate_gap": 1.0,  # 3/3 - 0/1; nobody else decided one: no win%
     }
 
 

@@ -93,7 +93,12 @@ def test_demo_notify_posts_to_the_webhook(slack: SlackReceiver) -> None:
     # one message per region, whatever number of its rules fired (issue #21)
     heads = [re.match(r":\w+: \[\w+\] (\w+) 2026Q4", t) for t in texts]
     assert all(heads), texts
-    assert sorted(m.group(1) for m in heads if m) == ["ANZ", "APAC", "EMEA", "LATAM"]
+    # the regions the report puts at risk, each once, with its pacing alert in it
+    report = runner.invoke(app, ["demo", "--assignments", "200", "--no-models", "--json"])
+    regions = __import__("json").loads(report.stdout)["quarters"]["2026Q4"]["regions"]
+    at_risk = sorted(r for r, v in regions.items() if v["pacing"]["at_risk"])
+    assert len(at_risk) >= 3 and "NA" not in at_risk
+    assert sorted(m.group(1) for m in heads if m) == at_risk
     assert all("pacing_risk" in t for t in texts)
     assert slack.url not in res.output
 

@@ -32,7 +32,7 @@ from rich.table import Table
 
 from alerts.rules import RulesError, RuleSet, check_token, load_rules, parse_duration
 from streams.cli.mapped import DataDir, MappingOpt, check_source, mapped_lines
-from streams.cli.options import parse_timestamp
+from streams.cli.options import RejectsOpt, parse_timestamp
 from streams.cli.output import RejectsFile, err, rejects_path, say_rejects
 
 if TYPE_CHECKING:
@@ -367,13 +367,7 @@ def backtest(
     rules: RulesPath = None,
     config_dir: ConfigDir = None,
     json_out: JsonOut = False,
-    rejects: Annotated[
-        Path | None,
-        typer.Option(
-            help="Where invalid lines go (default EVENTS.rejects.jsonl, or "
-            "gapmon.rejects.jsonl for stdin); written only when a line is rejected."
-        ),
-    ] = None,
+    rejects: RejectsOpt = None,
 ) -> None:
     """Replay a file in-process, evaluate the rules every --step, print fire/resolve times.
 

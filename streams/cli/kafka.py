@@ -21,6 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from streams.cli.mapped import DataDir, MappingOpt, check_source, mapped_lines
+from streams.cli.options import RejectsOpt
 from streams.cli.output import (
     RejectsFile,
     err,
@@ -229,9 +230,7 @@ def produce(
     data_dir: DataDir = None,
     bootstrap: Bootstrap = None,
     topic_prefix: Prefix = None,
-    rejects: Annotated[
-        Path | None, typer.Option(help="Where invalid lines go (default EVENTS.rejects.jsonl).")
-    ] = None,
+    rejects: RejectsOpt = None,
     strict: Annotated[bool, typer.Option(help="Exit 1 when any line was rejected.")] = False,
 ) -> None:
     """Validate a file of events and publish each to its topic, keyed by assignment_id.

@@ -20,7 +20,7 @@ from streams.cli import kafka as kafka_commands
 from streams.cli.alerts import alerts_app, drivers_app
 from streams.cli.mapped import DataDir, MappingOpt, check_source, mapped_events, mapped_lines
 from streams.cli.models import taxonomy_app
-from streams.cli.options import parse_timestamp
+from streams.cli.options import RejectsOpt, parse_timestamp
 from streams.cli.output import (
     RejectsFile,
     err,
@@ -245,13 +245,7 @@ def replay(
     data_dir: DataDir = None,
     as_of: AsOf = None,
     json_out: JsonOut = False,
-    rejects: Annotated[
-        Path | None,
-        typer.Option(
-            help="Where invalid lines go (default EVENTS.rejects.jsonl, or "
-            "gapmon.rejects.jsonl for stdin)."
-        ),
-    ] = None,
+    rejects: RejectsOpt = None,
     strict: Annotated[bool, typer.Option(help="Exit 1 when any line was rejected.")] = False,
     models: WithModels = True,
     config_dir: ConfigDir = None,

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from streams.cli.options import RejectsOpt
 from streams.cli.output import RejectsFile, err, rejects_path, say_rejects
 from streams.cli.render import console_for
 
@@ -34,13 +35,7 @@ def suggest(
     config_dir: Annotated[
         Path | None, typer.Option("--config-dir", help="Folder with gapmon.yaml, taxonomy.yaml.")
     ] = None,
-    rejects: Annotated[
-        Path | None,
-        typer.Option(
-            help="Where invalid lines go (default EVENTS.rejects.jsonl, or "
-            "gapmon.rejects.jsonl for stdin); written only when a line is rejected."
-        ),
-    ] = None,
+    rejects: RejectsOpt = None,
 ) -> None:
     """Replay events through the models and list off-taxonomy candidates.
 

@@ -5,8 +5,22 @@ from __future__ import annotations
 import re
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
 
 import typer
+
+# --rejects of every command that reads events (replay, produce, alerts backtest,
+# taxonomy suggest): the same default, the same promise
+RejectsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--rejects",
+        help="Where invalid lines go (default EVENTS.rejects.jsonl, or MAPPING.rejects.jsonl "
+        "with --mapping, or gapmon.rejects.jsonl for stdin); written only when something "
+        "is rejected.",
+    ),
+]
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 

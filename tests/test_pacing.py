@@ -174,7 +174,8 @@ def test_quarters_are_cached_and_shared() -> None:
 
 
 def test_quarter_of_caches_the_quarter_it_found() -> None:
-    """The same object comes back for any instant of a quarter (its speed: bench/calendar.py)."""
+    """The same object comes back for any instant of a quarter (its speed:
+    bench/quarter_lookup.py)."""
     cal = FiscalCalendar(2)
     ts = utc(2026, 11, 3, 4, 5)
     first = cal.quarter_of(ts)

@@ -1,12 +1,16 @@
 """Benchmark: a cached fiscal-quarter lookup (``FiscalCalendar.quarter_of``).
 
-    .venv/bin/python bench/calendar.py            # 100,000 lookups, best of 5
+    .venv/bin/python bench/quarter_lookup.py            # 100,000 lookups, best of 5
 
 The engine calls ``quarter_of`` for every assignment and deal event, so a lookup of a
 quarter already seen should stay well under a microsecond; it used to be a wall-clock
 assertion in tests/test_pacing.py, which a busy machine could fail. Prints nanoseconds
 per lookup (the best of --repeat runs of --number lookups, as timeit does) for a cache
 hit and, for comparison, for a fresh calendar each time (a miss).
+
+Not named ``calendar.py``: a script's folder comes first on ``sys.path``, and a
+``bench/calendar.py`` shadowed the standard library's ``calendar`` for every bench
+script (pandas imports it), which then failed at import.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ from rich.table import Table
 from alerts.rules import RulesError, RuleSet, check_token, load_rules, parse_duration
 from streams.cli.mapped import DataDir, MappingOpt, check_source, mapped_lines
 from streams.cli.options import RejectsOpt, parse_timestamp
-from streams.cli.output import RejectsFile, err, rejects_path, say_rejects
+from streams.cli.output import RejectsFile, check_events_file, err, rejects_path, say_rejects
 
 if TYPE_CHECKING:
     from alerts.store import AlertStore
@@ -392,17 +392,12 @@ def backtest(
     except (OSError, ValueError) as exc:
         err.print(f"[red]targets error:[/red] {exc}")
         raise typer.Exit(2) from None
-    if events is not None and events != "-" and not Path(events).is_file():
-        err.print(f"[red]error:[/red] events file {events!r} does not exist")
-        raise typer.Exit(2)
+    check_events_file(events)
     try:
         step_td = parse_duration(step)
     except ValueError as exc:
         raise typer.BadParameter(f"--step={step!r}: {exc}") from None
-    if mapping is not None:
-        rejects_to = rejects or Path(f"{mapping.stem}.rejects.jsonl")
-    else:
-        rejects_to = rejects_path(str(events), rejects)
+    rejects_to = rejects_path(events, rejects, mapping)
     counts = ReplayStats()
     rej = RejectsFile(rejects_to)
     # the exports are read before the steps' bar starts (one live display at a time)

@@ -24,6 +24,7 @@ from streams.cli.mapped import DataDir, MappingOpt, check_source, mapped_lines
 from streams.cli.options import RejectsOpt
 from streams.cli.output import (
     RejectsFile,
+    check_events_file,
     err,
     print_json,
     progress,
@@ -245,13 +246,8 @@ def produce(
 
     check_source(events, mapping, "produce")
     ks = _kafka_settings(kafka_bootstrap=bootstrap, topic_prefix=topic_prefix)
-    if events is not None and events != "-" and not Path(events).is_file():
-        err.print(f"[red]error:[/red] events file {events!r} does not exist")
-        raise typer.Exit(2)
-    if mapping is not None:
-        rejects_to = rejects or Path(f"{mapping.stem}.rejects.jsonl")
-    else:
-        rejects_to = rejects_path(str(events), rejects)
+    check_events_file(events)
+    rejects_to = rejects_path(events, rejects, mapping)
     total = os.path.getsize(events) if events is not None and events != "-" else None
     mapped = None
     rows_rejected = 0  # export rows that did not map (--mapping)

@@ -23,6 +23,7 @@ from streams.cli.models import taxonomy_app
 from streams.cli.options import RejectsOpt, parse_timestamp
 from streams.cli.output import (
     RejectsFile,
+    check_events_file,
     err,
     print_json,
     progress,
@@ -278,11 +279,8 @@ def replay(
     settings = _settings(config_dir)
     table = _targets(targets)
     report_time = parse_timestamp("--as-of", as_of)
-    if events is not None and events != "-" and not Path(events).is_file():
-        what = "is a folder, not a file" if Path(events).is_dir() else "does not exist"
-        err.print(f"[red]error:[/red] events file {events!r} {what}")
-        raise typer.Exit(2)
-    rejects_to = rejects or _rejects_path(events, mapping)
+    check_events_file(events)
+    rejects_to = rejects_path(events, rejects, mapping)
     engine = Engine(settings.engine)
     model_set = _attach_models(engine, settings) if models else None
     exporter = _metrics_exporter(settings) if serve_metrics is not None else None
@@ -331,14 +329,6 @@ def replay(
         raise typer.Exit(1)
 
 
-def _rejects_path(events: str | None, mapping: Path | None) -> Path:
-    """EVENTS.rejects.jsonl, MAPPING.rejects.jsonl (in the working folder), or for stdin
-    gapmon.rejects.jsonl."""
-    if mapping is not None:
-        return Path(f"{mapping.stem}.rejects.jsonl")
-    return rejects_path(events or "-", None)
-
-
 @app.command("import")
 def import_(
     mapping: Annotated[
@@ -363,7 +353,7 @@ def import_(
     each file gave, the constants and defaults filled in, the counts per reason) goes
     to stderr.
     """
-    rejects_to = rejects or _rejects_path(None, mapping)
+    rejects_to = rejects_path(None, rejects, mapping)
     if out is not None and (out.is_dir() or not out.parent.is_dir()):
         what = "is a folder" if out.is_dir() else f"folder {str(out.parent)!r} does not exist"
         err.print(f"[red]error:[/red] --out {str(out)!r}: {what}")

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from streams.cli.options import RejectsOpt
-from streams.cli.output import RejectsFile, err, rejects_path, say_rejects
+from streams.cli.output import RejectsFile, check_events_file, err, rejects_path, say_rejects
 from streams.cli.render import console_for
 
 taxonomy_app = typer.Typer(
@@ -57,9 +57,7 @@ def suggest(
     except (OSError, ValueError) as exc:
         err.print(f"[red]config error:[/red] {exc}")
         raise typer.Exit(2) from None
-    if events != "-" and not Path(events).is_file():
-        err.print(f"[red]error:[/red] events file {events!r} does not exist")
-        raise typer.Exit(2)
+    check_events_file(events)
     engine = Engine(settings.engine)
     models = ModelSet(model_settings).attach(engine)
     rejects_to = rejects_path(events, rejects)

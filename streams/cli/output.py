@@ -19,14 +19,27 @@ from streams.cli.render import render as render_report
 err = Console(stderr=True, soft_wrap=True)
 
 
-def rejects_path(events: str, given: Path | None) -> Path:
-    """Where a command's rejects go: ``--rejects``, else EVENTS.rejects.jsonl (stdin:
-    gapmon.rejects.jsonl in the working folder)."""
+def rejects_path(events: str | None, given: Path | None, mapping: Path | None = None) -> Path:
+    """Where a command's rejects go: ``--rejects``, else MAPPING.rejects.jsonl when the
+    events come through a mapping, else EVENTS.rejects.jsonl (stdin: gapmon.rejects.jsonl),
+    the last two in the working folder for a mapping or stdin."""
     if given is not None:
         return given
-    if events == "-":
+    if mapping is not None:
+        return Path(f"{mapping.stem}.rejects.jsonl")
+    if events is None or events == "-":
         return Path("gapmon.rejects.jsonl")
     return Path(f"{Path(events).with_suffix('')}.rejects.jsonl")
+
+
+def check_events_file(events: str | None) -> None:
+    """A one-line error (exit 2) when the events file is missing or a folder; ``-``
+    (stdin) and ``None`` (events from a mapping) pass."""
+    if events is None or events == "-" or Path(events).is_file():
+        return
+    what = "is a folder, not a file" if Path(events).is_dir() else "does not exist"
+    err.print(f"[red]error:[/red] events file {events!r} {what}")
+    raise typer.Exit(2)
 
 
 def say_rejects(command: str, rejected: int, reasons: dict[str, int], path: Path) -> None:

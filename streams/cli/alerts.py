@@ -32,7 +32,7 @@ from rich.table import Table
 
 from alerts.rules import RulesError, RuleSet, check_token, load_rules, parse_duration
 from streams.cli.mapped import DataDir, MappingOpt, check_source, mapped_lines
-from streams.cli.options import RejectsOpt, parse_timestamp
+from streams.cli.options import ConfigDir, RejectsOpt, parse_timestamp
 from streams.cli.output import RejectsFile, check_events_file, err, rejects_path, say_rejects
 
 if TYPE_CHECKING:
@@ -44,10 +44,6 @@ alerts_app = typer.Typer(
 )
 drivers_app = typer.Typer(help="Driver rankings over time (from Redis).", no_args_is_help=True)
 
-ConfigDir = Annotated[
-    Path | None,
-    typer.Option("--config-dir", help="Config folder (default: $GAPMON_CONFIG_DIR or config/)."),
-]
 RulesPath = Annotated[
     Path | None,
     typer.Option("--rules", help="Alert rules file (default: CONFIG_DIR/alerts.yaml)."),

@@ -21,7 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from streams.cli.mapped import DataDir, MappingOpt, check_source, mapped_lines
-from streams.cli.options import RejectsOpt
+from streams.cli.options import ConfigDir, RejectsOpt
 from streams.cli.output import (
     RejectsFile,
     check_events_file,
@@ -43,10 +43,6 @@ Bootstrap = Annotated[
 Prefix = Annotated[
     str | None,
     typer.Option("--topic-prefix", help="Prefix of every topic (default: $GAPMON_TOPIC_PREFIX)."),
-]
-ConfigDir = Annotated[
-    Path | None,
-    typer.Option("--config-dir", help="Folder with gapmon.yaml, taxonomy.yaml (see demo)."),
 ]
 
 

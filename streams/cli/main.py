@@ -20,7 +20,7 @@ from streams.cli import kafka as kafka_commands
 from streams.cli.alerts import alerts_app, drivers_app
 from streams.cli.mapped import DataDir, MappingOpt, check_source, mapped_events, mapped_lines
 from streams.cli.models import taxonomy_app
-from streams.cli.options import RejectsOpt, parse_timestamp
+from streams.cli.options import ConfigDir, RejectsOpt, parse_timestamp
 from streams.cli.output import (
     RejectsFile,
     check_events_file,
@@ -68,14 +68,6 @@ def _process() -> None:
         raise typer.Exit(2) from None
 
 
-ConfigDir = Annotated[
-    Path | None,
-    typer.Option(
-        "--config-dir",
-        help="Folder with gapmon.yaml, taxonomy.yaml, metric_registry.yaml "
-        "(default: $GAPMON_CONFIG_DIR or the project's config/).",
-    ),
-]
 AsOf = Annotated[
     str | None,
     typer.Option(

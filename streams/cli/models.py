@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from streams.cli.options import RejectsOpt
+from streams.cli.options import ConfigDir, RejectsOpt
 from streams.cli.output import RejectsFile, check_events_file, err, rejects_path, say_rejects
 from streams.cli.render import console_for
 
@@ -32,9 +31,7 @@ def suggest(
     json_out: Annotated[
         bool, typer.Option("--json", help="Print JSON instead of a table.")
     ] = False,
-    config_dir: Annotated[
-        Path | None, typer.Option("--config-dir", help="Folder with gapmon.yaml, taxonomy.yaml.")
-    ] = None,
+    config_dir: ConfigDir = None,
     rejects: RejectsOpt = None,
 ) -> None:
     """Replay events through the models and list off-taxonomy candidates.

@@ -10,6 +10,16 @@ from typing import Annotated
 
 import typer
 
+# --config-dir of every command that reads the config folder
+ConfigDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--config-dir",
+        help="Folder with gapmon.yaml, taxonomy.yaml, metric_registry.yaml, alerts.yaml "
+        "(default: $GAPMON_CONFIG_DIR or the project's config/).",
+    ),
+]
+
 # --rejects of every command that reads events (replay, produce, alerts backtest,
 # taxonomy suggest): the same default, the same promise
 RejectsOpt = Annotated[

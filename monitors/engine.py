@@ -23,6 +23,7 @@ import math
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from hashlib import blake2b
 from operator import add
 from typing import Any
 
@@ -116,6 +117,18 @@ class EngineConfig:
     taxonomy: Taxonomy = field(default_factory=lambda: Taxonomy({}))
     fy_start_month: int = 1
     max_parked: int = 1_000_000  # assignments with events but no assignment yet
+    # distinct touches one assignment may have: past it a new touch is refused
+    # (StateLimit), so no assignment's state record outgrows a Kafka record
+    max_touches: int = 50_000
+
+    def __post_init__(self) -> None:
+        if self.max_touches <= _SMALL:
+            raise ValueError(f"max_touches={self.max_touches}: must be more than {_SMALL}")
+
+
+class StateLimit(ValueError):
+    """An event would take one assignment's state past a configured bound; nothing was
+    changed, and the event is a dead letter (a reject in ``replay``) with this message."""
 
 
 class Cell:
@@ -182,7 +195,7 @@ class AssignmentState:
         self.due_day = 0
         self.score_c: int | None = None
         self.expected_c = 0
-        self.touch_ids: str | set[str] = _SEP
+        self.touch_ids: str | set[int] = _SEP
         self.n_touch = 0
         self.n_qualified = 0
         self.d_ts = -math.inf
@@ -198,12 +211,26 @@ class AssignmentState:
 
 # Touch ids of an assignment are kept as one string "\x1fe1\x1fe2\x1e\x1f" while there
 # are few (a tenth of the memory of a tuple of strings; membership is a substring test,
-# exact because ids cannot contain control characters), and as a set past _SMALL. A
-# qualified touch's id carries the mark _Q ("e2\x1e" above): a copy of an unqualified
-# touch on a qualified channel makes it qualified, whatever the order (docs/design.md).
+# exact because ids cannot contain control characters). A qualified touch's id carries
+# the mark _Q ("e2\x1e" above): a copy of an unqualified touch on a qualified channel
+# makes it qualified, whatever the order (docs/design.md). Past _SMALL ids they are a set
+# of 64-bit digests (_digest; bit 0 is the qualified mark), so an assignment's state
+# grows by 8 bytes a touch (11 in its JSON) whatever the ids' length, up to
+# EngineConfig.max_touches: 50,000 touches of 256-character ids are a 540 KB state
+# record, not 13 MB. Two distinct ids of one assignment share a digest with probability
+# below n^2 / 2^64 (1.4e-10 at 50,000 touches); then the second counts as a copy.
 _SEP = "\x1f"
 _Q = "\x1e"
 _SMALL = 32
+
+
+def _digest(eid: str) -> int:
+    """A touch id in the large form: 64 bits of its BLAKE2b hash, bit 0 cleared (the mark).
+
+    >>> _digest("t1") % 2, _digest("t1") == _digest("t1"), _digest("t1") == _digest("t2")
+    (0, True, False)
+    """
+    return int.from_bytes(blake2b(eid.encode(), digest_size=8).digest(), "big") & ~1
 
 
 def _seen_small(ids: str, eid: str) -> bool | None:
@@ -286,17 +313,23 @@ class Engine:
                     seen = _seen_small(ids, eid)  # type: ignore[arg-type]
                     if seen is not None:
                         return self._touch_again(st, eid, seen, qualified)
-                key = f"{eid}{_Q}" if qualified else eid
                 if n < _SMALL:
-                    st.touch_ids = f"{ids}{key}{_SEP}"
+                    st.touch_ids = f"{ids}{eid}{_Q}{_SEP}" if qualified else f"{ids}{eid}{_SEP}"
                 else:
-                    st.touch_ids = {*ids.strip(_SEP).split(_SEP), key}  # type: ignore[union-attr]
+                    st.touch_ids = _digests(ids)  # type: ignore[arg-type]
+                    st.touch_ids.add(_digest(eid) | qualified)
             else:
-                if eid in ids:
+                d = _digest(eid)
+                if d in ids:
                     return self._touch_again(st, eid, False, qualified)
-                if f"{eid}{_Q}" in ids:
+                if d | 1 in ids:
                     return self._touch_again(st, eid, True, qualified)
-                ids.add(f"{eid}{_Q}" if qualified else eid)  # type: ignore[union-attr]
+                if n >= self.config.max_touches:
+                    raise StateLimit(
+                        f"assignment_id={aid!r} has {n:,} touches, the most one assignment "
+                        f"may have (max_touches): touch event_id={eid!r} is not counted"
+                    )
+                ids.add(d | qualified)  # type: ignore[union-attr]
             self.events_applied += 1
             if st.cell is None:
                 st.n_touch = n + 1
@@ -403,8 +436,9 @@ class Engine:
         if isinstance(ids, str):
             st.touch_ids = ids.replace(f"{_SEP}{eid}{_SEP}", f"{_SEP}{eid}{_Q}{_SEP}", 1)
         else:
-            ids.discard(eid)
-            ids.add(f"{eid}{_Q}")
+            d = _digest(eid)
+            ids.discard(d)
+            ids.add(d | 1)
         st.n_qualified += 1
         self.events_applied += 1
         if before is not None:
@@ -655,10 +689,16 @@ class Engine:
 
     @staticmethod
     def _orphan_record(aid: str, st: AssignmentState) -> dict[str, Any]:
-        ids = sorted(i.rstrip(_Q) for i in _touch_id_list(st.touch_ids))
+        """An assignment id and its events' ids (past 32 touches only their count is known:
+        the ids are kept as digests)."""
+        ids = st.touch_ids
+        if isinstance(ids, str):
+            out = sorted(i.rstrip(_Q) for i in _touch_id_list(ids))
+        else:
+            out = [f"({len(ids):,} touches)"]
         if st.d_eid:
-            ids.append(st.d_eid)
-        return {"assignment_id": aid, "event_ids": ids}
+            out.append(st.d_eid)
+        return {"assignment_id": aid, "event_ids": out}
 
     def orphans(self) -> list[dict[str, Any]]:
         """Touch/deal events still waiting for their assignment, per assignment id."""
@@ -746,11 +786,14 @@ def _us(ts: float) -> int:
     return round(ts * 1_000_000)
 
 
-def _touch_id_list(ids: str | set[str]) -> list[str]:
-    """The stored touch ids, qualified ones with their mark ``_Q``."""
-    if isinstance(ids, str):  # "\x1fe1\x1fe2\x1e\x1f", or "\x1f" for none
-        return ids[1:-1].split(_SEP) if len(ids) > 1 else []
-    return list(ids)
+def _touch_id_list(ids: str) -> list[str]:
+    """The touch ids of the compact form, qualified ones with their mark ``_Q``."""
+    return ids[1:-1].split(_SEP) if len(ids) > 1 else []  # "\x1fe1\x1fe2\x1e\x1f" / "\x1f"
+
+
+def _digests(ids: str) -> set[int]:
+    """The compact form of touch ids as the large one: their digests, marks kept."""
+    return {_digest(i.rstrip(_Q)) | i.endswith(_Q) for i in _touch_id_list(ids)}
 
 
 def _touch_part(v: list[int], h: list[dict[Any, int]], sig: Signature, sign: int) -> None:

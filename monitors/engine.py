@@ -281,7 +281,6 @@ class Engine:
         self.cells: dict[tuple[str, ...], Cell] = {}
         self._cell_keys: dict[tuple[str, ...], tuple[str, ...]] = {}  # interning
         self._parked: dict[str, None] = {}  # assignment ids waiting, oldest first
-        self._quarter_starts: dict[str, float] = {}
         self._on_dead_letter = on_dead_letter
         self.events_applied = 0
         self.duplicates = 0  # seen before: a touch id again, or the current deal/assignment again
@@ -335,14 +334,30 @@ class Engine:
                 st.n_touch = n + 1
                 st.n_qualified += qualified
                 self._park(aid)
-            elif n and st.stage not in FINAL_STAGES:
-                # the common case: one more touch on a worked, undecided assignment
+            elif st.stage not in FINAL_STAGES:
+                # the common case: a touch on an undecided assignment (its bookings cell
+                # is untouched); the first one makes it worked (_touch_part, _stage_part)
                 st.n_touch = n + 1
-                v = self.cells[st.cell].vals
+                cell = self.cells[st.cell]
+                v = cell.vals
                 v[TOUCHES] += 1
                 if qualified:
                     st.n_qualified += 1
                     v[QTOUCHES] += 1
+                if not n:
+                    h = cell.hist
+                    score = st.score_c
+                    if score is not None:
+                        v[SCORE_TOUCHED_C] += score
+                        _bump(h[H_DUE_SCORE_TOUCHED], st.due_day, score)
+                    stage = st.stage
+                    if stage not in _ENGAGED:  # "none" or "open": actioned by this touch
+                        expected = st.expected_c
+                        v[ACTIONED] += 1
+                        _bump(h[H_DUE_ACTIONED], st.due_day, 1)
+                        _bump(h[H_ACTIONED_EXP_DAY], st.assign_day, expected)
+                        if stage == "none":
+                            v[PIPE_TOUCHED_C] += expected
             else:
                 before = self._signature(st)
                 st.n_touch = n + 1
@@ -371,19 +386,31 @@ class Engine:
                     self.superseded += 1
                     self._interest_seen(st, interest)
                     return True
-            before = None if st.cell is None else self._signature(st)
-            st.ever_q = st.ever_q or interest
+            cell_key, stage0, e0 = st.cell, st.stage, st.ever_q
+            before = None
+            if cell_key is not None and (stage in FINAL_STAGES or stage0 in FINAL_STAGES):
+                before = self._signature(st)
+            st.ever_q = e0 or interest
             st.d_ts, st.d_eid = ts, eid
             st.stage, st.amount_c, st.reason = stage, amount_c, reason
-            close_q = self.calendar.quarter_of(event.occurred_at)
-            st.close_q = close_q.label
-            st.booked_day = self._day_index(close_q, ts)
             self.events_applied += 1
-            if before is None:
+            quarter = st.quarter
+            if quarter is not None and quarter.start_ts <= ts < quarter.end_ts:
+                # the common case: decided in the quarter of the assignment
+                st.close_q = quarter.label
+                st.booked_day = st.close_day = math.floor((ts - quarter.start_ts) / DAY)
+            else:
+                close_q = self.calendar.quarter_of(event.occurred_at)
+                st.close_q = close_q.label
+                st.booked_day = self._day_index(close_q, ts)
+                if quarter is not None:
+                    st.close_day = self._day_index(quarter, ts)
+            if cell_key is None:
                 self._park(aid)
-                return True
-            st.close_day = self._day_index(st.quarter, ts)
-            self._apply_change(before, self._signature(st))
+            elif before is None:  # from one undecided stage to another: the cohort cell only
+                self._move_undecided(st, stage0, e0)
+            else:
+                self._apply_change(before, self._signature(st))
             return True
         if ts is None:
             ts = event.occurred_at.timestamp()
@@ -411,6 +438,30 @@ class Engine:
         if before != after:
             self._apply_change(before, after)
         return True
+
+    def _move_undecided(self, st: AssignmentState, stage0: str, e0: bool) -> None:
+        """A deal moved an assignment from one undecided stage to another (``none`` ->
+        ``open``, ``open`` -> ``qualified``...): its stage count and pipeline, actioned
+        when it has no touch, and interest. Equivalent to ``_apply_change`` of the two
+        signatures (neither has a bookings part or a decided stage part)."""
+        v, h = (cell := self.cells[st.cell]).vals, cell.hist  # type: ignore[index]
+        stage, expected, touched = st.stage, st.expected_c, st.n_touch > 0
+        v[_STAGE_INDEX[stage0]] -= 1
+        v[_STAGE_INDEX[stage]] += 1
+        v[_PIPE_INDEX[stage0]] -= expected
+        v[_PIPE_INDEX[stage]] += expected
+        if touched:
+            if stage0 == "none":  # a deal stage is never "none"
+                v[PIPE_TOUCHED_C] -= expected
+        else:
+            a0, a1 = stage0 in _ENGAGED, stage in _ENGAGED
+            if a0 != a1:
+                d = 1 if a1 else -1
+                v[ACTIONED] += d
+                _bump(h[H_DUE_ACTIONED], st.due_day, d)
+                _bump(h[H_ACTIONED_EXP_DAY], st.assign_day, d * expected)
+        if st.ever_q and not e0:
+            v[Q_EVER] += 1
 
     def _interest_seen(self, st: AssignmentState, interest: bool) -> None:
         """A deal event not in force (older, or a lesser copy) that showed the client's
@@ -486,11 +537,9 @@ class Engine:
         if st.d_eid:
             st.close_day = self._day_index(quarter, st.d_ts)
 
-    def _day_index(self, quarter: Any, ts: float) -> int:
-        start = self._quarter_starts.get(quarter.label)
-        if start is None:
-            start = self._quarter_starts[quarter.label] = quarter.start.timestamp()
-        return math.floor((ts - start) / DAY)
+    @staticmethod
+    def _day_index(quarter: Any, ts: float) -> int:
+        return math.floor((ts - quarter.start_ts) / DAY)
 
     def _signature(self, st: AssignmentState) -> Signature:
         n_touch = st.n_touch

@@ -88,6 +88,7 @@ REJECT_REASONS = (
     "orphan",  # touch/deal whose assignment never arrived
     "parked_too_long",  # dropped from the bounded wait for its assignment
     "internal",  # valid, but applying it or building its records raised
+    "limit",  # valid, but past a bound on one assignment's state (EngineConfig.max_touches)
     "other",
 )
 #: Bounded reasons of a failed Slack delivery attempt.

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any, Protocol
 
-from monitors.engine import Engine
+from monitors.engine import Engine, StateLimit
 from streams.events import Assignment, Deal, EventError, Touch, parse_event_ts
 
 Progress = Callable[[int], None]
@@ -120,6 +120,9 @@ def replay_lines(
             continue
         try:
             ingest(event, ts)
+        except StateLimit as exc:  # a bound on one assignment's state: this event is refused
+            reject(stats, rejects, number, f"limit: {exc}", raw)
+            continue
         except Exception as exc:  # a bug or a limit of the engine: this event, not the run
             reject(stats, rejects, number, f"internal: {type(exc).__name__}: {exc}", raw)
             continue

@@ -51,7 +51,7 @@ from typing import Any
 
 import orjson
 
-from monitors.engine import Engine, EngineConfig
+from monitors.engine import Engine, EngineConfig, StateLimit
 from monitors.split import part_json, state_from_json, state_to_json
 from streams.events import Assignment, Deal, EventError, Touch, parse_event_of, parse_event_ts
 
@@ -260,7 +260,14 @@ class PartitionState:
         states = engine.states
         before = engine.cells_of(states.get(aid))  # its cohort cell, and its bookings cell
         self._where = (topic, offset)
-        if engine.ingest(event, ts):
+        try:
+            changed = engine.ingest(event, ts)
+        except StateLimit as limit:  # refused before anything changed
+            if self.exporter is not None:
+                self.exporter.dead_lettered("limit")
+            self._letter(f"limit: {limit}", "limit", topic, offset, key, value)
+            return True
+        if changed:
             self._dirty.add(aid)
             self._cells.update(before)
             # st is None when the engine just gave up on it (an orphan)

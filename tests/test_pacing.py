@@ -6,6 +6,7 @@ import ast
 import calendar as stdcal
 import json
 import math
+import pickle
 import random
 import sys
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
@@ -978,3 +979,18 @@ def test_pace_in_millions() -> None:
     # a quota of 1 (million): the attainment is there as for 1,000,000
     p = pace(1.0, 0.45, 0.5, LinearCurve())
     assert p.attainment_projected == 0.9 and p.at_risk is False
+
+
+def test_a_quarter_unpickled_from_before_its_timestamps_gets_them() -> None:
+    """A checkpoint written before ``start_ts`` / ``end_ts`` existed holds a Quarter with
+    only label, start and end: reading either timestamp fills both in."""
+    q = FiscalCalendar().parse("2026Q4")
+    old = Quarter.__new__(Quarter)
+    old.__dict__.update({"label": q.label, "start": q.start, "end": q.end})
+    assert old.end_ts == utc(2027, 1, 1).timestamp()
+    fresh = Quarter.__new__(Quarter)
+    fresh.__dict__.update({"label": q.label, "start": q.start, "end": q.end})
+    assert fresh.start_ts == utc(2026, 10, 1).timestamp()
+    assert pickle.loads(pickle.dumps(old)) == q
+    with pytest.raises(AttributeError, match="^weeks$"):
+        _ = old.weeks  # type: ignore[attr-defined]

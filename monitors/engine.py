@@ -489,6 +489,20 @@ class Engine:
         if st.ever_q and not e0:
             v[Q_EVER] += 1
 
+    def forget_if_empty(self, aid: str) -> None:
+        """Drop the state of ``aid`` if no event of it was applied: what ``ingest`` left
+        when it raised on the assignment's first event (replay's ``internal`` rejects).
+
+        >>> engine = Engine()
+        >>> engine.states["A9"] = AssignmentState()
+        >>> engine.forget_if_empty("A9"); "A9" in engine.states
+        False
+        """
+        st = self.states.get(aid)
+        if st is not None and st.cell is None and not st.n_touch and not st.d_eid:
+            del self.states[aid]
+            self._parked.pop(aid, None)
+
     def _interest_seen(self, st: AssignmentState, interest: bool) -> None:
         """A deal event not in force (older, or a lesser copy) that showed the client's
         interest: the assignment counts as qualified at some time, whatever the order."""

@@ -192,7 +192,9 @@ def test_an_event_the_engine_cannot_place_is_rejected_and_the_replay_goes_on(
     far = ASSIGNMENT.replace('"A1"', '"A9"').replace("2026-10-01", "9999-10-01")
     lines = [(1, far), (2, ASSIGNMENT), (3, far.replace('"a1"', '"a8"')), (4, TOUCH)]
     out = io.StringIO()
-    stats = replay_lines(lines, Engine(), out)
+    engine = Engine()
+    stats = replay_lines(lines, engine, out)
+    assert list(engine.states) == ["A1"]  # nothing is left of A9
     error = "internal: ValueError: quarter '9999Q4' is outside the supported date range"
     assert _rows(out.getvalue()) == [
         {"line": 1, "error": error, "raw": far},

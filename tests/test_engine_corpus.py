@@ -45,10 +45,15 @@ from monitors.engine import (
     DAY_HISTOGRAMS,
     DIMENSIONS,
     LEAF,
+    N_FLAT,
+    N_HIST,
     Engine,
     EngineConfig,
     StateLimit,
     cents,
+    derive_booked,
+    derive_groups,
+    derive_metrics,
 )
 from monitors.taxonomy import Taxonomy
 from streams.events import DEFAULT_QUALIFIED_CHANNELS
@@ -110,8 +115,9 @@ def due_boundaries(events: list[Event], grace_days: float) -> list[datetime]:
 
 def _expected(
     events: list[Event], config: EngineConfig, taxonomy: Mapping[str, list[str]] | None
-) -> dict[Any, Any]:
-    """Everything the tests compare with, from the oracle alone."""
+) -> tuple[pd.DataFrame, dict[Any, Any]]:
+    """Everything the tests compare with, from the oracle alone: its assignment table
+    (one row per assignment) and the metrics by (basis, by, report time)."""
     table = assignment_table(
         events,
         grace_days=config.grace_days,
@@ -132,11 +138,11 @@ def _expected(
     q4 = table[table["quarter"] == ("2027Q1" if config.fy_start_month == 10 else "2026Q4")]
     for as_of in due_boundaries(events, config.grace_days):
         out["q4", None, as_of] = table_metrics(q4, as_of, stage_weights=weights)
-    return out
+    return table, out
 
 
-EXPECTED = _expected(EVENTS, CONFIG, None)
-OTHER_EXPECTED = _expected(OTHER_EVENTS, OTHER_CONFIG, {"lossy": ["price", "timing"]})
+TABLE, EXPECTED = _expected(EVENTS, CONFIG, None)
+OTHER_TABLE, OTHER_EXPECTED = _expected(OTHER_EVENTS, OTHER_CONFIG, {"lossy": ["price", "timing"]})
 
 
 def run(events: list[Event], config: EngineConfig = CONFIG) -> Engine:
@@ -156,6 +162,9 @@ def check(engine: Engine, expected: Mapping[Any, Any], q4: str) -> None:
         assert_same(got, want)
         if as_of == AS_OF and by in (None, LEAF):
             assert_same(engine.metrics(as_of, by=by, basis=basis, light=True), light(want))
+        if as_of == AS_OF and by is None and basis == "close":  # one quarter's bookings
+            got = engine.metrics(as_of, basis="close", quarters=[q4, "1999Q1"])
+            assert_same(got, {k: m for k, m in want.items() if k[0] == q4})
 
 
 @pytest.mark.parametrize("order", range(len(ORDERS)), ids=ORDER_IDS)
@@ -166,6 +175,44 @@ def test_every_delivery_order_equals_the_oracle(order: int) -> None:
 @pytest.mark.parametrize("order", [0, 1, 4], ids=["by_time", "reversed", "shuffled1"])
 def test_another_configuration_equals_the_oracle(order: int) -> None:
     check(run(deliveries(OTHER_EVENTS, seed=9)[order], OTHER_CONFIG), OTHER_EXPECTED, "2027Q1")
+
+
+def _us(ts: float) -> int:
+    return round(ts * 1_000_000)
+
+
+def check_states(engine: Engine, table: pd.DataFrame) -> None:
+    """Every assignment's state (what observers and the models read) against the oracle's
+    row: its cell and days, score, expected revenue, touch counts, the deal in force (its
+    stage, amount, reason bucket, quarter and days), interest at any time, the times."""
+    for row in table.itertuples():
+        st = engine.states[row.assignment_id]
+        cell = (row.quarter, row.region, row.vertical, row.product, row.am_id)
+        assert st.cell == (*cell, row.assignment_type), row
+        assert st.quarter.label == row.quarter and _us(st.a_ts) == row.us, row
+        score = None if pd.isna(row.score_c) else int(row.score_c)
+        got = (st.assign_day, st.due_day, st.score_c, st.expected_c, st.n_touch, st.n_qualified)
+        assert got == (row.assign_day, row.due_day, score, row.expected_c, row.n_touch, row.n_q)
+        got = (st.stage, st.amount_c, st.reason, st.ever_q)
+        assert got == (row.stage, row.amount_c, row.reason, bool(row.ever_q)), row
+        assert isinstance(st.ever_q, bool), row
+        if pd.isna(row.deal_us):  # no deal event: no deal quarter either
+            assert (st.close_q, st.d_eid) == ("", ""), row
+            continue
+        got = (st.close_q, st.close_day, st.booked_day, _us(st.d_ts))
+        assert got == (row.close_quarter, row.close_day, row.booked_day, row.deal_us), row
+    waiting = set(engine.states) - set(table["assignment_id"])
+    assert all(engine.states[aid].cell is None for aid in waiting)
+    assert {o["assignment_id"] for o in engine.orphans()} == waiting
+
+
+@pytest.mark.parametrize("order", range(len(ORDERS)), ids=ORDER_IDS)
+def test_every_assignment_state_equals_the_oracle_row(order: int) -> None:
+    check_states(run(ORDERS[order]), TABLE)
+
+
+def test_every_assignment_state_equals_the_oracle_row_in_another_configuration() -> None:
+    check_states(run(deliveries(OTHER_EVENTS, seed=9)[4], OTHER_CONFIG), OTHER_TABLE)
 
 
 def test_the_corpus_reaches_every_kind_of_case() -> None:
@@ -284,6 +331,7 @@ def _a(aid: str = "A1", **fields: Any) -> Event:
 def test_an_observer_sees_every_applied_event_once_with_the_state_after_it() -> None:
     seen: list[tuple[str, str, int, str]] = []
     engine = Engine(CONFIG)
+    assert "ingest" not in vars(pickle.loads(pickle.dumps(engine)))  # no wrapper to drop
     engine.attach_observer(lambda e, st: seen.append((e.event_id, e.type, st.n_touch, st.stage)))
     events = [
         touch("A1", "t1", Q4 + timedelta(days=2)),
@@ -331,6 +379,7 @@ def test_orphans_name_their_events_and_the_oldest_is_dead_lettered_past_the_boun
     engine.ingest(touch("P4", "v", at))
     engine.ingest(touch("P5", "v", at))
     assert [rec["assignment_id"] for _, rec in letters] == ["P1", "P3"]
+    assert engine.dead_lettered == 2
     assert engine.metrics(AS_OF)[("2026Q4", "NA")]["touches"] == 2
     # past 32 touches only their count is known; without a sink the letter is counted
     quiet = Engine(EngineConfig(max_parked=1))
@@ -403,6 +452,12 @@ def test_a_timestamp_given_by_the_caller_is_the_one_used() -> None:
         shifted.ingest(e, e.occurred_at.timestamp() + (86_400 if e.type == "deal" else 0))
     m = shifted.metrics(LATE)[("2026Q4", "NA")]
     assert m["cycle_days_won"] == 5.0 and m["closed_rev_by_day"] == {6: 7.0}
+    # an observer's wrapper passes the caller's time on
+    observed = Engine(CONFIG)
+    observed.attach_observer(lambda e, st: None)
+    for e in events:
+        observed.ingest(e, e.occurred_at.timestamp() + (86_400 if e.type == "deal" else 0))
+    assert_same(observed.metrics(LATE), shifted.metrics(LATE))
 
 
 def test_bad_drilldown_and_basis_are_named() -> None:
@@ -422,3 +477,37 @@ def test_rounding_money_to_cents() -> None:
     assert math.isclose(
         run([_a(expected_rev=0.125)]).metrics(AS_OF)[("2026Q4", "NA")]["expected_rev"], 0.12
     )
+
+
+def test_weights_missing_from_the_configuration_weigh_nothing() -> None:
+    """``stage_weights`` without ``none`` or ``qualified``: that pipeline weighs 0."""
+    events = [
+        _a("A1", expected_rev=1000.0),
+        touch("A1", "t", Q4 + timedelta(days=2)),  # touched, no deal: the `none` stage
+        _a("A2", expected_rev=200.0),
+        deal("A2", "d", Q4 + timedelta(days=2), "open"),
+        _a("A3", expected_rev=400.0),
+        deal("A3", "d", Q4 + timedelta(days=2), "qualified"),
+    ]
+    for weights, weighted in (({"open": 0.5}, 100.0), ({"none": 0.1}, 100.0), ({}, 0.0)):
+        engine = run(events, EngineConfig(stage_weights=weights))
+        assert engine.metrics(AS_OF)[("2026Q4", "NA")]["weighted_pipeline"] == weighted, weights
+
+
+def test_derived_metrics_have_the_day_histograms_unless_light() -> None:
+    """The derivations' defaults (``monitors.report`` builds its empty rows with them),
+    and a group without an assignment left (all moved away) is not reported."""
+    hist: list[dict[Any, int]] = [{} for _ in range(N_HIST)]
+    cohort = derive_metrics([0] * N_FLAT, hist, 0, WEIGHTS)
+    assert {"closed_rev_by_day", "assigned_by_day", "exited_expected_by_day"} <= set(cohort)
+    assert "booked_by_day" in derive_booked([0] * N_FLAT, hist)
+    one = [1] + [0] * (N_FLAT - 1)
+    groups = {
+        ("@2026Q4", "NA"): (one, [{} for _ in range(N_HIST)]),
+        ("2026Q4", "EMEA"): (one, [{} for _ in range(N_HIST)]),
+        ("2026Q4", "APAC"): ([0] * N_FLAT, hist),  # sorted first
+    }
+    out = derive_groups(groups, 0, WEIGHTS)
+    assert list(out) == [("2026Q4", "EMEA"), ("2026Q4", "NA")]
+    assert "assigned_by_day" in out[("2026Q4", "EMEA")]
+    assert "booked_by_day" in out[("2026Q4", "NA")] and "decided" in out[("2026Q4", "NA")]

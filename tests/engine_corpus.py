@@ -12,7 +12,7 @@ in a cell of its own where that matters):
   one, exactly at the quarter's end, or before the assignment;
 * touches before and after a decision, copies, upgrades by a copy on a qualified
   channel, 31 to 40 touches on one assignment (the two touch-id structures) with copies
-  and upgrades on both sides of 32;
+  and upgrades on both sides of 32, ids that begin with another id;
 * re-sent assignments that move quarter, region, AM, type, score, expected revenue, the
   due day or only the time (the cycle), with undecided and decided deals, and tied
   copies with other content;
@@ -180,6 +180,22 @@ def _touches() -> Iterator[tuple[str, list[Event]]]:
             yield f"touches/{n}/{decided}", events
 
 
+def _prefix_ids() -> Iterator[tuple[str, list[Event]]]:
+    """Touch ids that begin with another one (``p1``, ``p10``, ``p1x``): the compact form
+    finds an id by a substring, so ``p1`` must not be taken for ``p10`` or its copy, with
+    few touches and past 32, qualified or not."""
+    for n in (0, 33):
+        aid = f"X{n}"
+        at = Q4 + timedelta(days=2)
+        events: list[Event] = [assignment(aid, "a", at, vertical="prefix", product=str(n))]
+        events += [touch(aid, f"q{k:02d}", at + timedelta(minutes=k)) for k in range(n)]
+        for k, (eid, channel) in enumerate(
+            [("p10", "email"), ("p1x", "call"), ("p1", "email"), ("p", "other"), ("p1", "qbr")]
+        ):
+            events.append(touch(aid, eid, at + timedelta(hours=1, minutes=k), channel))
+        yield f"prefix_ids/{n}", events
+
+
 def _resent() -> Iterator[tuple[str, list[Event]]]:
     """A later assignment event of the same assignment, changing one thing, with deals."""
     a_at = Q4 - timedelta(hours=1)  # 2026Q3, the day before the boundary
@@ -332,6 +348,7 @@ def scenarios() -> list[tuple[str, list[Event]]]:
         *_transitions(),
         *_redated(),
         *_touches(),
+        *_prefix_ids(),
         *_resent(),
         *_deal_copies(),
         *_parked(),

@@ -116,6 +116,9 @@ class EngineConfig:
     taxonomy: Taxonomy = field(default_factory=lambda: Taxonomy({}))
     fy_start_month: int = 1
     max_parked: int = 1_000_000  # assignments with events but no assignment yet
+    # retention (monitors/retention.py): keep the current and this many previous quarters
+    # of decided assignments in memory; None or 0 keeps all
+    keep_quarters: int | None = 4
 
 
 class Cell:
@@ -237,8 +240,24 @@ Signature = tuple[Any, ...]
 _ATTRS = 5  # the first five fields: a change there moves the whole signature
 
 
+class AssignmentRetired(LookupError):
+    """An event for an assignment that retention retired (``monitors.retention``): it is
+    not applied; the caller dead-letters it (reason ``retired``)."""
+
+    def __init__(self, assignment_id: str) -> None:
+        super().__init__(
+            f"assignment_id={assignment_id!r} was retired (decided, in quarters older than "
+            "the kept window): the event is not applied"
+        )
+        self.assignment_id = assignment_id
+
+
 class Engine:
     """Ingests events one at a time; answers metrics per quarter x region or slice."""
+
+    # The retired assignments (a monitors.retention.Retention once any is retired). A class
+    # default, so an engine pickled before retention existed loads with none retired.
+    _retired: Collection[str] = frozenset()
 
     def __init__(
         self,
@@ -273,6 +292,8 @@ class Engine:
         aid = event.assignment_id
         st = self.states.get(aid)
         if st is None:
+            if self._retired and aid in self._retired:  # one lookup, on new ids only
+                raise AssignmentRetired(aid)
             st = AssignmentState()
             self.states[aid] = st
         kind = event.type

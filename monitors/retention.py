@@ -1,0 +1,296 @@
+"""Retention of old quarters: the state of decided assignments in quarters past the kept
+window is dropped; what they added to the cells stays.
+
+**The rule.** With ``keep_quarters = N`` (``EngineConfig``; ``gapmon.yaml``
+``keep_quarters``, ``$GAPMON_KEEP_QUARTERS``, ``--keep-quarters``; default 4, 0 keeps
+all) the engine keeps the current quarter and the N before it, the current quarter
+being the one of the engine's clock (the latest event time it applied). An assignment is
+*retired* when its deal is decided (won, lost or self-closed) and both its cohort quarter
+(of its assignment) and its close quarter (of its deal) are before that window. An
+undecided one stays, however old: a deal from an old cohort can still book this quarter.
+
+Retiring an assignment leaves every cell as it was (the report of every quarter, old
+ones included, does not change): its contribution is also added to the *frozen* cells,
+so that a worker restoring a partition from its changelog (which recomputes the cells
+from the assignment states) adds them back. Its state is dropped and its id is
+remembered as an 8-byte BLAKE2b digest (in a sorted array: 8 bytes an id). An event
+that comes later for a retired id (a late update, a re-sent export) is not applied:
+:meth:`monitors.engine.Engine.ingest` raises :class:`~monitors.engine.AssignmentRetired`
+and the caller dead-letters it (reason ``retired``), so it is neither lost silently nor
+counted twice. (Two ids with the same digest: about one chance in 10^7 with ten million
+ids; the newer one would be dead-lettered ``retired``, visibly.)
+
+Retirement runs when the clock enters a new quarter (:func:`advance`, called by replay,
+the demo, the worker's partitions and the analyst after each event they apply), over
+all the states once; between two such sweeps nothing is looked at.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import sys
+from array import array
+from bisect import bisect_left
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from monitors.engine import FINAL_STAGES, AssignmentState, Cell, Engine
+
+DEFAULT_KEEP_QUARTERS = 4
+
+
+def _example() -> Engine:
+    """An engine with one assignment of 2024Q1, won in 2024Q1 (for the examples)."""
+    from streams.events import parse_event_obj
+
+    engine = Engine()
+    common = {"assignment_id": "OLD"}
+    engine.ingest(
+        parse_event_obj(
+            {
+                "type": "assignment",
+                "event_id": "a1",
+                "occurred_at": "2024-01-10T00:00:00Z",
+                "am_id": "AM1",
+                "region": "NA",
+                "vertical": "v",
+                "product": "p",
+                "expected_rev": 100,
+                **common,
+            }
+        )
+    )
+    engine.ingest(
+        parse_event_obj(
+            {
+                "type": "deal",
+                "event_id": "d1",
+                "occurred_at": "2024-02-01T00:00:00Z",
+                "stage": "won",
+                "amount": 90,
+                **common,
+            }
+        )
+    )
+    return engine
+
+
+def digest(assignment_id: str) -> int:
+    """The 8-byte digest an id is remembered by once retired, as an integer.
+
+    >>> digest("A1") == digest("A1") != digest("A2")
+    True
+    >>> 0 <= digest("A1") < 2**64
+    True
+    """
+    return int.from_bytes(hashlib.blake2b(assignment_id.encode(), digest_size=8).digest(), "little")
+
+
+def first_kept(label: str, keep: int) -> str:
+    """The label of the earliest kept quarter when ``label`` is the current one.
+
+    >>> first_kept("2026Q4", 4)
+    '2025Q4'
+    >>> first_kept("2026Q1", 1)
+    '2025Q4'
+    """
+    index = int(label[:4]) * 4 + int(label[5]) - 1 - keep
+    return f"{index // 4:04d}Q{index % 4 + 1}"
+
+
+def retirable(st: AssignmentState, before: str) -> bool:
+    """Whether an assignment's state can be retired when quarters before ``before`` are
+    not kept: decided, and its cohort and close quarters both before it.
+
+    >>> st = _example().states["OLD"]  # assigned and won in 2024Q1
+    >>> retirable(st, "2024Q2"), retirable(st, "2024Q1")
+    (True, False)
+    >>> st.close_q = "2024Q3"  # had it closed in 2024Q3
+    >>> retirable(st, "2024Q2")
+    False
+    """
+    cell = st.cell
+    return (
+        cell is not None and st.stage in FINAL_STAGES and cell[0] < before and st.close_q < before
+    )
+
+
+class Retention:
+    """What an engine keeps of its retired assignments (pickled with it; a worker keeps
+    it in its partition's changelog): their digests, their frozen cells, the window."""
+
+    def __init__(self) -> None:
+        self.ids = array("Q")  # digests of the retired ids, sorted
+        self.frozen: dict[tuple[str, ...], Cell] = {}  # what the retired ones added
+        self.before = ""  # decided assignments of quarters before this one are retired
+        self.next_at = -math.inf  # the clock at which the window moves next
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __contains__(self, assignment_id: object) -> bool:
+        if not isinstance(assignment_id, str):
+            return False
+        d, ids = digest(assignment_id), self.ids
+        i = bisect_left(ids, d)
+        return i < len(ids) and ids[i] == d
+
+    def add(self, digests: Iterable[int]) -> None:
+        """Remember more digests (the array stays sorted)."""
+        self.ids = array("Q", sorted({*self.ids, *digests}))
+
+    @staticmethod
+    def to_bytes(digests: Iterable[int]) -> bytes:
+        """Digests as 8-byte little-endian integers (for the changelog)."""
+        out = array("Q", digests)
+        if sys.byteorder != "little":
+            out.byteswap()
+        return out.tobytes()
+
+    @staticmethod
+    def from_bytes(raw: bytes) -> array[int]:
+        """The inverse of :meth:`to_bytes`."""
+        out = array("Q")
+        out.frombytes(raw)
+        if sys.byteorder != "little":
+            out.byteswap()
+        return out
+
+
+@dataclass
+class Retired:
+    """What one sweep retired: the ids, their digests, the frozen cells it changed."""
+
+    ids: list[str] = field(default_factory=list)
+    digests: list[int] = field(default_factory=list)
+    cells: set[tuple[str, ...]] = field(default_factory=set)
+
+
+def retention_of(engine: Engine) -> Retention:
+    """The engine's :class:`Retention` (a new, empty one the first time).
+
+    >>> engine = Engine()
+    >>> r = retention_of(engine)
+    >>> r is retention_of(engine), len(r), r.before
+    (True, 0, '')
+    """
+    r = engine._retired
+    if not isinstance(r, Retention):
+        r = engine._retired = Retention()
+    return r
+
+
+def due_at(engine: Engine) -> float:
+    """The clock from which :func:`advance` has something to do (infinity when the
+    engine keeps every quarter): a caller compares each event's time with it.
+
+    >>> from monitors.engine import EngineConfig
+    >>> due_at(Engine()), due_at(Engine(EngineConfig(keep_quarters=0)))
+    (-inf, inf)
+    """
+    if not engine.config.keep_quarters:
+        return math.inf
+    return getattr(engine._retired, "next_at", -math.inf)
+
+
+def advance(engine: Engine, ts: float) -> Retired | None:
+    """The engine's clock is at ``ts`` (epoch seconds): when that moves the kept window,
+    retire what fell out of it. Cheap until the clock enters a new quarter.
+
+    >>> engine = _example()  # 2024Q1, won; keeps the current quarter and the 4 before it
+    >>> before = engine.metrics(datetime(2026, 1, 1, tzinfo=UTC))
+    >>> retired = advance(engine, datetime(2025, 3, 1, tzinfo=UTC).timestamp())
+    >>> retired.ids, engine.open_assignments   # 2024Q1 is still kept in 2025Q1
+    ([], 1)
+    >>> advance(engine, datetime(2025, 4, 1, tzinfo=UTC).timestamp()).ids
+    ['OLD']
+    >>> engine.open_assignments, engine.metrics(datetime(2026, 1, 1, tzinfo=UTC)) == before
+    (0, True)
+    >>> "OLD" in engine._retired
+    True
+    """
+    if ts < due_at(engine):
+        return None
+    keep = engine.config.keep_quarters
+    assert keep  # due_at is infinite otherwise
+    r = retention_of(engine)
+    quarter = engine.calendar.quarter_of(datetime.fromtimestamp(ts, UTC))
+    r.next_at = quarter.end.timestamp()
+    before = first_kept(quarter.label, keep)
+    if before <= r.before:
+        return Retired()
+    return retire(engine, before)
+
+
+def retire(engine: Engine, before: str) -> Retired:
+    """Retire every decided assignment whose cohort and close quarters are before
+    ``before``; the cells do not change. Returns what was retired.
+
+    >>> engine = _example()
+    >>> cells = {k: (c.vals[:], c.hist) for k, c in engine.cells.items()}
+    >>> out = retire(engine, "2024Q2")
+    >>> out.ids, sorted(k[0] for k in out.cells)
+    (['OLD'], ['2024Q1', '@2024Q1'])
+    >>> {k: (c.vals, c.hist) for k, c in engine.cells.items()} == cells
+    True
+    >>> from streams.events import parse_event_obj
+    >>> late = parse_event_obj({"type": "touch", "event_id": "t9", "assignment_id": "OLD",
+    ...     "occurred_at": "2024-03-01T00:00:00Z", "channel": "call"})
+    >>> engine.ingest(late)  # doctest: +IGNORE_EXCEPTION_DETAIL
+    Traceback (most recent call last):
+    monitors.engine.AssignmentRetired: assignment_id='OLD' was retired
+    """
+    r = retention_of(engine)
+    states = engine.states
+    out = Retired(ids=[aid for aid, st in states.items() if retirable(st, before)])
+    if out.ids:
+        signatures = []
+        for aid in out.ids:
+            st = states.pop(aid)
+            out.cells.update(engine.cells_of(st))
+            signatures.append(engine._signature(st))
+        # the engine's own _apply adds the contributions, into the frozen cells
+        live, engine.cells = engine.cells, r.frozen
+        try:
+            for sig in signatures:
+                engine._apply(sig, 1)
+        finally:
+            engine.cells = live
+        out.digests = [digest(aid) for aid in out.ids]
+        r.add(out.digests)
+    r.before = max(r.before, before)
+    return out
+
+
+def restore(
+    engine: Engine,
+    frozen: dict[tuple[str, ...], Cell],
+    digests: Iterable[int],
+    before: str,
+) -> None:
+    """Put back what a changelog kept of the retired assignments: the frozen cells are
+    added to the engine's cells (recomputed from the live states), the digests and the
+    window are remembered.
+
+    >>> old = _example()
+    >>> out = retire(old, "2024Q2")
+    >>> new = Engine()  # as a worker restores it: no states, the frozen cells and ids
+    >>> restore(new, old._retired.frozen, old._retired.ids, old._retired.before)
+    >>> new.metrics(datetime(2025, 1, 1, tzinfo=UTC)) == old.metrics(
+    ...     datetime(2025, 1, 1, tzinfo=UTC))
+    True
+    >>> "OLD" in new._retired, new._retired.before
+    (True, '2024Q2')
+    """
+    r = retention_of(engine)
+    r.add(digests)
+    r.before = max(r.before, before)
+    cells = engine.cells
+    for key, cell in frozen.items():
+        r.frozen[key] = cell
+        acc = cells.get(key)
+        if acc is None:
+            acc = cells[key] = Cell()
+        cell.merge_into(acc.vals, acc.hist)

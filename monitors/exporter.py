@@ -88,6 +88,7 @@ REJECT_REASONS = (
     "orphan",  # touch/deal whose assignment never arrived
     "parked_too_long",  # dropped from the bounded wait for its assignment
     "internal",  # valid, but applying it or building its records raised
+    "retired",  # for an assignment that retention retired (monitors/retention.py)
     "other",
 )
 #: Bounded reasons of a failed Slack delivery attempt.
@@ -191,6 +192,8 @@ def reason_code(text: str) -> str:
         return "missing_field"
     if "no time zone" in text:
         return "timestamp"
+    if text.startswith("retired"):
+        return "retired"
     if text.split(",")[0].split("=")[0].split(":")[0].strip() == "type":
         return "type"
     return "schema"

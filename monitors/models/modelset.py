@@ -117,6 +117,21 @@ class ModelSet:
             tag, text = self._notes.pop(a.assignment_id, (None, None))
             self._close(a.assignment_id, st, tag, text)
 
+    def forget(self, assignment_ids: list[str]) -> None:
+        """Drop what the models keep per assignment for these ids (retention retired them:
+        decided, learned from already, and the engine refuses their later events).
+
+        >>> models = ModelSet()
+        >>> models._info("A1").region = "NA"
+        >>> models.forget(["A1", "never seen"])
+        >>> models.info
+        {}
+        """
+        info, notes = self.info, self._notes
+        for aid in assignment_ids:
+            info.pop(aid, None)
+            notes.pop(aid, None)
+
     def observe_report(self, report: dict[str, Any]) -> list[dict[str, Any]]:
         """Feed a report snapshot's driver shares to the drift detectors; new shifts.
 

@@ -36,7 +36,8 @@ from aiokafka.coordinator.protocol import (
 )
 from aiokafka.errors import KafkaError
 
-from monitors.engine import Engine
+from monitors import retention
+from monitors.engine import AssignmentRetired, Engine
 from monitors.models import checkpoint
 from monitors.models.modelset import ModelSet
 from monitors.models.settings import load_model_settings
@@ -201,7 +202,9 @@ class Analyst:
         topics: Mapping[str, str],
         kinds: Mapping[str, str],
     ) -> None:
-        offsets, ingest = learned.offsets, learned.engine.ingest
+        offsets, engine = learned.offsets, learned.engine
+        ingest = engine.ingest
+        retire_at = retention.due_at(engine)
         n = 0
         for tp, records in batch.items():
             where = (tp.topic, tp.partition)
@@ -216,6 +219,8 @@ class Analyst:
                     continue  # the partition workers dead-letter it
                 try:
                     ingest(event, ts)
+                except AssignmentRetired:
+                    continue  # retired: the partition workers dead-letter it
                 except Exception as exc:  # the partition workers dead-letter it too
                     self.stats["poison"] += 1
                     log.error(
@@ -229,6 +234,11 @@ class Analyst:
                     continue
                 if learned.clock is None or ts > learned.clock:
                     learned.clock = ts
+                if ts >= retire_at:  # retention, as the partitions and replay do it
+                    retired = retention.advance(engine, ts)
+                    retire_at = retention.due_at(engine)
+                    if retired is not None and retired.ids:
+                        learned.models.forget(retired.ids)
                 n += 1
         self.stats["events"] += n
 

@@ -34,6 +34,14 @@ records out, so a test drives it the way a worker does.
   commit ended, and the cells that the committed state changed but no committed
   transaction wrote are written by the next flush with cells.
 
+Retention (:mod:`monitors.retention`): when the partition's clock enters a new quarter,
+the decided assignments of quarters before the kept window are retired. Their states
+become tombstones; the *frozen* cells (what they had added, so that a restore, which
+recomputes the cells from the states, adds it back) and the digests of their ids are
+written to the state changelog too, in the same transaction (``FROZEN_KEY``,
+``RETIRED_KEY``, each record under ``max_record_bytes``). A later event for a retired
+id is a dead letter with reason ``retired``.
+
 Each cell's record carries the partition's clock (the latest event time it has applied)
 at its flush; ``~clock|p`` carries it too, for partitions whose events are all still
 waiting for their assignment. The report's ``as_of`` is the latest clock of all.
@@ -51,12 +59,19 @@ from typing import Any
 
 import orjson
 
-from monitors.engine import Engine, EngineConfig
-from monitors.split import part_json, state_from_json, state_to_json
+from monitors import retention
+from monitors.engine import AssignmentRetired, Cell, Engine, EngineConfig
+from monitors.split import CellPart, part_json, state_from_json, state_to_json
 from streams.events import Assignment, Deal, EventError, Touch, parse_event_of, parse_event_ts
 
 POSITION_KEY = b"~position"  # in the state changelog: input offsets and the clock
 CLOCK_KEY = "~clock|{}"  # in gapmon.aggregates: partition p's clock, without cells
+# In the state changelog, what retention keeps of retired assignments (monitors.retention):
+# a frozen cell per key (FROZEN_KEY + its JSON key), the digests of the retired ids in
+# chunks (RETIRED_KEY + "<flush>:<chunk>", 8 bytes each). They start with a control
+# character, which no assignment id has: no key of an assignment can collide with them.
+FROZEN_KEY = b"\x1ffrozen:"
+RETIRED_KEY = b"\x1fretired:"
 
 Event = Assignment | Touch | Deal
 
@@ -93,6 +108,7 @@ def dead_letter(
         {
             "error": error if len(error) <= ERROR_CHARS else error[:ERROR_CHARS] + "...",
             # a bounded code: json | encoding | schema | topic | key | orphan | internal
+            # | retired
             "reason": reason,
             "topic": topic,
             "partition": partition,
@@ -233,6 +249,11 @@ class PartitionState:
         self._pending = 0  # records applied since the last flush
         self._clock_written = -math.inf
         self._where: tuple[str, int] = ("", -1)  # the record being applied (for orphans)
+        # retention: the clock from which it has something to do, and what to write
+        self._retire_at = retention.due_at(self.engine)
+        self._frozen: set[tuple[str, ...]] = set()  # frozen cells changed
+        self._digests: list[int] = []  # retired ids not written yet
+        self._retired_flushes = 0  # flushes that wrote digests (their keys)
 
     # ------------------------------------------------------------------- input
 
@@ -260,16 +281,35 @@ class PartitionState:
         states = engine.states
         before = engine.cells_of(states.get(aid))  # its cohort cell, and its bookings cell
         self._where = (topic, offset)
-        if engine.ingest(event, ts):
+        try:
+            applied = engine.ingest(event, ts)
+        except AssignmentRetired as exc:
+            if self.exporter is not None:
+                self.exporter.dead_lettered("retired")
+            self._letter(str(exc), "retired", topic, offset, key, value)
+            return True
+        if applied:
             self._dirty.add(aid)
             self._cells.update(before)
             # st is None when the engine just gave up on it (an orphan)
             self._cells.update(engine.cells_of(states.get(aid)))
         if ts > self.clock:
             self.clock = ts
+        if ts >= self._retire_at:
+            self._advance(ts)
         if self.careful is not None:
             self._check_records(aid, before)
         return True
+
+    def _advance(self, ts: float) -> None:
+        """The clock moved the kept window: retire what fell out of it (tombstones, frozen
+        cells and digests for the next flush)."""
+        out = retention.advance(self.engine, ts)
+        self._retire_at = retention.due_at(self.engine)
+        if out is not None and out.ids:
+            self._dirty.update(out.ids)  # gone from the engine: tombstones
+            self._frozen |= out.cells
+            self._digests += out.digests
 
     def _letter(
         self, error: str, reason: str, topic: str, offset: int, key: Any, value: Any
@@ -354,11 +394,34 @@ class PartitionState:
             if value is not None and len(value) > limit:
                 raise RecordTooLarge(f"the state of assignment_id={aid!r}", len(value), limit)
             out.append((aid.encode(), value))
+        out += self._retention_records()
         out.append((POSITION_KEY, self._position()))
         changes.letters = self._letters
         self._dirty, self._letters = set(), []
         self._pending = 0
         return changes
+
+    def _retention_records(self) -> list[tuple[bytes, bytes]]:
+        """The frozen cells changed and the digests retired since the last flush."""
+        out: list[tuple[bytes, bytes]] = []
+        limit = self.max_record_bytes
+        if self._frozen:
+            frozen = retention.retention_of(self.engine).frozen
+            for key in sorted(self._frozen):
+                value = part_json(((key, frozen[key]),), -math.inf)
+                if len(value) > limit:
+                    raise RecordTooLarge(f"frozen cell {key}", len(value), limit)
+                out.append((FROZEN_KEY + orjson.dumps(key), value))
+            self._frozen = set()
+        if self._digests:
+            per = max(1, (limit - 100) // 8)
+            seq = self._retired_flushes
+            for i in range(0, len(self._digests), per):
+                chunk = retention.Retention.to_bytes(self._digests[i : i + per])
+                out.append((RETIRED_KEY + f"{seq}:{i // per}".encode(), chunk))
+            self._retired_flushes += 1
+            self._digests = []
+        return out
 
     def cell_records(self, keys: Iterable[tuple[str, ...]]) -> Iterable[tuple[bytes, bytes | None]]:
         """One record per cell: ``[quarter, region, vertical, product, am, type, p]`` ->
@@ -387,6 +450,7 @@ class PartitionState:
                 "clock": num(self.clock),
                 "clock_written": num(self._clock_written),
                 "cells_waiting": sorted(self._cells),
+                "retired_before": getattr(self.engine._retired, "before", ""),
             }
         )
 
@@ -409,9 +473,19 @@ class PartitionState:
         engine = ps.engine
         states = engine.states
         position: bytes | None = None
+        frozen: dict[tuple[str, ...], Cell] = {}
+        digests: list[bytes] = []
         for key, value in records:
             if key == POSITION_KEY:
                 position = value
+            elif key.startswith(FROZEN_KEY):
+                if value is not None:
+                    frozen.update(CellPart.from_json(value).cells)
+            elif key.startswith(RETIRED_KEY):
+                if value is not None:
+                    digests.append(value)
+                    seq = int(key[len(RETIRED_KEY) :].split(b":")[0])
+                    ps._retired_flushes = max(ps._retired_flushes, seq + 1)
             elif value is None:
                 states.pop(key.decode(), None)
             else:
@@ -430,4 +504,9 @@ class PartitionState:
             written = data.get("clock_written", data["clock"])
             ps._clock_written = -math.inf if written is None else float(written)
             ps._cells = {tuple(key) for key in data.get("cells_waiting", ())}
+        before = "" if position is None else json.loads(position).get("retired_before", "")
+        if frozen or digests or before:
+            ids = (d for raw in digests for d in retention.Retention.from_bytes(raw))
+            retention.restore(engine, frozen, ids, before)
+        ps._retire_at = retention.due_at(engine)
         return ps

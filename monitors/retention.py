@@ -20,9 +20,15 @@ and the caller dead-letters it (reason ``retired``), so it is neither lost silen
 counted twice. (Two ids with the same digest: about one chance in 10^7 with ten million
 ids; the newer one would be dead-lettered ``retired``, visibly.)
 
-Retirement runs when the clock enters a new quarter (:func:`advance`, called by replay,
-the demo, the worker's partitions and the analyst after each event they apply), over
-all the states once; between two such sweeps nothing is looked at.
+**The clock.** Retirement runs when the engine's clock enters a new quarter, over all
+the states once; between two such sweeps nothing is looked at. The clock is the *slowest
+input's*: the least, over the engine's input streams seen so far (the event types in
+replay and a worker's partition, each topic partition in the analyst), of the latest
+event time applied from each (:func:`see`). So a worker catching up on a backlog whose
+assignments topic is read months ahead of its touches topic retires nothing until the
+touches have caught up too: a touch that is merely read late is not taken for a late
+event. (A stream that stops altogether holds retirement back, and memory grows as
+without retention, until it moves again.)
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from monitors.engine import FINAL_STAGES, AssignmentState, Cell, Engine
 
@@ -126,6 +133,7 @@ class Retention:
         self.frozen: dict[tuple[str, ...], Cell] = {}  # what the retired ones added
         self.before = ""  # decided assignments of quarters before this one are retired
         self.next_at = -math.inf  # the clock at which the window moves next
+        self.latest: dict[Any, float] = {}  # input stream -> its latest event time
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -193,6 +201,33 @@ def due_at(engine: Engine) -> float:
     if not engine.config.keep_quarters:
         return math.inf
     return getattr(engine._retired, "next_at", -math.inf)
+
+
+def see(engine: Engine, stream: Any, ts: float) -> Retired | None:
+    """An event of input ``stream`` (an event type, a topic partition) at ``ts`` was
+    applied: when that moves the clock (the least of the streams' latest times) into a
+    new quarter, retire what fell out of the kept window (:func:`advance`).
+
+    >>> engine = _example()  # assigned 2024-01-10, won 2024-02-01
+    >>> def at(day): return datetime.fromisoformat(day + "T00:00:00+00:00").timestamp()
+    >>> _ = see(engine, "assignment", at("2024-01-10")), see(engine, "deal", at("2024-02-01"))
+    >>> see(engine, "assignment", at("2025-07-01"))  # the deals are still read in 2024
+    >>> engine.open_assignments
+    1
+    >>> see(engine, "deal", at("2025-07-01")).ids  # both in 2025Q3: 2024Q1 is out
+    ['OLD']
+    """
+    if not engine.config.keep_quarters:
+        return None
+    r = retention_of(engine)
+    latest = r.latest
+    if ts <= latest.get(stream, -math.inf):
+        return None
+    latest[stream] = ts
+    if ts < r.next_at:
+        return None
+    mark = min(latest.values())
+    return None if mark < r.next_at else advance(engine, mark)
 
 
 def advance(engine: Engine, ts: float) -> Retired | None:
@@ -269,10 +304,11 @@ def restore(
     frozen: dict[tuple[str, ...], Cell],
     digests: Iterable[int],
     before: str,
+    latest: dict[Any, float] | None = None,
 ) -> None:
     """Put back what a changelog kept of the retired assignments: the frozen cells are
     added to the engine's cells (recomputed from the live states), the digests and the
-    window are remembered.
+    window and the streams' latest times (``latest``) are remembered.
 
     >>> old = _example()
     >>> out = retire(old, "2024Q2")
@@ -287,6 +323,8 @@ def restore(
     r = retention_of(engine)
     r.add(digests)
     r.before = max(r.before, before)
+    for stream, ts in (latest or {}).items():
+        r.latest[stream] = max(ts, r.latest.get(stream, -math.inf))
     cells = engine.cells
     for key, cell in frozen.items():
         r.frozen[key] = cell

@@ -7,10 +7,10 @@ written there too at the end (``"line": null``), so nothing is lost. An event th
 passes validation but makes the engine raise is rejected the same way (``"error":
 "internal: ..."``) and the replay goes on.
 
-Retention (:mod:`monitors.retention`) runs as in a worker: when the clock (the latest
-event time applied) enters a new quarter, decided assignments of quarters before the
-kept window are retired, and a later event for one of them is rejected with ``"error":
-"retired: ..."``.
+Retention (:mod:`monitors.retention`) runs as in a worker: when the clock (the least of
+the latest times applied per event type) enters a new quarter, decided assignments of
+quarters before the kept window are retired, and a later event for one of them is
+rejected with ``"error": "retired: ..."``.
 """
 
 from __future__ import annotations
@@ -131,7 +131,6 @@ def replay_lines(
     # two datetimes of different tzinfo objects asks each for its offset.
     limit = math.inf if as_of is None else as_of.timestamp()
     latest = -math.inf
-    retire_at = retention.due_at(engine)
     for number, raw, event, ts in validated(lines, stats, rejects, progress):
         if ts > limit:
             stats.after_as_of += 1
@@ -146,13 +145,11 @@ def replay_lines(
             continue
         if ts > latest:
             latest = ts
-        if ts >= retire_at:
-            retired = retention.advance(engine, ts)
-            retire_at = retention.due_at(engine)
-            if retired is not None and retired.ids:
-                stats.retired += len(retired.ids)
-                if on_retire is not None:
-                    on_retire(retired.ids)
+        retired = retention.see(engine, event.type, ts)
+        if retired is not None and retired.ids:
+            stats.retired += len(retired.ids)
+            if on_retire is not None:
+                on_retire(retired.ids)
     if latest > -math.inf:
         stats.latest = datetime.fromtimestamp(latest, UTC)
     stats.duplicates = engine.duplicates - before_dup

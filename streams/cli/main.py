@@ -171,7 +171,6 @@ def demo(
     targets = TargetsTable.from_rows(history.targets_rows())
     engine = Engine(settings.engine)
     model_set = _attach_models(engine, settings) if models else None
-    retire_at = retention.due_at(engine)
     for event in history.events:
         if event.occurred_at <= report_time:
             ts = event.occurred_at.timestamp()
@@ -179,11 +178,9 @@ def demo(
                 engine.ingest(event, ts)
             except AssignmentRetired:  # generated events never come this late
                 continue
-            if ts >= retire_at:  # retention, as replay and the worker do it
-                retired = retention.advance(engine, ts)
-                retire_at = retention.due_at(engine)
-                if retired is not None and retired.ids and model_set is not None:
-                    model_set.forget(retired.ids)
+            retired = retention.see(engine, event.type, ts)  # as replay and the worker do
+            if retired is not None and retired.ids and model_set is not None:
+                model_set.forget(retired.ids)
     report = ReportBuilder(settings, targets).build(engine, report_time, model_set)
     if json_out:
         print_json(report)

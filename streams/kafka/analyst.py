@@ -204,7 +204,6 @@ class Analyst:
     ) -> None:
         offsets, engine = learned.offsets, learned.engine
         ingest = engine.ingest
-        retire_at = retention.due_at(engine)
         n = 0
         for tp, records in batch.items():
             where = (tp.topic, tp.partition)
@@ -234,11 +233,11 @@ class Analyst:
                     continue
                 if learned.clock is None or ts > learned.clock:
                     learned.clock = ts
-                if ts >= retire_at:  # retention, as the partitions and replay do it
-                    retired = retention.advance(engine, ts)
-                    retire_at = retention.due_at(engine)
-                    if retired is not None and retired.ids:
-                        learned.models.forget(retired.ids)
+                # retention, as the partitions and replay do it; the clock is the slowest
+                # topic partition's
+                retired = retention.see(engine, where, ts)
+                if retired is not None and retired.ids:
+                    learned.models.forget(retired.ids)
                 n += 1
         self.stats["events"] += n
 

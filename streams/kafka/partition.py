@@ -249,8 +249,7 @@ class PartitionState:
         self._pending = 0  # records applied since the last flush
         self._clock_written = -math.inf
         self._where: tuple[str, int] = ("", -1)  # the record being applied (for orphans)
-        # retention: the clock from which it has something to do, and what to write
-        self._retire_at = retention.due_at(self.engine)
+        # retention: what it retired and has not written yet
         self._frozen: set[tuple[str, ...]] = set()  # frozen cells changed
         self._digests: list[int] = []  # retired ids not written yet
         self._retired_flushes = 0  # flushes that wrote digests (their keys)
@@ -295,21 +294,14 @@ class PartitionState:
             self._cells.update(engine.cells_of(states.get(aid)))
         if ts > self.clock:
             self.clock = ts
-        if ts >= self._retire_at:
-            self._advance(ts)
+        retired = retention.see(engine, event.type, ts)  # the clock of the slowest topic
+        if retired is not None and retired.ids:
+            self._dirty.update(retired.ids)  # gone from the engine: tombstones
+            self._frozen |= retired.cells
+            self._digests += retired.digests
         if self.careful is not None:
             self._check_records(aid, before)
         return True
-
-    def _advance(self, ts: float) -> None:
-        """The clock moved the kept window: retire what fell out of it (tombstones, frozen
-        cells and digests for the next flush)."""
-        out = retention.advance(self.engine, ts)
-        self._retire_at = retention.due_at(self.engine)
-        if out is not None and out.ids:
-            self._dirty.update(out.ids)  # gone from the engine: tombstones
-            self._frozen |= out.cells
-            self._digests += out.digests
 
     def _letter(
         self, error: str, reason: str, topic: str, offset: int, key: Any, value: Any
@@ -451,6 +443,8 @@ class PartitionState:
                 "clock_written": num(self._clock_written),
                 "cells_waiting": sorted(self._cells),
                 "retired_before": getattr(self.engine._retired, "before", ""),
+                # retention's clock: each event type's latest time
+                "latest": getattr(self.engine._retired, "latest", {}),
             }
         )
 
@@ -504,9 +498,9 @@ class PartitionState:
             written = data.get("clock_written", data["clock"])
             ps._clock_written = -math.inf if written is None else float(written)
             ps._cells = {tuple(key) for key in data.get("cells_waiting", ())}
-        before = "" if position is None else json.loads(position).get("retired_before", "")
-        if frozen or digests or before:
+        data = {} if position is None else json.loads(position)
+        before, latest = data.get("retired_before", ""), data.get("latest", {})
+        if frozen or digests or before or latest:
             ids = (d for raw in digests for d in retention.Retention.from_bytes(raw))
-            retention.restore(engine, frozen, ids, before)
-        ps._retire_at = retention.due_at(engine)
+            retention.restore(engine, frozen, ids, before, latest)
         return ps

@@ -351,6 +351,14 @@ class GapmonExporter:
             ["reason"],
             registry=r,
         )
+        self.model_resets_total = Counter(
+            "gapmon_model_resets",
+            "Online models reset because their state went non-finite (NaN or infinite), "
+            "from the last checkpoint or fresh, by model",
+            ["model"],
+            registry=r,
+        )
+        self._model_resets: dict[str, int] = {}
         self.last_event = Gauge(
             "gapmon_last_event_timestamp_seconds",
             "Wall-clock time (unix seconds) at which the last event was processed",
@@ -497,6 +505,17 @@ class GapmonExporter:
         self.rejected.labels(code).inc(n)
         if dead_lettered:
             self.dead_letters.labels(code).inc(n)
+
+    def model_resets(self, resets: Mapping[str, int]) -> None:
+        """The model set's reset counts (``ModelSet.resets``, totals): the counter moves by
+        what is new since the last call."""
+        for model, n in resets.items():
+            if model not in ("trust", "fit", "scores", "reasons", "drift"):
+                model = "other"
+            new = n - self._model_resets.get(model, 0)
+            if new > 0:
+                self.model_resets_total.labels(model).inc(new)
+                self._model_resets[model] = n
 
     def dead_lettered(self, reason: str, n: int = 1) -> None:
         """Count records sent to the dead-letter topic for a reason other than validation

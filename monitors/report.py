@@ -176,6 +176,8 @@ class ReportBuilder:
             regions_of[q].add(r)
         # as_of may carry an event's own offset (streams.events keeps it): written in UTC
         stamp = as_of.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        if models is not None:  # a model gone non-finite is reset before it is read
+            models.guard(deep=False, when=stamp)
         report: dict[str, Any] = {"as_of": stamp, "quarters": {}}
         view = _View(cohort, booked, slices, booked_slices, DataStart.of(cohort, self.calendar))
         view.leaves = leaves
@@ -316,7 +318,7 @@ class ReportBuilder:
             as_of=as_of,
         )
         out_regions = {r: self._region(ctx, r, view, models) for r in regions}
-        return {
+        out = {
             "basis": basis,
             "elapsed": round(elapsed, 6),
             "curves": {
@@ -327,6 +329,14 @@ class ReportBuilder:
             "notes": notes,
             "regions": out_regions,
         }
+        resets = [] if models is None else list(getattr(models, "reset_log", ()))
+        if resets:  # models that went non-finite and were reset (monitors.models.guard)
+            out["model_resets"] = resets
+            notes.append(
+                f"{len(resets)} model reset(s): "
+                + "; ".join(f"{r['model']} went non-finite, reset from {r['from']}" for r in resets)
+            )
+        return out
 
     # ------------------------------------------------------------------ a region
 

@@ -67,9 +67,10 @@ from streams.events import Assignment, Deal, EventError, Touch, parse_event_of, 
 POSITION_KEY = b"~position"  # in the state changelog: input offsets and the clock
 CLOCK_KEY = "~clock|{}"  # in gapmon.aggregates: partition p's clock, without cells
 # In the state changelog, what retention keeps of retired assignments (monitors.retention):
-# a frozen cell per key (FROZEN_KEY + its JSON key), the digests of the retired ids in
-# chunks (RETIRED_KEY + "<flush>:<chunk>", 8 bytes each). They start with a control
-# character, which no assignment id has: no key of an assignment can collide with them.
+# a frozen cell per key (FROZEN_KEY + [quarter, region, ..., p] as JSON), the digests of
+# the retired ids in chunks (RETIRED_KEY + "<p>:<flush>:<chunk>", 8 bytes each). They
+# start with a control character, which no assignment id has: no key of an assignment can
+# collide with them.
 FROZEN_KEY = b"\x1ffrozen:"
 RETIRED_KEY = b"\x1fretired:"
 
@@ -403,14 +404,15 @@ class PartitionState:
                 value = part_json(((key, frozen[key]),), -math.inf)
                 if len(value) > limit:
                     raise RecordTooLarge(f"frozen cell {key}", len(value), limit)
-                out.append((FROZEN_KEY + orjson.dumps(key), value))
+                out.append((FROZEN_KEY + orjson.dumps([*key, self.partition]), value))
             self._frozen = set()
         if self._digests:
             per = max(1, (limit - 100) // 8)
             seq = self._retired_flushes
             for i in range(0, len(self._digests), per):
                 chunk = retention.Retention.to_bytes(self._digests[i : i + per])
-                out.append((RETIRED_KEY + f"{seq}:{i // per}".encode(), chunk))
+                name = f"{self.partition}:{seq}:{i // per}"
+                out.append((RETIRED_KEY + name.encode(), chunk))
             self._retired_flushes += 1
             self._digests = []
         return out
@@ -478,7 +480,7 @@ class PartitionState:
             elif key.startswith(RETIRED_KEY):
                 if value is not None:
                     digests.append(value)
-                    seq = int(key[len(RETIRED_KEY) :].split(b":")[0])
+                    seq = int(key[len(RETIRED_KEY) :].split(b":")[1])
                     ps._retired_flushes = max(ps._retired_flushes, seq + 1)
             elif value is None:
                 states.pop(key.decode(), None)

@@ -10,10 +10,12 @@ being the one of the engine's clock (the latest event time it applied). An assig
 undecided one stays, however old: a deal from an old cohort can still book this quarter.
 
 Retiring an assignment leaves every cell as it was (the report of every quarter, old
-ones included, does not change): its contribution is also added to the *frozen* cells,
-so that a worker restoring a partition from its changelog (which recomputes the cells
-from the assignment states) adds them back. Its state is dropped and its id is
-remembered as an 8-byte BLAKE2b digest (in a sorted array: 8 bytes an id). An event
+ones included, does not change). Its state is dropped and its id is remembered as an
+8-byte BLAKE2b digest (in a sorted array: 8 bytes an id). A worker's partition also
+needs what the retired assignments added to the cells, the *frozen* cells of a sweep
+(``frozen=True``): it writes them to its changelog with the tombstones, and a restore
+(which recomputes the cells from the states) adds them back. Nothing else keeps them:
+in memory, the cells already hold them. An event
 that comes later for a retired id (a late update, a re-sent export) is not applied:
 :meth:`monitors.engine.Engine.ingest` raises :class:`~monitors.engine.AssignmentRetired`
 and the caller dead-letters it (reason ``retired``), so it is neither lost silently nor
@@ -126,11 +128,10 @@ def retirable(st: AssignmentState, before: str) -> bool:
 
 class Retention:
     """What an engine keeps of its retired assignments (pickled with it; a worker keeps
-    it in its partition's changelog): their digests, their frozen cells, the window."""
+    it in its partition's changelog): their digests, the window, the clock."""
 
     def __init__(self) -> None:
         self.ids = array("Q")  # digests of the retired ids, sorted
-        self.frozen: dict[tuple[str, ...], Cell] = {}  # what the retired ones added
         self.before = ""  # decided assignments of quarters before this one are retired
         self.next_at = -math.inf  # the clock at which the window moves next
         self.latest: dict[Any, float] = {}  # input stream -> its latest event time
@@ -169,11 +170,12 @@ class Retention:
 
 @dataclass
 class Retired:
-    """What one sweep retired: the ids, their digests, the frozen cells it changed."""
+    """What one sweep retired: the ids, their digests, and (when asked for) what they
+    had added to the cells, by cell key."""
 
     ids: list[str] = field(default_factory=list)
     digests: list[int] = field(default_factory=list)
-    cells: set[tuple[str, ...]] = field(default_factory=set)
+    frozen: dict[tuple[str, ...], Cell] = field(default_factory=dict)
 
 
 def retention_of(engine: Engine) -> Retention:
@@ -203,10 +205,11 @@ def due_at(engine: Engine) -> float:
     return getattr(engine._retired, "next_at", -math.inf)
 
 
-def see(engine: Engine, stream: Any, ts: float) -> Retired | None:
+def see(engine: Engine, stream: Any, ts: float, frozen: bool = False) -> Retired | None:
     """An event of input ``stream`` (an event type, a topic partition) at ``ts`` was
     applied: when that moves the clock (the least of the streams' latest times) into a
-    new quarter, retire what fell out of the kept window (:func:`advance`).
+    new quarter, retire what fell out of the kept window (:func:`advance`; ``frozen``:
+    with the frozen cells).
 
     >>> engine = _example()  # assigned 2024-01-10, won 2024-02-01
     >>> def at(day): return datetime.fromisoformat(day + "T00:00:00+00:00").timestamp()
@@ -227,10 +230,10 @@ def see(engine: Engine, stream: Any, ts: float) -> Retired | None:
     if ts < r.next_at:
         return None
     mark = min(latest.values())
-    return None if mark < r.next_at else advance(engine, mark)
+    return None if mark < r.next_at else advance(engine, mark, frozen)
 
 
-def advance(engine: Engine, ts: float) -> Retired | None:
+def advance(engine: Engine, ts: float, frozen: bool = False) -> Retired | None:
     """The engine's clock is at ``ts`` (epoch seconds): when that moves the kept window,
     retire what fell out of it. Cheap until the clock enters a new quarter.
 
@@ -256,17 +259,18 @@ def advance(engine: Engine, ts: float) -> Retired | None:
     before = first_kept(quarter.label, keep)
     if before <= r.before:
         return Retired()
-    return retire(engine, before)
+    return retire(engine, before, frozen)
 
 
-def retire(engine: Engine, before: str) -> Retired:
+def retire(engine: Engine, before: str, frozen: bool = False) -> Retired:
     """Retire every decided assignment whose cohort and close quarters are before
-    ``before``; the cells do not change. Returns what was retired.
+    ``before``; the cells do not change. Returns what was retired (``frozen``: with what
+    the retired assignments added to the cells).
 
     >>> engine = _example()
     >>> cells = {k: (c.vals[:], c.hist) for k, c in engine.cells.items()}
-    >>> out = retire(engine, "2024Q2")
-    >>> out.ids, sorted(k[0] for k in out.cells)
+    >>> out = retire(engine, "2024Q2", frozen=True)
+    >>> out.ids, sorted(k[0] for k in out.frozen)
     (['OLD'], ['2024Q1', '@2024Q1'])
     >>> {k: (c.vals, c.hist) for k, c in engine.cells.items()} == cells
     True
@@ -281,18 +285,14 @@ def retire(engine: Engine, before: str) -> Retired:
     states = engine.states
     out = Retired(ids=[aid for aid, st in states.items() if retirable(st, before)])
     if out.ids:
-        signatures = []
-        for aid in out.ids:
-            st = states.pop(aid)
-            out.cells.update(engine.cells_of(st))
-            signatures.append(engine._signature(st))
-        # the engine's own _apply adds the contributions, into the frozen cells
-        live, engine.cells = engine.cells, r.frozen
-        try:
-            for sig in signatures:
-                engine._apply(sig, 1)
-        finally:
-            engine.cells = live
+        signatures = [engine._signature(states.pop(aid)) for aid in out.ids]
+        if frozen:  # the engine's own _apply adds the contributions, into the frozen cells
+            live, engine.cells = engine.cells, out.frozen
+            try:
+                for sig in signatures:
+                    engine._apply(sig, 1)
+            finally:
+                engine.cells = live
         out.digests = [digest(aid) for aid in out.ids]
         r.add(out.digests)
     r.before = max(r.before, before)
@@ -301,19 +301,20 @@ def retire(engine: Engine, before: str) -> Retired:
 
 def restore(
     engine: Engine,
-    frozen: dict[tuple[str, ...], Cell],
+    frozen: Iterable[tuple[tuple[str, ...], Cell]],
     digests: Iterable[int],
     before: str,
     latest: dict[Any, float] | None = None,
 ) -> None:
-    """Put back what a changelog kept of the retired assignments: the frozen cells are
-    added to the engine's cells (recomputed from the live states), the digests and the
-    window and the streams' latest times (``latest``) are remembered.
+    """Put back what a changelog kept of the retired assignments: the frozen cells (each
+    sweep's, ``(key, cell)``) are added to the engine's cells (recomputed from the live
+    states), the digests and the window and the streams' latest times (``latest``) are
+    remembered.
 
     >>> old = _example()
-    >>> out = retire(old, "2024Q2")
+    >>> out = retire(old, "2024Q2", frozen=True)
     >>> new = Engine()  # as a worker restores it: no states, the frozen cells and ids
-    >>> restore(new, old._retired.frozen, old._retired.ids, old._retired.before)
+    >>> restore(new, out.frozen.items(), old._retired.ids, old._retired.before)
     >>> new.metrics(datetime(2025, 1, 1, tzinfo=UTC)) == old.metrics(
     ...     datetime(2025, 1, 1, tzinfo=UTC))
     True
@@ -326,8 +327,7 @@ def restore(
     for stream, ts in (latest or {}).items():
         r.latest[stream] = max(ts, r.latest.get(stream, -math.inf))
     cells = engine.cells
-    for key, cell in frozen.items():
-        r.frozen[key] = cell
+    for key, cell in frozen:
         acc = cells.get(key)
         if acc is None:
             acc = cells[key] = Cell()

@@ -36,10 +36,11 @@ records out, so a test drives it the way a worker does.
 
 Retention (:mod:`monitors.retention`): when the partition's clock enters a new quarter,
 the decided assignments of quarters before the kept window are retired. Their states
-become tombstones; the *frozen* cells (what they had added, so that a restore, which
-recomputes the cells from the states, adds it back) and the digests of their ids are
-written to the state changelog too, in the same transaction (``FROZEN_KEY``,
-``RETIRED_KEY``, each record under ``max_record_bytes``). A later event for a retired
+become tombstones; each sweep's *frozen* cells (what they had added, so that a restore,
+which recomputes the cells from the states, adds it back) and the digests of their ids
+are written to the state changelog too, in the same transaction, under keys of their
+own that compaction keeps (``FROZEN_KEY``, ``RETIRED_KEY``, each record under
+``max_record_bytes``). Nothing of it stays in memory. A later event for a retired
 id is a dead letter with reason ``retired``.
 
 Each cell's record carries the partition's clock (the latest event time it has applied)
@@ -61,14 +62,15 @@ import orjson
 
 from monitors import retention
 from monitors.engine import AssignmentRetired, Cell, Engine, EngineConfig
-from monitors.split import CellPart, part_json, state_from_json, state_to_json
+from monitors.split import CellPart, add_cells, part_json, state_from_json, state_to_json
 from streams.events import Assignment, Deal, EventError, Touch, parse_event_of, parse_event_ts
 
 POSITION_KEY = b"~position"  # in the state changelog: input offsets and the clock
 CLOCK_KEY = "~clock|{}"  # in gapmon.aggregates: partition p's clock, without cells
 # In the state changelog, what retention keeps of retired assignments (monitors.retention):
-# a frozen cell per key (FROZEN_KEY + [quarter, region, ..., p] as JSON), the digests of
-# the retired ids in chunks (RETIRED_KEY + "<p>:<flush>:<chunk>", 8 bytes each). They
+# per flush that retired some, a frozen cell per key (FROZEN_KEY + "<p>:<flush>:" +
+# [quarter, region, ...] as JSON) and the digests of the retired ids in chunks
+# (RETIRED_KEY + "<p>:<flush>:<chunk>", 8 bytes each); a restore adds them all up. They
 # start with a control character, which no assignment id has: no key of an assignment can
 # collide with them.
 FROZEN_KEY = b"\x1ffrozen:"
@@ -251,7 +253,7 @@ class PartitionState:
         self._clock_written = -math.inf
         self._where: tuple[str, int] = ("", -1)  # the record being applied (for orphans)
         # retention: what it retired and has not written yet
-        self._frozen: set[tuple[str, ...]] = set()  # frozen cells changed
+        self._frozen: dict[tuple[str, ...], Cell] = {}  # frozen cells not written yet
         self._digests: list[int] = []  # retired ids not written yet
         self._retired_flushes = 0  # flushes that wrote digests (their keys)
 
@@ -295,10 +297,10 @@ class PartitionState:
             self._cells.update(engine.cells_of(states.get(aid)))
         if ts > self.clock:
             self.clock = ts
-        retired = retention.see(engine, event.type, ts)  # the clock of the slowest topic
+        retired = retention.see(engine, event.type, ts, frozen=True)  # the slowest topic's
         if retired is not None and retired.ids:
             self._dirty.update(retired.ids)  # gone from the engine: tombstones
-            self._frozen |= retired.cells
+            add_cells(self._frozen, retired.frozen.items())
             self._digests += retired.digests
         if self.careful is not None:
             self._check_records(aid, before)
@@ -395,26 +397,27 @@ class PartitionState:
         return changes
 
     def _retention_records(self) -> list[tuple[bytes, bytes]]:
-        """The frozen cells changed and the digests retired since the last flush."""
+        """The frozen cells and the digests retired since the last flush, under keys of
+        this flush."""
         out: list[tuple[bytes, bytes]] = []
+        if not self._digests:
+            return out
         limit = self.max_record_bytes
-        if self._frozen:
-            frozen = retention.retention_of(self.engine).frozen
-            for key in sorted(self._frozen):
-                value = part_json(((key, frozen[key]),), -math.inf)
-                if len(value) > limit:
-                    raise RecordTooLarge(f"frozen cell {key}", len(value), limit)
-                out.append((FROZEN_KEY + orjson.dumps([*key, self.partition]), value))
-            self._frozen = set()
-        if self._digests:
-            per = max(1, (limit - 100) // 8)
-            seq = self._retired_flushes
-            for i in range(0, len(self._digests), per):
-                chunk = retention.Retention.to_bytes(self._digests[i : i + per])
-                name = f"{self.partition}:{seq}:{i // per}"
-                out.append((RETIRED_KEY + name.encode(), chunk))
-            self._retired_flushes += 1
-            self._digests = []
+        seq = self._retired_flushes
+        for key in sorted(self._frozen):
+            value = part_json(((key, self._frozen[key]),), -math.inf)
+            if len(value) > limit:
+                raise RecordTooLarge(f"frozen cell {key}", len(value), limit)
+            name = f"{self.partition}:{seq}:".encode() + orjson.dumps(key)
+            out.append((FROZEN_KEY + name, value))
+        self._frozen = {}
+        per = max(1, (limit - 100) // 8)
+        for i in range(0, len(self._digests), per):
+            chunk = retention.Retention.to_bytes(self._digests[i : i + per])
+            name = f"{self.partition}:{seq}:{i // per}"
+            out.append((RETIRED_KEY + name.encode(), chunk))
+        self._retired_flushes += 1
+        self._digests = []
         return out
 
     def cell_records(self, keys: Iterable[tuple[str, ...]]) -> Iterable[tuple[bytes, bytes | None]]:
@@ -469,14 +472,14 @@ class PartitionState:
         engine = ps.engine
         states = engine.states
         position: bytes | None = None
-        frozen: dict[tuple[str, ...], Cell] = {}
+        frozen: list[tuple[tuple[str, ...], Cell]] = []
         digests: list[bytes] = []
         for key, value in records:
             if key == POSITION_KEY:
                 position = value
             elif key.startswith(FROZEN_KEY):
                 if value is not None:
-                    frozen.update(CellPart.from_json(value).cells)
+                    frozen += CellPart.from_json(value).cells.items()
             elif key.startswith(RETIRED_KEY):
                 if value is not None:
                     digests.append(value)

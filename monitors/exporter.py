@@ -508,7 +508,13 @@ class GapmonExporter:
 
     def model_resets(self, resets: Mapping[str, int]) -> None:
         """The model set's reset counts (``ModelSet.resets``, totals): the counter moves by
-        what is new since the last call."""
+        what is new since the last call.
+
+        >>> exporter = GapmonExporter()
+        >>> exporter.model_resets({"trust": 1}); exporter.model_resets({"trust": 2})
+        >>> exporter.registry.get_sample_value("gapmon_model_resets_total", {"model": "trust"})
+        2.0
+        """
         for model, n in resets.items():
             if model not in ("trust", "fit", "scores", "reasons", "drift"):
                 model = "other"

@@ -128,7 +128,15 @@ def retirable(st: AssignmentState, before: str) -> bool:
 
 class Retention:
     """What an engine keeps of its retired assignments (pickled with it; a worker keeps
-    it in its partition's changelog): their digests, the window, the clock."""
+    it in its partition's changelog): their digests, the window, the clock.
+
+    >>> r = Retention()
+    >>> r.add([digest("A1"), digest("A2")])
+    >>> "A1" in r, "A3" in r, len(r)
+    (True, False, 2)
+    >>> list(Retention.from_bytes(Retention.to_bytes(r.ids))) == list(r.ids)
+    True
+    """
 
     def __init__(self) -> None:
         self.ids = array("Q")  # digests of the retired ids, sorted

@@ -20,7 +20,7 @@ one instance per input partition (``streams.kafka.partition``), whose cells add 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from operator import add
@@ -257,7 +257,7 @@ class Engine:
 
     # The retired assignments (a monitors.retention.Retention once any is retired). A class
     # default, so an engine pickled before retention existed loads with none retired.
-    _retired: Collection[str] = frozenset()
+    _retired: Container[str] = frozenset()
 
     def __init__(
         self,

@@ -562,57 +562,17 @@ class Engine:
 
     def _apply_dynamic(self, sig: Signature, sign: int) -> None:
         """The part of a signature that touches and deals change, in both its cells."""
-        (
-            cell_key,
-            assign_day,
-            due_day,
-            score_c,
-            expected_c,
-            n_touch,
-            n_q,
-            actioned,
-            stage,
-            won_c,
-            reason,
-            close_day,
-            booked,
-            ever_q,
-            cycle_us,
-        ) = sig
-        cell = self._cell(cell_key)
+        cell = self._cell(sig[0])
         v, h = cell.vals, cell.hist
-        if ever_q:
-            v[Q_EVER] += sign
-        v[TOUCHES] += sign * n_touch
-        v[QTOUCHES] += sign * n_q
-        if score_c is not None and n_touch:
-            v[SCORE_TOUCHED_C] += sign * score_c
-            _bump(h[H_DUE_SCORE_TOUCHED], due_day, sign * score_c)
-        if actioned:
-            v[ACTIONED] += sign
-            _bump(h[H_DUE_ACTIONED], due_day, sign)
-            _bump(h[H_ACTIONED_EXP_DAY], assign_day, sign * expected_c)
-        v[_STAGE_INDEX[stage]] += sign
-        pipe = _PIPE_INDEX.get(stage)
-        if pipe is not None:
-            v[pipe] += sign * expected_c
-            if stage == "none" and n_touch:
-                v[PIPE_TOUCHED_C] += sign * expected_c
-            return
-        if actioned:
-            _bump(h[H_EXIT_EXP_DAY], close_day, sign * expected_c)
-        if stage == "won":
-            v[WON_C] += sign * won_c
-            v[WON_C2] += sign * won_c * won_c
-            v[CYCLE_WON_US] += sign * cycle_us
-            _bump(h[H_WON_QT], min(n_q, QT_CAP), sign)
-            _bump(h[H_WON_REASON], reason, sign)
-            _bump(h[H_CLOSED_DAY], close_day, sign * won_c)
-        elif stage == "lost":
-            v[CYCLE_LOST_US] += sign * cycle_us
-            _bump(h[H_LOST_QT], min(n_q, QT_CAP), sign)
-            _bump(h[H_LOST_REASON], reason, sign)
-        # the bookings cell of the quarter the deal was decided in
+        _touch_part(v, h, sig, sign)
+        _stage_part(v, h, sig, sign)
+        if sig[12] is not None:
+            self._booked_part(sig, sign)
+
+    def _booked_part(self, sig: Signature, sign: int) -> None:
+        """What a decided deal adds to the bookings cell of the quarter it was decided in."""
+        (_, _, _, _, expected_c, n_touch, n_q, actioned, stage, won_c, reason, _, booked,
+         ever_q, cycle_us) = sig  # fmt: skip
         bkey, booked_day = booked
         cell = self._cell(bkey)
         v, h = cell.vals, cell.hist
@@ -647,18 +607,54 @@ class Engine:
     def _apply_change(self, before: Signature | None, after: Signature) -> None:
         """Move the difference between two signatures of one assignment into the cells.
 
-        A touch or deal leaves the assignment's attributes (the first five fields) alone,
-        so only the dynamic part is taken out and put back; a changed assignment (another
-        region, quarter, score...) moves the whole signature.
+        A touch or deal leaves the assignment's attributes (the first five fields) alone:
+        then only what changed is moved - the counters of touches, actioned and interest
+        by their difference, the stage part and the bookings part (taken out and put
+        back) only when one of their inputs changed. That is the hot path: a deal moves
+        the stage, a touch the counts. A changed assignment (another region, quarter,
+        score...) moves the whole signature.
         """
         if before is None or before[:_ATTRS] != after[:_ATTRS]:
             if before is not None:
                 self._apply(before, -1)
             self._apply(after, 1)
             return
-        if before != after:
-            self._apply_dynamic(before, -1)
-            self._apply_dynamic(after, 1)
+        (cell_key, assign_day, due_day, score_c, expected_c, t0, q0, a0, s0, w0, r0, c0, b0,
+         e0, y0) = before  # fmt: skip
+        (_, _, _, _, _, t1, q1, a1, s1, w1, r1, c1, b1, e1, y1) = after
+        cell = self.cells[cell_key]
+        v, h = cell.vals, cell.hist
+        if t0 != t1:
+            v[TOUCHES] += t1 - t0
+            if score_c is not None and (t0 > 0) != (t1 > 0):
+                d = score_c if t1 else -score_c
+                v[SCORE_TOUCHED_C] += d
+                _bump(h[H_DUE_SCORE_TOUCHED], due_day, d)
+        if q0 != q1:
+            v[QTOUCHES] += q1 - q0
+        if a0 != a1:
+            d = 1 if a1 else -1
+            v[ACTIONED] += d
+            _bump(h[H_DUE_ACTIONED], due_day, d)
+            _bump(h[H_ACTIONED_EXP_DAY], assign_day, d * expected_c)
+        if e0 != e1:
+            v[Q_EVER] += 1 if e1 else -1
+        same_stage = s0 == s1 and w0 == w1 and r0 == r1 and y0 == y1
+        if (
+            not same_stage
+            or c0 != c1
+            or (s0 in FINAL_STAGES and (q0 != q1 or a0 != a1))
+            or (s0 == "none" and (t0 > 0) != (t1 > 0))
+        ):
+            _stage_part(v, h, before, -1)
+            _stage_part(v, h, after, 1)
+        if (b0 is not None or b1 is not None) and (
+            not same_stage or b0 != b1 or t0 != t1 or q0 != q1 or a0 != a1 or e0 != e1
+        ):
+            if b0 is not None:
+                self._booked_part(before, -1)
+            if b1 is not None:
+                self._booked_part(after, 1)
 
     # ----------------------------------------------------------------- parking
 
@@ -776,6 +772,50 @@ def _touch_id_list(ids: str | set[str]) -> list[str]:
     if isinstance(ids, str):  # "\x1fe1\x1fe2\x1e\x1f", or "\x1f" for none
         return ids[1:-1].split(_SEP) if len(ids) > 1 else []
     return list(ids)
+
+
+def _touch_part(v: list[int], h: list[dict[Any, int]], sig: Signature, sign: int) -> None:
+    """What an assignment's touches, actioned flag and interest add to its cohort cell."""
+    (_, assign_day, due_day, score_c, expected_c, n_touch, n_q, actioned, _, _, _, _, _,
+     ever_q, _) = sig  # fmt: skip
+    if ever_q:
+        v[Q_EVER] += sign
+    v[TOUCHES] += sign * n_touch
+    v[QTOUCHES] += sign * n_q
+    if score_c is not None and n_touch:
+        v[SCORE_TOUCHED_C] += sign * score_c
+        _bump(h[H_DUE_SCORE_TOUCHED], due_day, sign * score_c)
+    if actioned:
+        v[ACTIONED] += sign
+        _bump(h[H_DUE_ACTIONED], due_day, sign)
+        _bump(h[H_ACTIONED_EXP_DAY], assign_day, sign * expected_c)
+
+
+def _stage_part(v: list[int], h: list[dict[Any, int]], sig: Signature, sign: int) -> None:
+    """What an assignment's deal stage adds to its cohort cell: the stage count, the
+    pipeline by stage, or (decided) the exit, the won amount, the reason and the cycle."""
+    (_, _, _, _, expected_c, n_touch, n_q, actioned, stage, won_c, reason, close_day, _, _,
+     cycle_us) = sig  # fmt: skip
+    v[_STAGE_INDEX[stage]] += sign
+    pipe = _PIPE_INDEX.get(stage)
+    if pipe is not None:
+        v[pipe] += sign * expected_c
+        if stage == "none" and n_touch:
+            v[PIPE_TOUCHED_C] += sign * expected_c
+        return
+    if actioned:
+        _bump(h[H_EXIT_EXP_DAY], close_day, sign * expected_c)
+    if stage == "won":
+        v[WON_C] += sign * won_c
+        v[WON_C2] += sign * won_c * won_c
+        v[CYCLE_WON_US] += sign * cycle_us
+        _bump(h[H_WON_QT], min(n_q, QT_CAP), sign)
+        _bump(h[H_WON_REASON], reason, sign)
+        _bump(h[H_CLOSED_DAY], close_day, sign * won_c)
+    elif stage == "lost":
+        v[CYCLE_LOST_US] += sign * cycle_us
+        _bump(h[H_LOST_QT], min(n_q, QT_CAP), sign)
+        _bump(h[H_LOST_REASON], reason, sign)
 
 
 def _bump(hist: dict[Any, int], key: Any, delta: int) -> None:

@@ -445,6 +445,35 @@ def test_qualified_at_any_time_counts_after_a_loss(order: str) -> None:
         assert (m["funnel_qualified"], m["lost"], m["pull_through"]) == (1, 2, 0.0)
         assert m["cycle_days_lost"] == pytest.approx((10 + 3) / 2)
         assert m["bucket_loss_rate"] == {"timing": 0.5, "unknown": 0.5}
+    # and in the bookings of the quarter the losses were decided in
+    for b in (
+        run_engine(events, EngineConfig(taxonomy=TAXONOMY)).metrics(as_of, basis="close"),
+        oracle_metrics(events, as_of, basis="close"),
+    ):
+        m = b[("2026Q4", "NA")]
+        assert (m["funnel_qualified"], m["decided"], m["pull_through"]) == (1, 2, 0.0)
+
+
+@pytest.mark.parametrize("order", ["in_order", "reversed"])
+def test_a_redated_self_close_moves_its_exit_day(order: str) -> None:
+    """A later self-close of a worked assignment, same stage and amount: the exit moves
+    to the later day (cohort ``exited_expected_by_day``) and the booking with it."""
+    events = [
+        ev("assignment", "a1", "2026-10-01T00:00:00Z", expected_rev=700),
+        ev("touch", "t1", "2026-10-02T00:00:00Z", channel="call"),
+        ev("deal", "s1", "2026-10-05T00:00:00Z", stage="self_closed"),
+        ev("deal", "s2", "2026-10-21T00:00:00Z", stage="self_closed"),
+    ]
+    if order == "reversed":
+        events = events[::-1]
+    as_of = datetime(2026, 12, 1, tzinfo=UTC)
+    for source in (
+        lambda basis: run_engine(events, EngineConfig()).metrics(as_of, basis=basis),
+        lambda basis: oracle_metrics(events, as_of, basis=basis),
+    ):
+        m = source("cohort")[("2026Q4", "NA")]
+        assert (m["self_closed"], m["exited_expected_by_day"]) == (1, {20: 700.0})
+        assert source("close")[("2026Q4", "NA")]["self_closed"] == 1
 
 
 @pytest.mark.parametrize("n", [3, 40])

@@ -228,11 +228,15 @@ def see(engine: Engine, stream: Any, ts: float, frozen: bool = False) -> Retired
     >>> see(engine, "deal", at("2025-07-01")).ids  # both in 2025Q3: 2024Q1 is out
     ['OLD']
     """
-    if not engine.config.keep_quarters:
-        return None
-    r = retention_of(engine)
-    latest = r.latest
-    if ts <= latest.get(stream, -math.inf):
+    r = engine._retired
+    latest = getattr(r, "latest", None)  # called for every event: the short way first
+    if latest is None:
+        if not engine.config.keep_quarters:
+            return None
+        r = retention_of(engine)
+        latest = r.latest
+    last = latest.get(stream)
+    if last is not None and ts <= last:
         return None
     latest[stream] = ts
     if ts < r.next_at:
@@ -257,11 +261,14 @@ def advance(engine: Engine, ts: float, frozen: bool = False) -> Retired | None:
     >>> "OLD" in engine._retired
     True
     """
-    if ts < due_at(engine):
-        return None
     keep = engine.config.keep_quarters
-    assert keep  # due_at is infinite otherwise
+    if not keep:  # keeps every quarter (what a changelog retired stays retired)
+        if isinstance(engine._retired, Retention):
+            engine._retired.next_at = math.inf
+        return None
     r = retention_of(engine)
+    if ts < r.next_at:
+        return None
     quarter = engine.calendar.quarter_of(datetime.fromtimestamp(ts, UTC))
     r.next_at = quarter.end.timestamp()
     before = first_kept(quarter.label, keep)

@@ -112,6 +112,17 @@ def _history(prior: list[Mapping[str, Any]], prior_booked: list[Mapping[str, Any
     return out
 
 
+def _retired_before(models: Any) -> str:
+    """The first quarter whose assignments retention still keeps, for the engine the
+    models learn from ("" when none was retired; ``monitors.retention``).
+
+    >>> _retired_before(None)
+    ''
+    """
+    engine = getattr(models, "engine", None)
+    return getattr(getattr(engine, "_retired", None), "before", "") or ""
+
+
 class ReportBuilder:
     """Builds the report; holds only configuration, so one instance serves many calls."""
 
@@ -317,7 +328,18 @@ class ReportBuilder:
             global_lost=_sum_hist([m["lost_by_reason"] for m in fit_rows]),
             as_of=as_of,
         )
-        out_regions = {r: self._region(ctx, r, view, models) for r in regions}
+        # retention: a quarter before the kept window has lost per-assignment states (its
+        # own, or those of the quarter before it), which the model sections and the
+        # hypotheses read; its sums are all there
+        per_assignment = models
+        retired_before = _retired_before(models)
+        if models is not None and retired_before and quarter <= retired_before:
+            per_assignment = None
+            notes.append(
+                "model sections and hypotheses left out: the assignments of quarters before "
+                f"{retired_before} are retired (keep_quarters), only their sums are kept"
+            )
+        out_regions = {r: self._region(ctx, r, view, per_assignment) for r in regions}
         out = {
             "basis": basis,
             "elapsed": round(elapsed, 6),

@@ -3,10 +3,12 @@ window is dropped; what they added to the cells stays.
 
 **The rule.** With ``keep_quarters = N`` (``EngineConfig``; ``gapmon.yaml``
 ``keep_quarters``, ``$GAPMON_KEEP_QUARTERS``, ``--keep-quarters``; default 4, 0 keeps
-all) the engine keeps the current quarter and the N before it, the current quarter
-being the one of the engine's clock (the latest event time it applied). An assignment is
-*retired* when its deal is decided (won, lost or self-closed) and both its cohort quarter
-(of its assignment) and its close quarter (of its deal) are before that window. An
+all) the engine keeps the current quarter and the N before it whole, the current quarter
+being the one of the engine's clock: their numbers, and their model sections and
+hypotheses, which compare a quarter with the one before it, so the assignments of one
+more quarter are kept too (:func:`first_kept` with N + 1). An assignment is *retired*
+when its deal is decided (won, lost or self-closed) and both its cohort quarter (of its
+assignment) and its close quarter (of its deal) are before those N + 2 quarters. An
 undecided one stays, however old: a deal from an old cohort can still book this quarter.
 
 Retiring an assignment leaves every cell as it was (the report of every quarter, old
@@ -251,10 +253,10 @@ def advance(engine: Engine, ts: float, frozen: bool = False) -> Retired | None:
 
     >>> engine = _example()  # 2024Q1, won; keeps the current quarter and the 4 before it
     >>> before = engine.metrics(datetime(2026, 1, 1, tzinfo=UTC))
-    >>> retired = advance(engine, datetime(2025, 3, 1, tzinfo=UTC).timestamp())
-    >>> retired.ids, engine.open_assignments   # 2024Q1 is still kept in 2025Q1
+    >>> retired = advance(engine, datetime(2025, 6, 1, tzinfo=UTC).timestamp())
+    >>> retired.ids, engine.open_assignments   # in 2025Q2, 2024Q2..2025Q1 and 2024Q1
     ([], 1)
-    >>> advance(engine, datetime(2025, 4, 1, tzinfo=UTC).timestamp()).ids
+    >>> advance(engine, datetime(2025, 7, 1, tzinfo=UTC).timestamp()).ids
     ['OLD']
     >>> engine.open_assignments, engine.metrics(datetime(2026, 1, 1, tzinfo=UTC)) == before
     (0, True)
@@ -271,7 +273,8 @@ def advance(engine: Engine, ts: float, frozen: bool = False) -> Retired | None:
         return None
     quarter = engine.calendar.quarter_of(datetime.fromtimestamp(ts, UTC))
     r.next_at = quarter.end.timestamp()
-    before = first_kept(quarter.label, keep)
+    # the N quarters kept whole, and the one before them that their hypotheses read
+    before = first_kept(quarter.label, keep + 1)
     if before <= r.before:
         return Retired()
     return retire(engine, before, frozen)

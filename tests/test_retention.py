@@ -42,9 +42,11 @@ TOPICS = {"assignment": "crm.assignments", "touch": "crm.touches", "deal": "crm.
 
 
 @pytest.fixture(scope="module")
-def three() -> History:
-    """2026Q2..2026Q4, 40 assignments per region and quarter (~3,600 events)."""
-    return history(["2026Q2", "2026Q3", "2026Q4"], per_region=40)
+def four() -> History:
+    """2026Q1..2026Q4, 40 assignments per region and quarter (~4,800 events). With one
+    quarter kept whole in 2026Q4 (2026Q3, and 2026Q2 that its hypotheses compare with),
+    2026Q1's decided assignments are retired."""
+    return history(["2026Q1", "2026Q2", "2026Q3", "2026Q4"], per_region=40)
 
 
 def run(events: list[Any], config: EngineConfig) -> tuple[Engine, list[int]]:
@@ -70,34 +72,34 @@ def every_metric(engine: Engine, as_of: datetime) -> dict[Any, Any]:
     }
 
 
-def test_retiring_changes_no_number_of_any_quarter(three: History, tmp_path: Path) -> None:
-    kept, refused = run(three.events, KEEP_ONE)
-    whole, _ = run(three.events, KEEP_ALL)
+def test_retiring_changes_no_number_of_any_quarter(four: History, tmp_path: Path) -> None:
+    kept, refused = run(four.events, KEEP_ONE)
+    whole, _ = run(four.events, KEEP_ALL)
     assert not refused
-    # 2026Q2's decided assignments are gone from memory; its undecided ones are not
+    # 2026Q1's decided assignments are gone from memory; its undecided ones are not
     gone = {aid for aid in whole.states if aid not in kept.states}
-    assert len(gone) > 100 and all(a.startswith("2026Q2-") for a in gone)
+    assert len(gone) > 100 and all(a.startswith("2026Q1-") for a in gone)
     assert all(whole.states[a].stage in ("won", "lost", "self_closed") for a in gone)
-    assert any(a.startswith("2026Q2-") for a in kept.states)  # undecided: kept
-    assert kept._retired.before == "2026Q3"
+    assert any(a.startswith("2026Q1-") for a in kept.states)  # undecided: kept
+    assert kept._retired.before == "2026Q2"
     # the cells, every metric and the whole report of every quarter: unchanged
     assert {k: (c.vals, c.hist) for k, c in kept.cells.items()} == {
         k: (c.vals, c.hist) for k, c in whole.cells.items()
     }
-    assert every_metric(kept, three.end) == every_metric(whole, three.end)
-    builder = ReportBuilder(load_settings(), TargetsTable.load(three.write_targets(tmp_path)))
-    report = builder.build(kept, three.end)
-    assert set(report["quarters"]) == {"2026Q2", "2026Q3", "2026Q4"}
-    assert report == builder.build(whole, three.end)
+    assert every_metric(kept, four.end) == every_metric(whole, four.end)
+    builder = ReportBuilder(load_settings(), TargetsTable.load(four.write_targets(tmp_path)))
+    report = builder.build(kept, four.end)
+    assert set(report["quarters"]) == {"2026Q1", "2026Q2", "2026Q3", "2026Q4"}
+    assert report == builder.build(whole, four.end)
 
 
 def test_a_late_event_for_a_retired_assignment_is_refused_and_changes_nothing(
-    three: History,
+    four: History,
 ) -> None:
-    engine, _ = run(three.events, KEEP_ONE)
+    engine, _ = run(four.events, KEEP_ONE)
     cells = {k: (c.vals[:], {**c.hist[0]}) for k, c in engine.cells.items()}
     aid = next(
-        a for a in (e.assignment_id for e in three.of_quarter("2026Q2")) if a not in engine.states
+        a for a in (e.assignment_id for e in four.of_quarter("2026Q1")) if a not in engine.states
     )
     when = datetime(2026, 12, 20, tzinfo=UTC)
     late = [
@@ -113,15 +115,15 @@ def test_a_late_event_for_a_retired_assignment_is_refused_and_changes_nothing(
 
 @pytest.mark.parametrize("keep", ["0", "1"])
 def test_replay_rejects_late_events_as_retired_and_never_counts_an_export_twice(
-    three: History, tmp_path: Path, keep: str
+    four: History, tmp_path: Path, keep: str
 ) -> None:
-    """The history, then the 2026Q2 export sent again and a late deal that would re-open
-    a retired 2026Q2 assignment: with retention they are rejected "retired" and the
+    """The history, then the 2026Q1 export sent again and a late deal that would re-open
+    a retired 2026Q1 assignment: with retention they are rejected "retired" and the
     report is the history's; without it the export is all duplicates."""
-    targets = three.write_targets(tmp_path)
-    plain = three.write(tmp_path, "plain")
-    again = [to_json(e) for e in three.of_quarter("2026Q2")]
-    won = next(e for e in three.of_quarter("2026Q2") if e.type == "deal" and e.stage == "won")
+    targets = four.write_targets(tmp_path)
+    plain = four.write(tmp_path, "plain")
+    again = [to_json(e) for e in four.of_quarter("2026Q1")]
+    won = next(e for e in four.of_quarter("2026Q1") if e.type == "deal" and e.stage == "won")
     reopen = won.model_copy(
         update={
             "event_id": "reopen",
@@ -129,7 +131,7 @@ def test_replay_rejects_late_events_as_retired_and_never_counts_an_export_twice(
             "occurred_at": won.occurred_at.replace(month=12),
         }
     )
-    messy = three.write(tmp_path, "messy", extra=[*again, to_json(reopen)])
+    messy = four.write(tmp_path, "messy", extra=[*again, to_json(reopen)])
 
     def replay(path: Path, *extra: str) -> dict[str, Any]:
         args = ["replay", str(path), "--targets", str(targets), "--json", "--no-models"]
@@ -147,8 +149,8 @@ def test_replay_rejects_late_events_as_retired_and_never_counts_an_export_twice(
     rejected = [json.loads(line) for line in rejects.read_text().splitlines()]
     assert rejected and all(r["error"].startswith("retired: ") for r in rejected)
     assert {json.loads(r["raw"])["event_id"] for r in rejected} >= {"reopen"}
-    # every event of a retired 2026Q2 assignment, and none of the kept ones
-    engine, _ = run(three.events, KEEP_ONE)
+    # every event of a retired 2026Q1 assignment, and none of the kept ones
+    engine, _ = run(four.events, KEEP_ONE)
     retired_lines = [
         line for line in again if json.loads(line)["assignment_id"] not in engine.states
     ]
@@ -218,7 +220,7 @@ def test_with_retention_the_engine_equals_the_oracle_of_what_it_accepted(
                 table_metrics(table, as_of, by=by, basis=basis),
             )
     # only the events of retired assignments were refused
-    assert engine._retired.before in ("", "2027Q2")
+    assert engine._retired.before in ("", "2027Q1")
     for i in refused:
         aid = stream[i].assignment_id
         assert aid in engine._retired and aid not in engine.states
@@ -264,7 +266,7 @@ def _apply_all(ps: PartitionState, events: list[Any], offsets: dict[str, int]) -
         ps.apply(topic, offset, e.assignment_id.encode(), to_json(e).encode())
 
 
-def test_a_partition_writes_what_it_retired_and_a_restore_puts_it_back(three: History) -> None:
+def test_a_partition_writes_what_it_retired_and_a_restore_puts_it_back(four: History) -> None:
     """Retiring writes tombstones, the frozen cells and the digests (chunked under the
     record limit) in the flush; a partition restored from the changelog has the same
     cells and states, and still refuses the retired ids (dead letter "retired")."""
@@ -272,11 +274,11 @@ def test_a_partition_writes_what_it_retired_and_a_restore_puts_it_back(three: Hi
     ps = PartitionState(0, TOPICS, KEEP_ONE, max_record_bytes=limit)
     offsets: dict[str, int] = {}
     changelog: list[tuple[bytes, bytes | None]] = []
-    half = len(three.events) // 2
-    for part in (three.events[:half], three.events[half:]):
+    half = len(four.events) // 2
+    for part in (four.events[:half], four.events[half:]):
         _apply_all(ps, part, offsets)
         changelog += ps.flush().states
-    whole, _ = run(three.events, KEEP_ALL)
+    whole, _ = run(four.events, KEEP_ALL)
     gone = sorted(set(whole.states) - set(ps.engine.states))
     assert len(gone) > 100
     latest = dict(changelog)  # compacted
@@ -292,9 +294,9 @@ def test_a_partition_writes_what_it_retired_and_a_restore_puts_it_back(three: Hi
         k: (c.vals, c.hist) for k, c in ps.engine.cells.items()
     }
     assert set(back.engine.states) == set(ps.engine.states)
-    assert back.engine._retired.before == "2026Q3"
-    # a re-sent 2026Q2 event of a retired assignment: a dead letter, nothing else
-    resent = next(e for e in three.of_quarter("2026Q2") if e.assignment_id == gone[0])
+    assert back.engine._retired.before == "2026Q2"
+    # a re-sent 2026Q1 event of a retired assignment: a dead letter, nothing else
+    resent = next(e for e in four.of_quarter("2026Q1") if e.assignment_id == gone[0])
     cells = {k: c.vals[:] for k, c in back.engine.cells.items()}
     _apply_all(back, [resent], dict(back.offsets))
     changes = back.flush()
@@ -304,10 +306,10 @@ def test_a_partition_writes_what_it_retired_and_a_restore_puts_it_back(three: Hi
     assert dict(changes.states).get(gone[0].encode(), "absent") == "absent"
 
 
-def test_partitions_through_crashes_retire_and_still_add_up_to_the_engine(three: History) -> None:
+def test_partitions_through_crashes_retire_and_still_add_up_to_the_engine(four: History) -> None:
     """Three quarters in time order on four partitions, read in an uneven interleaving of
     their three topics, committed with and without cells and crashed: every partition
-    retires its part of 2026Q2, and the committed cells add up to the one-process
+    retires its part of 2026Q1, and the committed cells add up to the one-process
     engine's without retention (nothing refused: no event of a retired assignment is
     read after the slowest topic passed 2026Q4's start)."""
     from test_partition import TOPICS as PTOPICS
@@ -317,7 +319,7 @@ def test_partitions_through_crashes_retire_and_still_add_up_to_the_engine(three:
     from monitors.split import merged_engine
 
     broker = Broker(4)
-    for e in three.events:
+    for e in four.events:
         broker.produce(PTOPICS[e.type], e.assignment_id.encode(), to_json(e).encode())
     total = sum(len(v) for v in broker.logs.values())
     schedule = [
@@ -325,11 +327,40 @@ def test_partitions_through_crashes_retire_and_still_add_up_to_the_engine(three:
         for i in range(total // 40)
     ]
     states = play(broker, schedule, KEEP_ONE)
-    whole, _ = run(three.events, KEEP_ALL)
-    assert metrics_of(merged_engine(parts(broker), KEEP_ALL), three.end) == metrics_of(
-        whole, three.end
+    whole, _ = run(four.events, KEEP_ALL)
+    assert metrics_of(merged_engine(parts(broker), KEEP_ALL), four.end) == metrics_of(
+        whole, four.end
     )
     assert not broker.letters
     retired = sum(len(s.engine._retired) for s in states.values())
     kept = sum(len(s.engine.states) for s in states.values())
     assert retired > 100 and kept + retired == len(whole.states)
+
+
+def test_with_models_the_kept_quarters_are_unchanged_and_a_retired_one_says_what_is_left_out(
+    four: History, tmp_path: Path
+) -> None:
+    """The model sections and hypotheses read each assignment's state: for a quarter
+    before the kept window they are left out, with a note, rather than computed over the
+    few undecided assignments still kept; its sums (metrics, bookings, pacing, drivers of
+    the engine) are unchanged, and so is every kept quarter, models included."""
+    targets, events = four.write_targets(tmp_path), four.write(tmp_path)
+
+    def replay(keep: str) -> dict[str, Any]:
+        args = ["replay", str(events), "--targets", str(targets), "--json", "--models"]
+        result = runner.invoke(app, [*args, "--keep-quarters", keep])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    whole, kept = replay("0"), replay("1")
+    # 2026Q4 and the one quarter before it, whole (their hypotheses read 2026Q2 too)
+    assert kept["quarters"]["2026Q3"] == whole["quarters"]["2026Q3"]
+    assert kept["quarters"]["2026Q4"] == whole["quarters"]["2026Q4"]
+    # 2026Q2's hypotheses compare it with 2026Q1, whose decided assignments are retired
+    old, was = kept["quarters"]["2026Q2"], whole["quarters"]["2026Q2"]
+    assert any("before 2026Q2 are retired" in n for n in old["notes"])
+    for region, r in old["regions"].items():
+        w = was["regions"][region]
+        assert "hypotheses" in w and "hypotheses" not in r
+        assert r["bookings"] == w["bookings"] and r["pacing"] == w["pacing"]
+        assert all(r["metrics"][k] == w["metrics"][k] for k in r["metrics"])

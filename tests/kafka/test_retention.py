@@ -1,8 +1,9 @@
 """Retention on a real broker (issue #18, item 11): a worker that keeps one past quarter
-retires 2026Q2's decided assignments (tombstones, frozen cells and digests in
-gapmon.state), is killed with -9 mid-stream and after it, and its successors give the
-report `gapmon replay` gives with the same retention; a re-sent 2026Q2 export is
-dead-lettered ``retired``, exactly the lines replay rejects, and counts nothing twice."""
+(and the assignments of the one before it) retires 2026Q1's decided assignments
+(tombstones, frozen cells and digests in gapmon.state), is killed with -9 mid-stream and
+after it, and its successors give the report `gapmon replay` gives with the same
+retention; a re-sent 2026Q1 export is dead-lettered ``retired``, exactly the lines replay
+rejects, and counts nothing twice."""
 
 from __future__ import annotations
 
@@ -36,9 +37,9 @@ def replay(events: Path, targets: Path, rejects: Path) -> dict[str, Any]:
 def test_retention_through_kill_9_equals_replay_and_dead_letters_a_resent_export(
     cluster: Cluster, tmp_path: Path
 ) -> None:
-    h = history(["2026Q2", "2026Q3", "2026Q4"], per_region=150, seed=40)
+    h = history(["2026Q1", "2026Q2", "2026Q3", "2026Q4"], per_region=120, seed=40)
     plain, targets = h.write(tmp_path, "plain"), h.write_targets(tmp_path)
-    resent_lines = [to_json(e) for e in h.of_quarter("2026Q2")]
+    resent_lines = [to_json(e) for e in h.of_quarter("2026Q1")]
     resent = tmp_path / "resent.jsonl"
     resent.write_text("\n".join(resent_lines) + "\n")
     both = h.write(tmp_path, "both", extra=resent_lines)
@@ -50,12 +51,12 @@ def test_retention_through_kill_9_equals_replay_and_dead_letters_a_resent_export
     engine = Engine(EngineConfig(keep_quarters=None))
     for e in h.events:
         engine.ingest(e)
-    decided_q2 = {
+    decided_q1 = {
         aid
         for aid, st in engine.states.items()
-        if st.cell and st.cell[0] == "2026Q2" and st.close_q == "2026Q2"
+        if st.cell and st.cell[0] == "2026Q1" and st.close_q == "2026Q1"
     }
-    assert {json.loads(r["raw"])["assignment_id"] for r in rejected} == decided_q2
+    assert {json.loads(r["raw"])["assignment_id"] for r in rejected} == decided_q1
 
     assert cluster.cli("targets", "push", str(targets)).exit_code == 0
     total = len(h.events)
@@ -76,16 +77,16 @@ def test_retention_through_kill_9_equals_replay_and_dead_letters_a_resent_export
         return p is not None and p["events"] > 0 and p["events_committed"] == p["events"]
 
     cluster.wait_until(all_committed, 60, "everything applied to be committed")
-    # what the state changelog holds now: no 2026Q2 decided assignment, its frozen cells
+    # what the state changelog holds now: no 2026Q1 decided assignment, its frozen cells
     # and the digests of every retired id
     state = asyncio.run(read_compacted(cluster.settings, cluster.settings.state_topic))
-    assert not decided_q2 & {k.decode() for k in state if not k.startswith(b"\x1f")}
+    assert not decided_q1 & {k.decode() for k in state if not k.startswith(b"\x1f")}
     assert any(k.startswith(FROZEN_KEY) for k in state)
     digests = sum(len(v) for k, v in state.items() if k.startswith(RETIRED_KEY))
-    assert digests == 8 * len(decided_q2)
+    assert digests == 8 * len(decided_q1)
     second.kill()  # kill -9 again: the next one restores the retired ids from the changelog
 
-    result = cluster.cli("produce", str(resent))  # the 2026Q2 export, sent again
+    result = cluster.cli("produce", str(resent))  # the 2026Q1 export, sent again
     assert result.exit_code == 0, result.stderr
     cluster.worker(**KEEP)
 
@@ -98,4 +99,4 @@ def test_retention_through_kill_9_equals_replay_and_dead_letters_a_resent_export
     assert {d["reason"] for d in got} == {"retired"}
     assert sorted(d["raw"] for d in got) == sorted(r["raw"] for r in rejected)
     report = cluster.wait_for(lambda r: r == expected, 120, "the report to stay replay's")
-    assert set(report["quarters"]) == {"2026Q2", "2026Q3", "2026Q4"}
+    assert set(report["quarters"]) == {"2026Q1", "2026Q2", "2026Q3", "2026Q4"}

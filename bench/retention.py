@@ -1,15 +1,16 @@
 """Benchmark of retention (issue #18, item 11): what the engine keeps in memory over a
 history of several quarters, with and without retention, and what retention costs.
 
-    .venv/bin/python bench/retention.py                     # 4 quarters, 2,000 per region
-    .venv/bin/python bench/retention.py --per-region 500    # a quick run
+    .venv/bin/python bench/retention.py                     # 6 quarters, 1,000 per region
+    .venv/bin/python bench/retention.py --per-region 300    # a quick run
 
 Each quarter is a generated quarter (5 regions) with its own ids; the history is streamed
 in time order from JSON lines through the replay path's engine loop (ingest, then
 retention's clock), so tracemalloc counts only what the engine retains. Prints:
-  * the engine's memory (tracemalloc) for: the last quarter alone, the last two alone,
-    the whole history keeping every quarter, and the whole history with
-    ``keep_quarters=1`` (the current and the previous quarter, as the last two alone);
+  * the engine's memory (tracemalloc) for: the last quarter alone, the last three alone
+    (what ``keep_quarters=1`` keeps: the current quarter, the previous one, and the
+    assignments of the one before), the whole history keeping every quarter, and the
+    whole history with ``keep_quarters=1``;
   * states and cells kept, assignments retired, and the digests' and frozen cells' share;
   * the loop's speed with and without retention (best of --repeat), and the longest sweep.
 """
@@ -32,7 +33,7 @@ from monitors.engine import AssignmentRetired, Engine, EngineConfig  # noqa: E40
 from streams.events import parse_event, to_json  # noqa: E402
 from streams.sources import generate_quarter  # noqa: E402
 
-QUARTERS = ("2026Q1", "2026Q2", "2026Q3", "2026Q4")
+QUARTERS = ("2025Q3", "2025Q4", "2026Q1", "2026Q2", "2026Q3", "2026Q4")
 
 
 def history(quarters: tuple[str, ...], per_region: int) -> list[str]:
@@ -79,24 +80,30 @@ def memory(lines: list[str], keep: int | None) -> tuple[int, Engine]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--per-region", type=int, default=2000, help="assignments per region/quarter")
+    ap.add_argument("--per-region", type=int, default=1000, help="assignments per region/quarter")
+    ap.add_argument("--quarters", type=int, default=6, choices=range(3, 7), help="quarters")
     ap.add_argument("--repeat", type=int, default=2, help="timed runs (the best is shown)")
     args = ap.parse_args()
 
-    whole = history(QUARTERS, args.per_region)
-    last = [x for x in whole if '"assignment_id":"2026Q4-' in x]
-    two = [x for x in whole if '"assignment_id":"2026Q3-' in x or '"assignment_id":"2026Q4-' in x]
+    quarters = QUARTERS[-args.quarters :]
+    whole = history(quarters, args.per_region)
+
+    def of(qs: tuple[str, ...]) -> list[str]:
+        return [x for x in whole if any(f'"assignment_id":"{q}-' in x for q in qs)]
+
+    last, three = of(quarters[-1:]), of(quarters[-3:])
     n = {name: sum('"type":"assignment"' in x for x in ls) for name, ls in
-         (("last", last), ("two", two), ("whole", whole))}  # fmt: skip
+         (("last", last), ("three", three), ("whole", whole))}  # fmt: skip
     print(
-        f"history: {', '.join(QUARTERS)}, {args.per_region:,} assignments per region and "
+        f"history: {', '.join(quarters)}, {args.per_region:,} assignments per region and "
         f"quarter: {len(whole):,} events, {n['whole']:,} assignments"
     )
+    k = len(quarters)
     rows = [
-        ("2026Q4 alone", last, None, n["last"]),
-        ("2026Q3 + 2026Q4 alone", two, None, n["two"]),
-        ("4 quarters, keep all", whole, None, n["whole"]),
-        ("4 quarters, keep_quarters=1", whole, 1, n["whole"]),
+        (f"{quarters[-1]} alone", last, None, n["last"]),
+        (f"{quarters[-3]}..{quarters[-1]} alone", three, None, n["three"]),
+        (f"{k} quarters, keep all", whole, None, n["whole"]),
+        (f"{k} quarters, keep_quarters=1", whole, 1, n["whole"]),
     ]
     for name, lines, keep, assignments in rows:
         size, engine = memory(lines, keep)

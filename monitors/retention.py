@@ -303,7 +303,8 @@ def retire(engine: Engine, before: str, frozen: bool = False) -> Retired:
     states = engine.states
     out = Retired(ids=[aid for aid, st in states.items() if retirable(st, before)])
     if out.ids:
-        signatures = [engine._signature(states.pop(aid)) for aid in out.ids]
+        # all or nothing: what can raise comes before the first state is dropped
+        signatures = [engine._signature(states[aid]) for aid in out.ids]
         if frozen:  # the engine's own _apply adds the contributions, into the frozen cells
             live, engine.cells = engine.cells, out.frozen
             try:
@@ -313,6 +314,8 @@ def retire(engine: Engine, before: str, frozen: bool = False) -> Retired:
                 engine.cells = live
         out.digests = [digest(aid) for aid in out.ids]
         r.add(out.digests)
+        for aid in out.ids:
+            del states[aid]
     r.before = max(r.before, before)
     return out
 

@@ -53,6 +53,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -77,6 +78,7 @@ FROZEN_KEY = b"\x1ffrozen:"
 RETIRED_KEY = b"\x1fretired:"
 
 Event = Assignment | Touch | Deal
+log = logging.getLogger("gapmon.partition")
 
 
 DLQ_EXCERPT_BYTES = 16 * 1024  # of a message's value kept in its dead letter
@@ -297,7 +299,12 @@ class PartitionState:
             self._cells.update(engine.cells_of(states.get(aid)))
         if ts > self.clock:
             self.clock = ts
-        retired = retention.see(engine, event.type, ts, frozen=True)  # the slowest topic's
+        try:
+            retired = retention.see(engine, event.type, ts, frozen=True)  # the slowest topic's
+        except Exception as exc:  # a bug: the event is applied, the sweep waits a quarter
+            log.error("partition %d: retention sweep failed (%s: %s)", self.partition,
+                      type(exc).__name__, exc, exc_info=exc)  # fmt: skip
+            retired = None
         if retired is not None and retired.ids:
             self._dirty.update(retired.ids)  # gone from the engine: tombstones
             add_cells(self._frozen, retired.frozen.items())

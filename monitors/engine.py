@@ -23,6 +23,7 @@ import math
 from collections.abc import Callable, Collection, Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from hashlib import blake2b
 from operator import add
 from typing import Any
 
@@ -119,6 +120,18 @@ class EngineConfig:
     # retention (monitors/retention.py): keep the current and this many previous quarters
     # of decided assignments in memory; None or 0 keeps all
     keep_quarters: int | None = 4
+    # distinct touches one assignment may have: past it a new touch is refused
+    # (StateLimit), so no assignment's state record outgrows a Kafka record
+    max_touches: int = 50_000
+
+    def __post_init__(self) -> None:
+        if self.max_touches <= _SMALL:
+            raise ValueError(f"max_touches={self.max_touches}: must be more than {_SMALL}")
+
+
+class StateLimit(ValueError):
+    """An event would take one assignment's state past a configured bound; nothing was
+    changed, and the event is a dead letter (a reject in ``replay``) with this message."""
 
 
 class Cell:
@@ -185,7 +198,7 @@ class AssignmentState:
         self.due_day = 0
         self.score_c: int | None = None
         self.expected_c = 0
-        self.touch_ids: str | set[str] = _SEP
+        self.touch_ids: str | set[int] = _SEP
         self.n_touch = 0
         self.n_qualified = 0
         self.d_ts = -math.inf
@@ -201,12 +214,26 @@ class AssignmentState:
 
 # Touch ids of an assignment are kept as one string "\x1fe1\x1fe2\x1e\x1f" while there
 # are few (a tenth of the memory of a tuple of strings; membership is a substring test,
-# exact because ids cannot contain control characters), and as a set past _SMALL. A
-# qualified touch's id carries the mark _Q ("e2\x1e" above): a copy of an unqualified
-# touch on a qualified channel makes it qualified, whatever the order (docs/design.md).
+# exact because ids cannot contain control characters). A qualified touch's id carries
+# the mark _Q ("e2\x1e" above): a copy of an unqualified touch on a qualified channel
+# makes it qualified, whatever the order (docs/design.md). Past _SMALL ids they are a set
+# of 64-bit digests (_digest; bit 0 is the qualified mark), so an assignment's state
+# grows by 8 bytes a touch (11 in its JSON) whatever the ids' length, up to
+# EngineConfig.max_touches: 50,000 touches of 256-character ids are a 540 KB state
+# record, not 13 MB. Two distinct ids of one assignment share a digest with probability
+# below n^2 / 2^64 (1.4e-10 at 50,000 touches); then the second counts as a copy.
 _SEP = "\x1f"
 _Q = "\x1e"
 _SMALL = 32
+
+
+def _digest(eid: str) -> int:
+    """A touch id in the large form: 64 bits of its BLAKE2b hash, bit 0 cleared (the mark).
+
+    >>> _digest("t1") % 2, _digest("t1") == _digest("t1"), _digest("t1") == _digest("t2")
+    (0, True, False)
+    """
+    return int.from_bytes(blake2b(eid.encode(), digest_size=8).digest(), "big") & ~1
 
 
 def _seen_small(ids: str, eid: str) -> bool | None:
@@ -273,7 +300,6 @@ class Engine:
         self.cells: dict[tuple[str, ...], Cell] = {}
         self._cell_keys: dict[tuple[str, ...], tuple[str, ...]] = {}  # interning
         self._parked: dict[str, None] = {}  # assignment ids waiting, oldest first
-        self._quarter_starts: dict[str, float] = {}
         self._on_dead_letter = on_dead_letter
         self.events_applied = 0
         self.duplicates = 0  # seen before: a touch id again, or the current deal/assignment again
@@ -307,30 +333,52 @@ class Engine:
                     seen = _seen_small(ids, eid)  # type: ignore[arg-type]
                     if seen is not None:
                         return self._touch_again(st, eid, seen, qualified)
-                key = f"{eid}{_Q}" if qualified else eid
                 if n < _SMALL:
-                    st.touch_ids = f"{ids}{key}{_SEP}"
+                    st.touch_ids = f"{ids}{eid}{_Q}{_SEP}" if qualified else f"{ids}{eid}{_SEP}"
                 else:
-                    st.touch_ids = {*ids.strip(_SEP).split(_SEP), key}  # type: ignore[union-attr]
+                    st.touch_ids = _digests(ids)  # type: ignore[arg-type]
+                    st.touch_ids.add(_digest(eid) | qualified)
             else:
-                if eid in ids:
+                d = _digest(eid)
+                if d in ids:
                     return self._touch_again(st, eid, False, qualified)
-                if f"{eid}{_Q}" in ids:
+                if d | 1 in ids:
                     return self._touch_again(st, eid, True, qualified)
-                ids.add(f"{eid}{_Q}" if qualified else eid)  # type: ignore[union-attr]
+                if n >= self.config.max_touches:
+                    raise StateLimit(
+                        f"assignment_id={aid!r} has {n:,} touches, the most one assignment "
+                        f"may have (max_touches): touch event_id={eid!r} is not counted"
+                    )
+                ids.add(d | qualified)  # type: ignore[union-attr]
             self.events_applied += 1
             if st.cell is None:
                 st.n_touch = n + 1
                 st.n_qualified += qualified
                 self._park(aid)
-            elif n and st.stage not in FINAL_STAGES:
-                # the common case: one more touch on a worked, undecided assignment
+            elif st.stage not in FINAL_STAGES:
+                # the common case: a touch on an undecided assignment (its bookings cell
+                # is untouched); the first one makes it worked (_touch_part, _stage_part)
                 st.n_touch = n + 1
-                v = self.cells[st.cell].vals
+                cell = self.cells[st.cell]
+                v = cell.vals
                 v[TOUCHES] += 1
                 if qualified:
                     st.n_qualified += 1
                     v[QTOUCHES] += 1
+                if not n:
+                    h = cell.hist
+                    score = st.score_c
+                    if score is not None:
+                        v[SCORE_TOUCHED_C] += score
+                        _bump(h[H_DUE_SCORE_TOUCHED], st.due_day, score)
+                    stage = st.stage
+                    if stage not in _ENGAGED:  # "none" or "open": actioned by this touch
+                        expected = st.expected_c
+                        v[ACTIONED] += 1
+                        _bump(h[H_DUE_ACTIONED], st.due_day, 1)
+                        _bump(h[H_ACTIONED_EXP_DAY], st.assign_day, expected)
+                        if stage == "none":
+                            v[PIPE_TOUCHED_C] += expected
             else:
                 before = self._signature(st)
                 st.n_touch = n + 1
@@ -359,19 +407,31 @@ class Engine:
                     self.superseded += 1
                     self._interest_seen(st, interest)
                     return True
-            before = None if st.cell is None else self._signature(st)
-            st.ever_q = st.ever_q or interest
+            cell_key, stage0, e0 = st.cell, st.stage, st.ever_q
+            before = None
+            if cell_key is not None and (stage in FINAL_STAGES or stage0 in FINAL_STAGES):
+                before = self._signature(st)
+            st.ever_q = e0 or interest
             st.d_ts, st.d_eid = ts, eid
             st.stage, st.amount_c, st.reason = stage, amount_c, reason
-            close_q = self.calendar.quarter_of(event.occurred_at)
-            st.close_q = close_q.label
-            st.booked_day = self._day_index(close_q, ts)
             self.events_applied += 1
-            if before is None:
+            quarter = st.quarter
+            if quarter is not None and quarter.start_ts <= ts < quarter.end_ts:
+                # the common case: decided in the quarter of the assignment
+                st.close_q = quarter.label
+                st.booked_day = st.close_day = math.floor((ts - quarter.start_ts) / DAY)
+            else:
+                close_q = self.calendar.quarter_of(event.occurred_at)
+                st.close_q = close_q.label
+                st.booked_day = self._day_index(close_q, ts)
+                if quarter is not None:
+                    st.close_day = self._day_index(quarter, ts)
+            if cell_key is None:
                 self._park(aid)
-                return True
-            st.close_day = self._day_index(st.quarter, ts)
-            self._apply_change(before, self._signature(st))
+            elif before is None:  # from one undecided stage to another: the cohort cell only
+                self._move_undecided(st, stage0, e0)
+            else:
+                self._apply_change(before, self._signature(st))
             return True
         if ts is None:
             ts = event.occurred_at.timestamp()
@@ -400,6 +460,30 @@ class Engine:
             self._apply_change(before, after)
         return True
 
+    def _move_undecided(self, st: AssignmentState, stage0: str, e0: bool) -> None:
+        """A deal moved an assignment from one undecided stage to another (``none`` ->
+        ``open``, ``open`` -> ``qualified``...): its stage count and pipeline, actioned
+        when it has no touch, and interest. Equivalent to ``_apply_change`` of the two
+        signatures (neither has a bookings part or a decided stage part)."""
+        v, h = (cell := self.cells[st.cell]).vals, cell.hist  # type: ignore[index]
+        stage, expected, touched = st.stage, st.expected_c, st.n_touch > 0
+        v[_STAGE_INDEX[stage0]] -= 1
+        v[_STAGE_INDEX[stage]] += 1
+        v[_PIPE_INDEX[stage0]] -= expected
+        v[_PIPE_INDEX[stage]] += expected
+        if touched:
+            if stage0 == "none":  # a deal stage is never "none"
+                v[PIPE_TOUCHED_C] -= expected
+        else:
+            a0, a1 = stage0 in _ENGAGED, stage in _ENGAGED
+            if a0 != a1:
+                d = 1 if a1 else -1
+                v[ACTIONED] += d
+                _bump(h[H_DUE_ACTIONED], st.due_day, d)
+                _bump(h[H_ACTIONED_EXP_DAY], st.assign_day, d * expected)
+        if st.ever_q and not e0:
+            v[Q_EVER] += 1
+
     def _interest_seen(self, st: AssignmentState, interest: bool) -> None:
         """A deal event not in force (older, or a lesser copy) that showed the client's
         interest: the assignment counts as qualified at some time, whatever the order."""
@@ -424,8 +508,9 @@ class Engine:
         if isinstance(ids, str):
             st.touch_ids = ids.replace(f"{_SEP}{eid}{_SEP}", f"{_SEP}{eid}{_Q}{_SEP}", 1)
         else:
-            ids.discard(eid)
-            ids.add(f"{eid}{_Q}")
+            d = _digest(eid)
+            ids.discard(d)
+            ids.add(d | 1)
         st.n_qualified += 1
         self.events_applied += 1
         if before is not None:
@@ -473,11 +558,9 @@ class Engine:
         if st.d_eid:
             st.close_day = self._day_index(quarter, st.d_ts)
 
-    def _day_index(self, quarter: Any, ts: float) -> int:
-        start = self._quarter_starts.get(quarter.label)
-        if start is None:
-            start = self._quarter_starts[quarter.label] = quarter.start.timestamp()
-        return math.floor((ts - start) / DAY)
+    @staticmethod
+    def _day_index(quarter: Any, ts: float) -> int:
+        return math.floor((ts - quarter.start_ts) / DAY)
 
     def _signature(self, st: AssignmentState) -> Signature:
         n_touch = st.n_touch
@@ -676,10 +759,16 @@ class Engine:
 
     @staticmethod
     def _orphan_record(aid: str, st: AssignmentState) -> dict[str, Any]:
-        ids = sorted(i.rstrip(_Q) for i in _touch_id_list(st.touch_ids))
+        """An assignment id and its events' ids (past 32 touches only their count is known:
+        the ids are kept as digests)."""
+        ids = st.touch_ids
+        if isinstance(ids, str):
+            out = sorted(i.rstrip(_Q) for i in _touch_id_list(ids))
+        else:
+            out = [f"({len(ids):,} touches)"]
         if st.d_eid:
-            ids.append(st.d_eid)
-        return {"assignment_id": aid, "event_ids": ids}
+            out.append(st.d_eid)
+        return {"assignment_id": aid, "event_ids": out}
 
     def orphans(self) -> list[dict[str, Any]]:
         """Touch/deal events still waiting for their assignment, per assignment id."""
@@ -767,11 +856,14 @@ def _us(ts: float) -> int:
     return round(ts * 1_000_000)
 
 
-def _touch_id_list(ids: str | set[str]) -> list[str]:
-    """The stored touch ids, qualified ones with their mark ``_Q``."""
-    if isinstance(ids, str):  # "\x1fe1\x1fe2\x1e\x1f", or "\x1f" for none
-        return ids[1:-1].split(_SEP) if len(ids) > 1 else []
-    return list(ids)
+def _touch_id_list(ids: str) -> list[str]:
+    """The touch ids of the compact form, qualified ones with their mark ``_Q``."""
+    return ids[1:-1].split(_SEP) if len(ids) > 1 else []  # "\x1fe1\x1fe2\x1e\x1f" / "\x1f"
+
+
+def _digests(ids: str) -> set[int]:
+    """The compact form of touch ids as the large one: their digests, marks kept."""
+    return {_digest(i.rstrip(_Q)) | i.endswith(_Q) for i in _touch_id_list(ids)}
 
 
 def _touch_part(v: list[int], h: list[dict[Any, int]], sig: Signature, sign: int) -> None:

@@ -89,6 +89,7 @@ REJECT_REASONS = (
     "parked_too_long",  # dropped from the bounded wait for its assignment
     "internal",  # valid, but applying it or building its records raised
     "retired",  # for an assignment that retention retired (monitors/retention.py)
+    "limit",  # valid, but past a bound on one assignment's state (EngineConfig.max_touches)
     "other",
 )
 #: Bounded reasons of a failed Slack delivery attempt.

@@ -63,6 +63,11 @@ def _num(where: str, value: Any, lo: float | None = None, hi: float | None = Non
     return float(value)
 
 
+# The most touches per assignment gapmon.yaml may allow: the state record of an assignment
+# with that many (their digests, ~11 bytes each, and 256-character ids elsewhere) stays
+# under Kafka's default 1 MB record limit (monitors/engine.py, "Touch ids").
+MAX_TOUCHES_CEILING = 80_000
+
 # The keys gapmon.yaml may hold: a typo is an error that names the file, key and line,
 # never a setting silently left at its default. ``models`` and ``exporter`` are read
 # (and checked) by their own modules; their own keys are theirs to check.
@@ -73,6 +78,7 @@ KNOWN_KEYS: dict[str, frozenset[str] | None] = {
     "qualified_channels": None,
     "stage_weights": None,
     "keep_quarters": None,
+    "max_touches_per_assignment": None,
     "pacing": frozenset(
         {
             "revenue_curve",
@@ -185,6 +191,14 @@ def load_settings(config_dir: str | Path | None = None) -> Settings:
         taxonomy=taxonomy,
         fy_start_month=fy,
         keep_quarters=keep,
+        max_touches=int(
+            _num(
+                f"{w}: max_touches_per_assignment",
+                data.get("max_touches_per_assignment", 50_000),
+                33,
+                MAX_TOUCHES_CEILING,
+            )
+        ),
     )
     p = data.get("pacing") or {}
     bookings_curve = p.get("default_bookings_curve", dict(DEFAULT_BOOKINGS_CURVE))

@@ -20,6 +20,7 @@ reader turns them back into integers. Parts without one are written as before.
 
 from __future__ import annotations
 
+import base64
 import math
 import operator
 from collections.abc import Collection, Iterable
@@ -43,6 +44,7 @@ from monitors.engine import (
     Cell,
     Engine,
     EngineConfig,
+    _digests,
     _touch_id_list,
     derive_groups,
 )
@@ -58,14 +60,28 @@ def _num(x: float) -> float | None:
     return None if x == -math.inf else x
 
 
+def _pack(digests: set[int]) -> str:
+    """Touch-id digests (the engine's large form) as base64 of their sorted 8-byte values."""
+    return base64.b64encode(b"".join(d.to_bytes(8, "big") for d in sorted(digests))).decode()
+
+
+def _unpack(text: str) -> set[int]:
+    raw = base64.b64decode(text, validate=True)
+    if len(raw) % 8:
+        raise ValueError("assignment state: touch digests are not a multiple of 8 bytes")
+    return {int.from_bytes(raw[i : i + 8], "big") for i in range(0, len(raw), 8)}
+
+
 def state_to_json(st: AssignmentState) -> bytes:
     """One assignment's state as a JSON array of its fields in ``__slots__`` order (the
-    quarter by its label, touch ids as a sorted list, no time as null)."""
+    quarter by its label, no time as null; touch ids as a sorted list while there are
+    few, then their digests packed in one base64 string: ~11 bytes a touch)."""
     v = list(_GET(st))
     q = v[_QUARTER]
     if q is not None:
         v[_QUARTER] = q.label
-    v[_TOUCHES] = sorted(_touch_id_list(v[_TOUCHES]))
+    ids = v[_TOUCHES]
+    v[_TOUCHES] = sorted(_touch_id_list(ids)) if isinstance(ids, str) else _pack(ids)
     v[_A_TS], v[_D_TS] = _num(v[_A_TS]), _num(v[_D_TS])
     return orjson.dumps(v)
 
@@ -79,8 +95,14 @@ def state_from_json(raw: bytes | str, engine: Engine) -> AssignmentState:
         raise ValueError(f"assignment state: expected a list of {len(_FIELDS)} fields")
     q, ids, cell = v[_QUARTER], v[_TOUCHES], v[_CELL]
     v[_QUARTER] = None if q is None else engine.calendar.parse(q)
-    # the engine's representation: a separator-joined string up to _SMALL ids
-    v[_TOUCHES] = _SEP + "".join(f"{i}{_SEP}" for i in ids) if len(ids) <= _SMALL else set(ids)
+    # the engine's representation: a separator-joined string up to _SMALL ids, then digests
+    # (a list of more ids is a state written before digests)
+    if isinstance(ids, str):
+        v[_TOUCHES] = _unpack(ids)
+    elif len(ids) <= _SMALL:
+        v[_TOUCHES] = _SEP + "".join(f"{i}{_SEP}" for i in ids)
+    else:
+        v[_TOUCHES] = _digests(_SEP + "".join(f"{i}{_SEP}" for i in ids))
     v[_A_TS] = -math.inf if v[_A_TS] is None else v[_A_TS]
     v[_D_TS] = -math.inf if v[_D_TS] is None else v[_D_TS]
     v[_CELL] = None if cell is None else tuple(cell)

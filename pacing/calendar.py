@@ -12,7 +12,7 @@ All timestamps must be timezone-aware; quarters are computed on their UTC instan
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 __all__ = ["FiscalCalendar", "Quarter"]
@@ -23,11 +23,30 @@ _LABEL = re.compile(r"(\d{4})Q([1-4])")
 
 @dataclass(frozen=True)
 class Quarter:
-    """One fiscal quarter: ``[start, end)`` in UTC."""
+    """One fiscal quarter: ``[start, end)`` in UTC; ``start_ts`` / ``end_ts`` are the
+    same instants as POSIX seconds (the engine's hot path compares event times to them).
+
+    >>> q = FiscalCalendar().parse("2026Q4")
+    >>> q.start_ts <= q.start.timestamp() + 86_400 < q.end_ts
+    True
+    """
 
     label: str
     start: datetime
     end: datetime
+    start_ts: float = field(init=False, repr=False, compare=False)
+    end_ts: float = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "start_ts", self.start.timestamp())
+        object.__setattr__(self, "end_ts", self.end.timestamp())
+
+    def __getattr__(self, name: str) -> float:
+        """``start_ts`` / ``end_ts`` of a quarter pickled before they existed (a checkpoint)."""
+        if name in ("start_ts", "end_ts"):
+            self.__post_init__()
+            return self.__dict__[name]  # type: ignore[no-any-return]
+        raise AttributeError(name)
 
     @property
     def days(self) -> float:

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import IO, Any, Protocol
 
 from monitors import retention
-from monitors.engine import AssignmentRetired, Engine
+from monitors.engine import AssignmentRetired, Engine, StateLimit
 from streams.events import Assignment, Deal, EventError, Touch, parse_event_ts
 
 Progress = Callable[[int], None]
@@ -139,6 +139,8 @@ def replay_lines(
             ingest(event, ts)
         except AssignmentRetired as exc:
             reject(stats, rejects, number, f"retired: {exc}", raw)
+        except StateLimit as exc:  # a bound on one assignment's state: this event is refused
+            reject(stats, rejects, number, f"limit: {exc}", raw)
             continue
         except Exception as exc:  # a bug or a limit of the engine: this event, not the run
             reject(stats, rejects, number, f"internal: {type(exc).__name__}: {exc}", raw)

@@ -356,6 +356,24 @@ def test_a_deal_closed_next_quarter_is_booked_there() -> None:
         assert booked[("2026Q4", "NA")]["booked_by_day"] == {2: 9_000.0}
 
 
+def test_a_deal_won_at_the_quarter_end_instant_is_booked_in_the_next_quarter() -> None:
+    """Quarters are [start, end): a deal at exactly midnight of Jan 1 is a 2027Q1 booking
+    (day 0), and day 92 of its 2026Q4 cohort."""
+    events = [
+        ev("assignment", "a1", "2026-12-20T00:00:00Z", expected_rev=10_000),
+        ev("deal", "d1", "2027-01-01T00:00:00Z", stage="won", amount=5_000),
+    ]
+    as_of = datetime(2027, 1, 10, tzinfo=UTC)
+    for source in (
+        lambda basis: run_engine(events, EngineConfig()).metrics(as_of, basis=basis),
+        lambda basis: oracle_metrics(events, as_of, basis=basis),
+    ):
+        assert source("cohort")[("2026Q4", "NA")]["closed_rev_by_day"] == {92: 5_000.0}
+        booked = source("close")
+        assert list(booked) == [("2027Q1", "NA")]
+        assert booked[("2027Q1", "NA")]["booked_by_day"] == {0: 5_000.0}
+
+
 def test_worked_example_with_the_lost_deal_last() -> None:
     """Swap which deal is latest: A2 becomes lost, reason missing -> bucket `unknown`."""
     events = [e for e in WORKED if e.event_id != "d3"]

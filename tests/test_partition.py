@@ -416,10 +416,11 @@ def test_a_poison_record_is_dead_lettered_instead_of_applied() -> None:
 
 
 def test_a_record_over_the_limit_fails_the_flush_and_careful_mode_names_the_input() -> None:
-    """An assignment whose touch ids grow its state record past the limit: the flush
-    raises instead of handing the broker a record it will refuse (which jammed the
-    partition), and in careful mode the apply of the touch that crosses the limit raises,
-    so the worker can dead-letter that touch."""
+    """An assignment whose touch ids grow its state record past the limit (a 2,000-byte
+    limit and 256-character ids: past 32 touches the ids are digests and the record
+    shrinks): the flush raises instead of handing the broker a record it will refuse
+    (which jammed the partition), and in careful mode the apply of the touch that crosses
+    the limit raises, so the worker can dead-letter that touch."""
     from streams.kafka.partition import RecordTooLarge
 
     a = parse_event_of(
@@ -449,18 +450,18 @@ def test_a_record_over_the_limit_fails_the_flush_and_careful_mode_names_the_inpu
                 "channel": "call",
             }
         ).encode()
-        for i in range(100)
+        for i in range(30)
     ]
 
     def fresh() -> PartitionState:
-        ps = PartitionState(0, TOPICS, CONFIG, max_record_bytes=20_000)
+        ps = PartitionState(0, TOPICS, CONFIG, max_record_bytes=2_000)
         ps.apply(TOPICS["assignment"], 0, b"A1", to_json(a[0]).encode())
         return ps
 
     ps = fresh()
     for i, raw in enumerate(touches):
         ps.apply(TOPICS["touch"], i, b"A1", raw)
-    with pytest.raises(RecordTooLarge, match="assignment_id='A1'.* over the limit of 20,000"):
+    with pytest.raises(RecordTooLarge, match="assignment_id='A1'.* over the limit of 2,000"):
         ps.flush()
     ps = fresh()
     ps.careful = {TOPICS["touch"]: len(touches)}
@@ -471,7 +472,7 @@ def test_a_record_over_the_limit_fails_the_flush_and_careful_mode_names_the_inpu
         except RecordTooLarge:
             crossed = i
             break
-    assert crossed is not None and 60 < crossed < 80  # ~256 bytes per touch id
+    assert crossed is not None and 4 < crossed < 8  # ~256 bytes per touch id
     ps = fresh()
     for i, raw in enumerate(touches[:crossed]):
         ps.apply(TOPICS["touch"], i, b"A1", raw)

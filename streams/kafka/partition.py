@@ -62,7 +62,7 @@ from typing import Any
 import orjson
 
 from monitors import retention
-from monitors.engine import AssignmentRetired, Cell, Engine, EngineConfig
+from monitors.engine import AssignmentRetired, Cell, Engine, EngineConfig, StateLimit
 from monitors.split import CellPart, add_cells, part_json, state_from_json, state_to_json
 from streams.events import Assignment, Deal, EventError, Touch, parse_event_of, parse_event_ts
 
@@ -286,13 +286,18 @@ class PartitionState:
         before = engine.cells_of(states.get(aid))  # its cohort cell, and its bookings cell
         self._where = (topic, offset)
         try:
-            applied = engine.ingest(event, ts)
+            changed = engine.ingest(event, ts)
         except AssignmentRetired as exc:
             if self.exporter is not None:
                 self.exporter.dead_lettered("retired")
             self._letter(str(exc), "retired", topic, offset, key, value)
             return True
-        if applied:
+        except StateLimit as limit:  # refused before anything changed
+            if self.exporter is not None:
+                self.exporter.dead_lettered("limit")
+            self._letter(f"limit: {limit}", "limit", topic, offset, key, value)
+            return True
+        if changed:
             self._dirty.add(aid)
             self._cells.update(before)
             # st is None when the engine just gave up on it (an orphan)

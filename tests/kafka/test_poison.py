@@ -3,8 +3,10 @@
 Every poison class of ``tests/poison.py`` (a $50M won deal, a thousand $1.4M wins in one
 cell, 1e307 amounts, dates in 9999 and year 1 with offsets, unknown fields, loose types,
 text that is not printable or not UTF-8, an assignment in 9999Q4 that passes a wide
-time window and makes the engine raise), a 450 KB invalid message, and touches that
-grow one assignment's state record past the record limit: the worker stays up, each bad
+time window and makes the engine raise), a 450 KB invalid message, and one assignment
+with more long touch ids than its state may hold (``max_touches_per_assignment``; past 32
+touches the ids are 8-byte digests, so its state record stays small whatever the ids'
+length, and the touches past the bound are refused): the worker stays up, each bad
 record is dead-lettered once with its reason, topic, partition and offset, and the
 report of the other events equals `gapmon replay` of them. And a partition whose commit
 keeps failing (a DLQ topic whose record limit is too small for any dead letter) turns
@@ -18,6 +20,7 @@ import base64
 import hashlib
 import json
 import os
+import shutil
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -33,7 +36,7 @@ from streams.events import to_json
 from streams.kafka.client import ensure_topics, read_topic
 from streams.sources import generate_quarter
 
-from .conftest import Cluster, Quarter, free_port, replay_report
+from .conftest import ROOT, Cluster, Quarter, free_port, replay_report
 
 Sent = tuple[str, int, int]  # topic, partition, offset
 
@@ -68,6 +71,9 @@ def _touch(i: int) -> bytes:
     ).encode()
 
 
+MAX_TOUCHES = 60  # max_touches_per_assignment of the test's config
+
+
 def test_poison_events_are_dead_lettered_and_the_rest_equals_replay(
     cluster: Cluster, tmp_path: Path
 ) -> None:
@@ -82,7 +88,7 @@ def test_poison_events_are_dead_lettered_and_the_rest_equals_replay(
     records += [(topics[p.kind], p.key.encode(), p.raw) for p in bad]
     huge = b'{"type": "deal", "reason_text": "' + b"x" * 450_000  # invalid: never closed
     records.append((topics["deal"], b"P-HUGE", huge))
-    # one assignment whose touch ids grow its state record past GAPMON_MAX_RECORD_BYTES
+    # one assignment with 90 touches of 250-character ids: 60 fit its bound, 30 do not
     long_a = json.loads(bad[0].raw) | {"assignment_id": "P-LONG", "event_id": "P-LONG-a"}
     records.append((topics["assignment"], b"P-LONG", json.dumps(long_a).encode()))
     touches = [_touch(i) for i in range(90)]
@@ -92,29 +98,30 @@ def test_poison_events_are_dead_lettered_and_the_rest_equals_replay(
     asyncio.run(ensure_topics(cluster.settings))
     sent = asyncio.run(_send(cluster, records))
     where = dict(zip([r[2] for r in records], sent, strict=True))
+    config = tmp_path / "config"
+    shutil.copytree(ROOT / "config", config)
+    main = config / "gapmon.yaml"
+    text = main.read_text()
+    assert "max_touches_per_assignment: 50000" in text
+    main.write_text(text.replace("per_assignment: 50000", f"per_assignment: {MAX_TOUCHES}"))
+    env = {**WIDE_WINDOW, "GAPMON_CONFIG_DIR": str(config)}
 
-    worker = cluster.worker(**WIDE_WINDOW, GAPMON_MAX_RECORD_BYTES="20000")
-    # P-LONG's state record grows with each touch id (78 fit in 20,000 bytes): the record
-    # whose apply takes it past the limit (a touch, or the assignment when its touches
-    # came first: the topics are read in any interleaving), and each one after it that
-    # still would, are dead-lettered; the rest is applied
-    expected_letters = len([p for p in bad if p.fate != "applied"]) + 1  # + the huge one
-    p_long = {where[t] for t in [json.dumps(long_a).encode(), *touches]}
+    # 20,000 bytes: 32 touch ids of 250 characters fit, and past 32 the state holds digests
+    worker = cluster.worker(**env, GAPMON_MAX_RECORD_BYTES="20000")
+    refused = {where[t] for t in touches[MAX_TOUCHES:]}  # one partition: read in order
+    expected_letters = len([p for p in bad if p.fate != "applied"]) + 1 + len(refused)
 
     def settled() -> bool:
         s = worker.status()
         if s is None or s["processor"]["events_committed"] < len(records):
             return False
-        letters = _letters(cluster)
-        over = [d for d in letters if (d["topic"], d["partition"], d["offset"]) in p_long]
-        # every P-LONG record is committed: applied (in the state) or dead-lettered
-        return len(letters) == expected_letters + len(over) and len(over) >= len(touches) - 78
+        return len(_letters(cluster)) == expected_letters
 
     cluster.wait_until(settled, 150, "every record committed, the bad ones dead-lettered")
     assert worker.running
     letters = _letters(cluster)
     by_where = {(d["topic"], d["partition"], d["offset"]): d for d in letters}
-    assert len(by_where) == len(letters)  # each record dead-lettered once
+    assert len(by_where) == len(letters) == expected_letters  # each record dead-lettered once
     for p in bad:
         d = by_where.get(where[p.raw])
         if p.fate == "applied":
@@ -127,27 +134,27 @@ def test_poison_events_are_dead_lettered_and_the_rest_equals_replay(
     d = by_where[where[huge]]
     assert d["reason"] == "json" and d["truncated"] and d["raw_size"] == len(huge)
     assert d["raw_sha256"] == hashlib.sha256(huge).hexdigest()
-    # the P-LONG records past the limit: each an internal dead letter saying so
-    cut = [raw for raw in [json.dumps(long_a).encode(), *touches] if where[raw] in by_where]
-    assert len(cut) >= len(touches) - 78
-    for raw in cut:
-        d = by_where[where[raw]]
-        assert d["reason"] == "internal" and "over the limit of 20,000" in d["error"], d
-    assert len(letters) == expected_letters + len(cut)
+    # P-LONG's touches past the bound, each a dead letter saying why; none over a limit
+    for at in refused:
+        d = by_where[at]
+        assert d["reason"] == "limit", d
+        assert f"has {MAX_TOUCHES} touches, the most one assignment may have" in d["error"]
+    assert not [d for d in letters if "over the limit" in d["error"]]
     status = worker.status()
-    assert status is not None and status["processor"]["poison"] >= 1 + len(cut)
+    assert status is not None and status["processor"]["poison"] >= 1
 
+    # replay with the same config refuses the same touches (the file keeps their order)
     applied = [p.raw for p in bad if p.fate == "applied"]
-    applied += [raw for raw in [json.dumps(long_a).encode(), *touches] if raw not in cut]
+    applied += [json.dumps(long_a).encode(), *touches]
     events = tmp_path / "applied.jsonl"
     events.write_bytes(b"\n".join(good + applied) + b"\n")
     q = Quarter(tmp_path, events, tmp_path / "targets.yaml", [])
 
-    os.environ.update(WIDE_WINDOW)  # replay with the worker's window (9999Q4 passes it)
+    os.environ.update(env)  # replay with the worker's window (9999Q4 passes it) and config
     try:
         expected = replay_report(q)
     finally:
-        for k in WIDE_WINDOW:
+        for k in env:
             del os.environ[k]
     cluster.wait_for(lambda r: r == expected, 60, "the report to equal replay of the rest")
     assert worker.running

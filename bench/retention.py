@@ -109,8 +109,9 @@ def main() -> None:
         size, engine = memory(lines, keep)
         r = engine._retired
         extra = ""
-        if isinstance(r, retention.Retention):
-            extra = f"; {len(r):,} retired (their digests: {r.ids.itemsize * len(r) / 1e6:.2f} MB)"
+        if isinstance(r, set):
+            digests = sys.getsizeof(r) + sum(map(sys.getsizeof, r))
+            extra = f"; {len(r):,} retired (their digests: {digests / 1e6:.2f} MB)"
         print(
             f"{name:30s} {size / 1e6:8.1f} MB  {len(engine.states):>9,} states "
             f"{len(engine.cells):>7,} cells  ({size / assignments:,.0f} bytes per assignment "

@@ -282,9 +282,9 @@ class AssignmentRetired(LookupError):
 class Engine:
     """Ingests events one at a time; answers metrics per quarter x region or slice."""
 
-    # The retired assignments (a monitors.retention.Retention once any is retired). A class
-    # default, so an engine pickled before retention existed loads with none retired.
-    _retired: Container[str] = frozenset()
+    # The 8-byte BLAKE2b digests of the retired assignments' ids (monitors.retention). A
+    # class default, so an engine pickled before retention existed loads with none retired.
+    _retired: Container[bytes] = frozenset()
 
     def __init__(
         self,
@@ -318,7 +318,8 @@ class Engine:
         aid = event.assignment_id
         st = self.states.get(aid)
         if st is None:
-            if self._retired and aid in self._retired:  # one lookup, on new ids only
+            # retention (monitors.retention): a digest and one set lookup, on new ids only
+            if self._retired and blake2b(aid.encode(), digest_size=8).digest() in self._retired:
                 raise AssignmentRetired(aid)
             st = AssignmentState()
             self.states[aid] = st

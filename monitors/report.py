@@ -120,7 +120,8 @@ def _retired_before(models: Any) -> str:
     ''
     """
     engine = getattr(models, "engine", None)
-    return getattr(getattr(engine, "_retired", None), "before", "") or ""
+    window = getattr(engine, "_retention", None)  # monitors.retention.Retention
+    return getattr(window, "before", "") or ""
 
 
 class ReportBuilder:

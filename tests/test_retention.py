@@ -81,7 +81,7 @@ def test_retiring_changes_no_number_of_any_quarter(four: History, tmp_path: Path
     assert len(gone) > 100 and all(a.startswith("2026Q1-") for a in gone)
     assert all(whole.states[a].stage in ("won", "lost", "self_closed") for a in gone)
     assert any(a.startswith("2026Q1-") for a in kept.states)  # undecided: kept
-    assert kept._retired.before == "2026Q2"
+    assert retention.retention_of(kept).before == "2026Q2"
     # the cells, every metric and the whole report of every quarter: unchanged
     assert {k: (c.vals, c.hist) for k, c in kept.cells.items()} == {
         k: (c.vals, c.hist) for k, c in whole.cells.items()
@@ -220,10 +220,10 @@ def test_with_retention_the_engine_equals_the_oracle_of_what_it_accepted(
                 table_metrics(table, as_of, by=by, basis=basis),
             )
     # only the events of retired assignments were refused
-    assert engine._retired.before in ("", "2027Q1")
+    assert retention.retention_of(engine).before in ("", "2027Q1")
     for i in refused:
         aid = stream[i].assignment_id
-        assert aid in engine._retired and aid not in engine.states
+        assert retention.is_retired(engine, aid) and aid not in engine.states
     # the 2027Q3 events last: the same numbers as without retention, nothing refused
     last = [e for e in stream if all(e is not f for f in far)] + far
     engine, refused = run(last, config)
@@ -294,7 +294,7 @@ def test_a_partition_writes_what_it_retired_and_a_restore_puts_it_back(four: His
         k: (c.vals, c.hist) for k, c in ps.engine.cells.items()
     }
     assert set(back.engine.states) == set(ps.engine.states)
-    assert back.engine._retired.before == "2026Q2"
+    assert retention.retention_of(back.engine).before == "2026Q2"
     # a re-sent 2026Q1 event of a retired assignment: a dead letter, nothing else
     resent = next(e for e in four.of_quarter("2026Q1") if e.assignment_id == gone[0])
     cells = {k: c.vals[:] for k, c in back.engine.cells.items()}

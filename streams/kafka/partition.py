@@ -256,7 +256,7 @@ class PartitionState:
         self._where: tuple[str, int] = ("", -1)  # the record being applied (for orphans)
         # retention: what it retired and has not written yet
         self._frozen: dict[tuple[str, ...], Cell] = {}  # frozen cells not written yet
-        self._digests: list[int] = []  # retired ids not written yet
+        self._digests: list[bytes] = []  # retired ids not written yet
         self._retired_flushes = 0  # flushes that wrote digests (their keys)
 
     # ------------------------------------------------------------------- input
@@ -408,6 +408,9 @@ class PartitionState:
         self._pending = 0
         return changes
 
+    def _retention(self) -> retention.Retention:
+        return retention.retention_of(self.engine)
+
     def _retention_records(self) -> list[tuple[bytes, bytes]]:
         """The frozen cells and the digests retired since the last flush, under keys of
         this flush."""
@@ -425,7 +428,7 @@ class PartitionState:
         self._frozen = {}
         per = max(1, (limit - 100) // 8)
         for i in range(0, len(self._digests), per):
-            chunk = retention.Retention.to_bytes(self._digests[i : i + per])
+            chunk = retention.to_bytes(self._digests[i : i + per])
             name = f"{self.partition}:{seq}:{i // per}"
             out.append((RETIRED_KEY + name.encode(), chunk))
         self._retired_flushes += 1
@@ -459,9 +462,9 @@ class PartitionState:
                 "clock": num(self.clock),
                 "clock_written": num(self._clock_written),
                 "cells_waiting": sorted(self._cells),
-                "retired_before": getattr(self.engine._retired, "before", ""),
-                # retention's clock: each event type's latest time
-                "latest": getattr(self.engine._retired, "latest", {}),
+                # retention: its window, and its clock (each event type's latest time)
+                "retired_before": self._retention().before,
+                "latest": self._retention().latest,
             }
         )
 
@@ -518,6 +521,6 @@ class PartitionState:
         data = {} if position is None else json.loads(position)
         before, latest = data.get("retired_before", ""), data.get("latest", {})
         if frozen or digests or before or latest:
-            ids = (d for raw in digests for d in retention.Retention.from_bytes(raw))
+            ids = (d for raw in digests for d in retention.from_bytes(raw))
             retention.restore(engine, frozen, ids, before, latest)
         return ps

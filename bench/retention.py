@@ -126,7 +126,12 @@ def main() -> None:
             t = time.perf_counter()
             run(whole, keep, sweeps)
             best = min(best, time.perf_counter() - t)
-        longest = f", longest sweep {max(sweeps) * 1e3:.0f} ms" if sweeps else ""
+        longest = (
+            f", {len(sweeps)} sweeps: {sum(sweeps) * 1e3:.0f} ms, "
+            f"the longest {max(sweeps) * 1e3:.0f}"
+            if sweeps
+            else ""
+        )
         print(
             f"parse + engine + retention clock, keep={keep}: {len(whole) / best:,.0f} events/s "
             f"(best of {args.repeat}){longest}"

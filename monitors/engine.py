@@ -410,7 +410,7 @@ class Engine:
                     return True
             cell_key, stage0, e0 = st.cell, st.stage, st.ever_q
             before = None
-            if cell_key is not None and (stage in FINAL_STAGES or stage0 in FINAL_STAGES):
+            if cell_key is not None and stage0 in FINAL_STAGES:
                 before = self._signature(st)
             st.ever_q = e0 or interest
             st.d_ts, st.d_eid = ts, eid
@@ -429,10 +429,12 @@ class Engine:
                     st.close_day = self._day_index(quarter, ts)
             if cell_key is None:
                 self._park(aid)
-            elif before is None:  # from one undecided stage to another: the cohort cell only
-                self._move_undecided(st, stage0, e0)
-            else:
+            elif before is not None:  # it was decided: a new outcome, amount, reason or day
                 self._apply_change(before, self._signature(st))
+            elif stage in FINAL_STAGES:
+                self._decide(st, stage0, e0)
+            else:  # from one undecided stage to another: the cohort cell only
+                self._move_undecided(st, stage0, e0)
             return True
         if ts is None:
             ts = event.occurred_at.timestamp()
@@ -460,6 +462,30 @@ class Engine:
         if before != after:
             self._apply_change(before, after)
         return True
+
+    def _decide(self, st: AssignmentState, stage0: str, e0: bool) -> None:
+        """A deal decided an undecided assignment (won, lost or self-closed from ``none``,
+        ``open`` or ``qualified``): out of its undecided stage, actioned and interest by
+        their change, then the decided stage part and the bookings part. Equivalent to
+        ``_apply_change`` of the two signatures."""
+        v, h = (cell := self.cells[st.cell]).vals, cell.hist  # type: ignore[index]
+        expected, n_touch = st.expected_c, st.n_touch
+        v[_STAGE_INDEX[stage0]] -= 1
+        v[_PIPE_INDEX[stage0]] -= expected
+        if not n_touch:
+            a0, a1 = stage0 in _ENGAGED, st.stage in _ENGAGED
+            if a0 != a1:  # a deal without touches: engaged (won, lost) or not (self-closed)
+                d = 1 if a1 else -1
+                v[ACTIONED] += d
+                _bump(h[H_DUE_ACTIONED], st.due_day, d)
+                _bump(h[H_ACTIONED_EXP_DAY], st.assign_day, d * expected)
+        elif stage0 == "none":
+            v[PIPE_TOUCHED_C] -= expected
+        if st.ever_q and not e0:
+            v[Q_EVER] += 1
+        sig = self._signature(st)
+        _stage_part(v, h, sig, 1)
+        self._booked_part(sig, 1)
 
     def _move_undecided(self, st: AssignmentState, stage0: str, e0: bool) -> None:
         """A deal moved an assignment from one undecided stage to another (``none`` ->

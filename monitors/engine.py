@@ -100,6 +100,10 @@ _INTEREST = frozenset({"qualified", "won"})  # deal stages that show the client'
     H_DUE_SCORE_TOUCHED,
 ) = range(12)
 N_HIST = 12
+# what a light roll-up (drill-downs: no day histograms) merges of a cell's histograms: the
+# due ones as their sum up to the report's due day, the small ones (touch counts, reasons)
+_DUE_HISTS = (H_DUE_ASSIGNED, H_DUE_ACTIONED, H_DUE_SCORE, H_DUE_SCORE_TOUCHED)
+_SMALL_HISTS = (H_WON_QT, H_LOST_QT, H_WON_REASON, H_LOST_REASON)
 
 
 def cents(value: float) -> int:
@@ -157,6 +161,23 @@ class Cell:
                 continue
             get = h.get
             for k, v in src.items():
+                h[k] = get(k, 0) + v
+
+    def merge_light_into(self, vals: list[int], hist: list[dict[Any, int]], due_day: int) -> None:
+        """Add this cell to ``vals`` and ``hist`` as a light roll-up reads it: each due
+        histogram as one entry ``{due_day: its sum up to due_day}``, the day histograms
+        left out. ``derive_metrics(..., due_day, light=True)`` of the sums is the same as
+        of :meth:`merge_into`'s, at a fraction of the cost (a day histogram has ~90 days)."""
+        vals[:] = map(add, vals, self.vals)
+        src = self.hist
+        for i in _DUE_HISTS:
+            due = _upto(src[i], due_day)
+            if due:
+                h = hist[i]
+                h[due_day] = h.get(due_day, 0) + due
+        for i in _SMALL_HISTS:
+            h, get = hist[i], hist[i].get
+            for k, v in src[i].items():
                 h[k] = get(k, 0) + v
 
 
@@ -511,6 +532,20 @@ class Engine:
         if st.ever_q and not e0:
             v[Q_EVER] += 1
 
+    def forget_if_empty(self, aid: str) -> None:
+        """Drop the state of ``aid`` if no event of it was applied: what ``ingest`` left
+        when it raised on the assignment's first event (replay's ``internal`` rejects).
+
+        >>> engine = Engine()
+        >>> engine.states["A9"] = AssignmentState()
+        >>> engine.forget_if_empty("A9"); "A9" in engine.states
+        False
+        """
+        st = self.states.get(aid)
+        if st is not None and st.cell is None and not st.n_touch and not st.d_eid:
+            del self.states[aid]
+            self._parked.pop(aid, None)
+
     def _interest_seen(self, st: AssignmentState, interest: bool) -> None:
         """A deal event not in force (older, or a lesser copy) that showed the client's
         interest: the assignment counts as qualified at some time, whatever the order."""
@@ -823,6 +858,7 @@ class Engine:
         if basis not in BASES:
             raise ValueError(f"basis={basis!r}: must be one of {', '.join(BASES)}")
         booked = basis == "close"
+        due_limit = math.floor(as_of.timestamp() / DAY)
         groups: dict[tuple[str, ...], tuple[list[int], list[dict[Any, int]]]] = {}
         wanted = None if quarters is None else {(BOOKED + q if booked else q) for q in quarters}
         for key, cell in self.cells.items():
@@ -837,8 +873,10 @@ class Engine:
             acc = groups.get(gkey)
             if acc is None:
                 acc = groups[gkey] = ([0] * N_FLAT, [{} for _ in range(N_HIST)])
-            cell.merge_into(*acc)
-        due_limit = math.floor(as_of.timestamp() / DAY)
+            if light:
+                cell.merge_light_into(*acc, due_limit)
+            else:
+                cell.merge_into(*acc)
         return derive_groups(groups, due_limit, self.config.stage_weights, light)
 
     @property

@@ -143,6 +143,7 @@ def replay_lines(
             reject(stats, rejects, number, f"limit: {exc}", raw)
             continue
         except Exception as exc:  # a bug or a limit of the engine: this event, not the run
+            engine.forget_if_empty(event.assignment_id)
             reject(stats, rejects, number, f"internal: {type(exc).__name__}: {exc}", raw)
             continue
         if ts > latest:

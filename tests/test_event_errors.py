@@ -236,3 +236,98 @@ class TestTimeWindow:
             events.event_time(parse_event(json.dumps(T)))
             == datetime(2026, 10, 2, 9, tzinfo=UTC).timestamp()
         )
+
+
+# ---- boundaries the mutation run found unpinned (issue #23) ------------------------------
+
+
+def test_values_and_field_names_are_cut_just_past_their_limits() -> None:
+    # a value whose repr is exactly 80 characters is shown whole, at 81 it is cut
+    at_80 = "e" * 78  # repr adds the quotes
+    with pytest.raises(EventError) as whole:
+        parse_event(json.dumps({**T, "channel": at_80}))
+    assert whole.value.message.startswith(f"channel='{at_80}': ")
+    with pytest.raises(EventError) as cut:
+        parse_event(json.dumps({**T, "channel": at_80 + "e"}))
+    assert cut.value.message.startswith("channel='" + "e" * 76 + "...: ")
+    # an unknown field's name of exactly 60 characters is shown whole, at 61 it is cut
+    with pytest.raises(EventError) as name_60:
+        parse_event(json.dumps({**T, "y" * 60: 1}))
+    assert name_60.value.message == "y" * 60 + "=1: unknown field, not in the event contract"
+    with pytest.raises(EventError) as name_61:
+        parse_event(json.dumps({**T, "y" * 61: 1}))
+    assert name_61.value.message == "y" * 57 + "...=1: unknown field, not in the event contract"
+
+
+def test_exactly_twenty_problems_are_all_listed() -> None:
+    obj = {**A, **{f"extra_{i:02d}": i for i in range(20)}}
+    with pytest.raises(EventError) as exc:
+        parse_event(json.dumps(obj))
+    clauses = exc.value.message.split("; ")
+    assert len(clauses) == 20 and clauses[-1].startswith("extra_19=19: unknown field")
+
+
+def test_parse_event_of_returns_the_event_and_its_time() -> None:
+    raw = json.dumps(T)
+    assert parse_event_of(raw, "touch") == (
+        parse_event(raw),
+        datetime(2026, 10, 2, 9, tzinfo=UTC).timestamp(),
+    )
+    assert parse_event_of(raw, "deal") is None  # a touch is no deal
+    assert parse_event_of(json.dumps({**T, "occurred_at": "1980-01-01T00:00:00Z"}), "touch") is None
+
+
+def test_year_one_with_an_offset_is_outside_the_window() -> None:
+    # 30 minutes before datetime's first UTC instant: rejected by the window, named as sent
+    with pytest.raises(EventError) as exc:
+        parse_event(json.dumps({**T, "occurred_at": "0001-01-01T00:30:00+01:00"}))
+    assert exc.value.message.startswith(
+        "occurred_at='0001-01-01T00:30:00+01:00': outside the accepted window"
+    )
+
+
+class TestTimeWindowEdges:
+    def teardown_method(self) -> None:
+        time_window_from_env({})  # back to the defaults
+
+    def test_the_longest_window_a_datetime_can_hold(self) -> None:
+        set_time_window(max_ahead_days=3_700_000)
+        with pytest.raises(ValueError) as exc:
+            set_time_window(max_ahead_days=3_700_000.5)
+        assert str(exc.value) == "max_ahead_days=3700000.5: must be 0..3700000"
+
+    def test_an_offset_in_the_earliest_instant_is_kept(self) -> None:
+        set_time_window("2026-10-01T00:00:00+02:00")
+        assert time_window()[0] == datetime(2026, 9, 30, 22, tzinfo=UTC).timestamp()
+
+    def test_the_window_from_this_process_environment(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("GAPMON_EVENTS_EARLIEST", "2026-01-01T00:00:00Z")
+        time_window_from_env()
+        assert time_window()[0] == datetime(2026, 1, 1, tzinfo=UTC).timestamp()
+
+
+def test_utc_whatever_the_machine_time_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A window without a zone is read as UTC, and to_json writes UTC, also on a machine
+    whose local time is not UTC (the process zone set to Asia/Kolkata, +05:30)."""
+    import time
+
+    monkeypatch.setenv("TZ", "Asia/Kolkata")
+    time.tzset()
+    try:
+        set_time_window("2026-10-01T00:00:00")
+        assert time_window()[0] == datetime(2026, 10, 1, tzinfo=UTC).timestamp()
+        event = parse_event(json.dumps({**T, "occurred_at": "2026-10-02T11:00:00+02:00"}))
+        assert json.loads(to_json(event))["occurred_at"] == "2026-10-02T09:00:00Z"
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+        time_window_from_env({})
+
+
+def test_a_name_two_thirds_like_a_field_gets_no_suggestion() -> None:
+    # "amt" is 0.67 like "amount" (difflib's ratio), under the 0.7 a suggestion needs
+    with pytest.raises(EventError) as exc:
+        parse_event(json.dumps({**D, "amt": 5}))
+    assert exc.value.message == "amt=5: unknown field, not in the event contract"

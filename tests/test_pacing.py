@@ -6,9 +6,10 @@ import ast
 import calendar as stdcal
 import json
 import math
+import pickle
 import random
 import sys
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 
 import numpy as np
@@ -794,3 +795,202 @@ def test_projection_is_quota_times_pace_ratio(
         assert p.pace_ratio is not None
         assert p.projected == pytest.approx(quota * p.pace_ratio, rel=1e-9)
         assert p.at_risk == (p.projected < 0.9 * quota)
+
+
+# ---- boundaries and messages the mutation run found unpinned (issue #23) -----------------
+
+
+class _NoOffset(tzinfo):
+    """A time zone that does not know its offset: aware by type, naive by Python's rule."""
+
+    def utcoffset(self, dt: datetime | None) -> timedelta | None:
+        return None
+
+
+def test_naive_timestamps_are_named_in_the_error() -> None:
+    cal = FiscalCalendar()
+    q = cal.parse("2026Q4")
+    for ts in (datetime(2026, 11, 1), datetime(2026, 11, 1, tzinfo=_NoOffset())):
+        with pytest.raises(ValueError, match="^timestamp must be timezone-aware, got naive"):
+            cal.quarter_of(ts)
+        with pytest.raises(ValueError, match="^as_of must be timezone-aware, got naive"):
+            cal.elapsed_fraction(q, ts)
+        with pytest.raises(ValueError, match="^timestamp must be timezone-aware, got naive"):
+            cal.day_index(q, ts)
+
+
+def test_parse_rejects_an_unhashable_label() -> None:
+    with pytest.raises(ValueError, match=r"malformed quarter label \['2026Q4'\]"):
+        FiscalCalendar().parse(["2026Q4"])  # type: ignore[arg-type]
+
+
+def test_a_nan_elapsed_fraction_is_named() -> None:
+    with pytest.raises(ValueError, match="^elapsed fraction t is NaN$"):
+        LinearCurve().fraction(math.nan)
+
+
+@pytest.mark.parametrize(
+    ("points", "message"),
+    [
+        ([(0, 0), 5, (1, 1)], "^empirical curve: point 1 must be a pair of finite numbers, got 5$"),
+        (
+            [(0, 0), (0.3, 0.1), (0.6, 0.2), (0.5, 0.4), (1, 1)],
+            r"^empirical curve: point 3 \[0.5, 0.4\]: t must increase \(previous t 0.6\)$",
+        ),
+        (
+            [(0, 0), (0.2, 0.3), (0.5, 0.6), (0.7, 0.4), (1, 1)],
+            r"^empirical curve: point 3 \[0.7, 0.4\]: fraction must not decrease "
+            r"\(previous 0.6\)$",
+        ),
+        (
+            [(0, 0), (0.5, 0.5), (0.9, 1)],
+            r"^empirical curve: last point must be \[1, 1\], got \[0.9, 1\]$",
+        ),
+    ],
+)
+def test_empirical_point_errors_name_the_point_and_its_neighbour(
+    points: list, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        EmpiricalCurve.from_points(points)
+
+
+def test_empirical_curves_are_equal_only_with_the_same_knots() -> None:
+    a = EmpiricalCurve.from_points([(0, 0), (0.5, 0.2), (1, 1)])
+    b = EmpiricalCurve.from_points([(0, 0), (0.5, 0.4), (1, 1)])
+    assert a != b and a == EmpiricalCurve.from_points([(0.0, 0.0), (0.5, 0.2), (1.0, 1.0)])
+    assert len({a, b, EmpiricalCurve.from_points(a.points)}) == 2
+
+
+def test_fit_with_one_knot_and_a_one_day_quarter() -> None:
+    assert EmpiricalCurve.fit([{0: 1.0}], knots=1).points == [(0.0, 0.0), (1.0, 1.0)]
+    # a one-day "quarter" of 1.0 in all: half of it is in by noon
+    one_day = EmpiricalCurve.fit([{0: 1.0}], quarter_days=1.0, knots=2)
+    assert one_day.points == [(0.0, 0.0), (0.5, 0.5), (1.0, 1.0)]
+
+
+def test_fit_a_day_without_an_amount_adds_nothing() -> None:
+    # knot at day 1.5: day 0 in full, nothing on day 1, day 2 not yet
+    curve = EmpiricalCurve.fit([{0: 5.0, 2: 5.0}], quarter_days=3.0, knots=2)
+    assert curve.points == [(0.0, 0.0), (0.5, 0.5), (1.0, 1.0)]
+
+
+def test_fit_does_not_depend_on_the_currency_unit() -> None:
+    dollars = EmpiricalCurve.fit([{3: 500_000.0, 40: 500_000.0}, {10: 2_000.0}])
+    millions = EmpiricalCurve.fit([{3: 0.5, 40: 0.5}, {10: 0.002}])
+    assert millions == dollars
+
+
+def test_fit_argument_errors_are_exact() -> None:
+    with pytest.raises(ValueError, match="^knots must be an integer >= 1, got True$"):
+        EmpiricalCurve.fit([{0: 1.0}], knots=True)
+    with pytest.raises(ValueError, match="^quarter_days must be a positive number, got '91'$"):
+        EmpiricalCurve.fit([{0: 1.0}], quarter_days="91")  # type: ignore[arg-type]
+    with pytest.raises(
+        ValueError, match="^cannot fit an empirical curve: no quarter has a positive total$"
+    ):
+        EmpiricalCurve.fit([{}])
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (
+            {"name": "linear", "power": 2},
+            r"^linear curve: unknown parameter\(s\) power \(allowed: none\)$",
+        ),
+        (
+            {"name": "back_loaded", "pwr": 2, "shape": 1},
+            r"^back_loaded curve: unknown parameter\(s\) pwr, shape \(allowed: power\)$",
+        ),
+        (
+            "empirical",
+            r"^empirical curve needs 'points' \(or fit one from past quarters with "
+            r"EmpiricalCurve.fit\)$",
+        ),
+    ],
+)
+def test_curve_spec_errors_are_exact(spec: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        curve_from_spec(spec)  # type: ignore[arg-type]
+
+
+def test_targets_of_zero_and_a_rate_of_one_are_valid() -> None:
+    table = TargetsTable()
+    table.upsert("2026Q4", "NA", "target_pipeline", 0)
+    table.upsert("2026Q4", "NA", "target_win_rate", 1)
+    assert table.resolve("2026Q4", "NA").values["target_pipeline"] == 0.0
+    assert table.resolve("2026Q4", "NA").values["target_win_rate"] == 1.0
+
+
+def test_targets_errors_are_exact() -> None:
+    table = TargetsTable()
+    known = (
+        "quota, target_assignments, target_action_rate, target_win_rate, target_deal_size, "
+        "coverage_multiple, target_pipeline, target_touches"
+    )
+    with pytest.raises(ValueError) as unknown:
+        table.upsert("2026Q4", "NA", "quoat", 1)
+    assert str(unknown.value) == (
+        f"upsert ('2026Q4', 'NA', 'quoat'): metric 'quoat': unknown metric (known: {known})"
+    )
+    with pytest.raises(ValueError) as quarter:
+        table.upsert("Q4", "NA", "quota", 1)
+    assert str(quarter.value) == (
+        "upsert ('Q4', 'NA', 'quota'): quarter 'Q4': malformed, expected '*' or a label "
+        "like '2026Q4'"
+    )
+    with pytest.raises(ValueError) as region:
+        table.upsert("2026Q4", " ", "quota", 1)
+    assert str(region.value) == "upsert ('2026Q4', ' ', 'quota'): region is missing"
+    with pytest.raises(ValueError) as not_text:
+        table.upsert("2026Q4", ["NA"], "quota", 1)  # type: ignore[arg-type]
+    assert str(not_text.value) == (
+        "upsert ('2026Q4', ['NA'], 'quota'): region ['NA']: must be a string"
+    )
+    with pytest.raises(ValueError) as two_missing:
+        TargetsTable.from_rows([{"quarter": "2026Q4", "region": "NA"}])
+    assert str(two_missing.value) == "row 1: missing field(s) metric, value"
+    with pytest.raises(ValueError) as no_metric:
+        TargetsTable.from_rows([{"quarter": "2026Q4", "region": "NA", "metric": None, "value": 1}])
+    assert str(no_metric.value).startswith("row 1: metric '': unknown metric")
+
+
+def test_yaml_targets_null_december_fiscal_year_and_two_unknown_keys(tmp_path: Path) -> None:
+    path = tmp_path / "plan.yaml"
+    path.write_text("fiscal_year_start_month: 12\ntargets:\n")
+    assert TargetsTable.load(path).to_rows() == []
+    path.write_text("targets: []\ntarget: []\nregions: []\n")
+    with pytest.raises(ValueError) as info:
+        TargetsTable.load(path)
+    assert str(info.value) == (
+        f"{path}: unknown top-level key(s) regions, target "
+        "(allowed: fiscal_year_start_month, targets)"
+    )
+
+
+def test_pace_projects_from_exactly_min_curve_fraction() -> None:
+    p = pace(1_000.0, 200.0, 0.25, LinearCurve(), min_curve_fraction=0.25)
+    assert p.projected == 800.0 and p.at_risk is True
+    assert pace(1_000.0, 200.0, 0.25, LinearCurve(), min_curve_fraction=1.0).projected is None
+
+
+def test_pace_in_millions() -> None:
+    # a quota of 1 (million): the attainment is there as for 1,000,000
+    p = pace(1.0, 0.45, 0.5, LinearCurve())
+    assert p.attainment_projected == 0.9 and p.at_risk is False
+
+
+def test_a_quarter_unpickled_from_before_its_timestamps_gets_them() -> None:
+    """A checkpoint written before ``start_ts`` / ``end_ts`` existed holds a Quarter with
+    only label, start and end: reading either timestamp fills both in."""
+    q = FiscalCalendar().parse("2026Q4")
+    old = Quarter.__new__(Quarter)
+    old.__dict__.update({"label": q.label, "start": q.start, "end": q.end})
+    assert old.end_ts == utc(2027, 1, 1).timestamp()
+    fresh = Quarter.__new__(Quarter)
+    fresh.__dict__.update({"label": q.label, "start": q.start, "end": q.end})
+    assert fresh.start_ts == utc(2026, 10, 1).timestamp()
+    assert pickle.loads(pickle.dumps(old)) == q
+    with pytest.raises(AttributeError, match="^weeks$"):
+        _ = old.weeks  # type: ignore[attr-defined]

@@ -137,8 +137,9 @@ def replay_lines(
             continue
         try:
             ingest(event, ts)
-        except AssignmentRetired as exc:
+        except AssignmentRetired as exc:  # retention retired it: the event is refused
             reject(stats, rejects, number, f"retired: {exc}", raw)
+            continue
         except StateLimit as exc:  # a bound on one assignment's state: this event is refused
             reject(stats, rejects, number, f"limit: {exc}", raw)
             continue

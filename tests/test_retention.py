@@ -364,3 +364,24 @@ def test_with_models_the_kept_quarters_are_unchanged_and_a_retired_one_says_what
         assert "hypotheses" in w and "hypotheses" not in r
         assert r["bookings"] == w["bookings"] and r["pacing"] == w["pacing"]
         assert all(r["metrics"][k] == w["metrics"][k] for k in r["metrics"])
+
+
+def test_a_refused_event_moves_no_clock(four: History) -> None:
+    """A refused event is not applied: replay's report time (its latest event) and
+    retention's clock stay where the applied events put them."""
+    from streams.replay import replay_lines
+
+    engine, _ = run(four.events, KEEP_ONE)
+    aid = next(
+        a.assignment_id for a in four.of_quarter("2026Q1") if a.assignment_id not in engine.states
+    )
+    late = Touch(
+        type="touch", event_id="late", occurred_at=datetime(2027, 3, 1, tzinfo=UTC),
+        assignment_id=aid, channel="call",
+    )  # fmt: skip
+    lines = [*four.lines(), to_json(late)]
+    engine = Engine(KEEP_ONE)
+    stats = replay_lines(enumerate(lines, 1), engine, None)
+    assert stats.rejected == 1 and stats.reasons == {"retired": 1}
+    assert stats.latest == max(e.occurred_at for e in four.events)
+    assert max(retention.retention_of(engine).latest.values()) < late.occurred_at.timestamp()

@@ -149,7 +149,7 @@ def from_bytes(raw: bytes) -> list[bytes]:
 
 class Retention:
     """An engine's retention window and clock (pickled with it, ``Engine._retention``; a
-    worker keeps it in its partition's ``~position``)."""
+    worker keeps it in its partition's ``\\x1fposition``)."""
 
     def __init__(self) -> None:
         self.before = ""  # decided assignments of quarters before this one are retired

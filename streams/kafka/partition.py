@@ -23,13 +23,13 @@ records out, so a test drives it the way a worker does.
   rather than jam the partition at the broker; in :attr:`~PartitionState.careful` mode
   the apply that makes such a record raises instead, naming the input record.
 * ``flush(cells=False)`` leaves the cells out: they wait for a later flush, and the
-  ``~position`` record lists the keys of the cells still waiting (and whether the clock
+  ``\\x1fposition`` record lists the keys of the cells still waiting (and whether the clock
   record is). A worker commits every ``commit_interval`` but writes cells less often,
   since cell records are about half of a flush's cost and a cell changed by many events
   between two writes is written once.
 * :meth:`PartitionState.restore` rebuilds the state from the changelog records alone:
   assignments from their JSON, the cells recomputed from them, the positions, the
-  clock and the cells still waiting from the ``~position`` record. So what is restored
+  clock and the cells still waiting from the ``\\x1fposition`` record. So what is restored
   is exactly what was committed, the input is read again from exactly where that
   commit ended, and the cells that the committed state changed but no committed
   transaction wrote are written by the next flush with cells.
@@ -66,7 +66,12 @@ from monitors.engine import AssignmentRetired, Cell, Engine, EngineConfig, State
 from monitors.split import CellPart, add_cells, part_json, state_from_json, state_to_json
 from streams.events import Assignment, Deal, EventError, Touch, parse_event_of, parse_event_ts
 
-POSITION_KEY = b"~position"  # in the state changelog: input offsets and the clock
+# In the state changelog: input offsets and the clock. Its key starts with a control
+# character, which no assignment id can hold (an assignment may be called "~position",
+# the key written before 2026-12-07; restore still reads that one: a position is a JSON
+# object, a state a JSON array).
+POSITION_KEY = b"\x1fposition"
+LEGACY_POSITION_KEY = b"~position"
 CLOCK_KEY = "~clock|{}"  # in gapmon.aggregates: partition p's clock, without cells
 # In the state changelog, what retention keeps of retired assignments (monitors.retention):
 # per flush that retired some, a frozen cell per key (FROZEN_KEY + "<p>:<flush>:" +
@@ -490,7 +495,9 @@ class PartitionState:
         frozen: list[tuple[tuple[str, ...], Cell]] = []
         digests: list[bytes] = []
         for key, value in records:
-            if key == POSITION_KEY:
+            if key == POSITION_KEY or (
+                key == LEGACY_POSITION_KEY and value is not None and value[:1] == b"{"
+            ):
                 position = value
             elif key.startswith(FROZEN_KEY):
                 if value is not None:

@@ -88,6 +88,7 @@ REJECT_REASONS = (
     "orphan",  # touch/deal whose assignment never arrived
     "parked_too_long",  # dropped from the bounded wait for its assignment
     "internal",  # valid, but applying it or building its records raised
+    "retired",  # for an assignment that retention retired (monitors/retention.py)
     "limit",  # valid, but past a bound on one assignment's state (EngineConfig.max_touches)
     "other",
 )
@@ -192,6 +193,8 @@ def reason_code(text: str) -> str:
         return "missing_field"
     if "no time zone" in text:
         return "timestamp"
+    if text.startswith("retired"):
+        return "retired"
     if text.split(",")[0].split("=")[0].split(":")[0].strip() == "type":
         return "type"
     return "schema"
@@ -349,6 +352,14 @@ class GapmonExporter:
             ["reason"],
             registry=r,
         )
+        self.model_resets_total = Counter(
+            "gapmon_model_resets",
+            "Online models reset because their state went non-finite (NaN or infinite), "
+            "from the last checkpoint or fresh, by model",
+            ["model"],
+            registry=r,
+        )
+        self._model_resets: dict[str, int] = {}
         self.last_event = Gauge(
             "gapmon_last_event_timestamp_seconds",
             "Wall-clock time (unix seconds) at which the last event was processed",
@@ -495,6 +506,23 @@ class GapmonExporter:
         self.rejected.labels(code).inc(n)
         if dead_lettered:
             self.dead_letters.labels(code).inc(n)
+
+    def model_resets(self, resets: Mapping[str, int]) -> None:
+        """The model set's reset counts (``ModelSet.resets``, totals): the counter moves by
+        what is new since the last call.
+
+        >>> exporter = GapmonExporter()
+        >>> exporter.model_resets({"trust": 1}); exporter.model_resets({"trust": 2})
+        >>> exporter.registry.get_sample_value("gapmon_model_resets_total", {"model": "trust"})
+        2.0
+        """
+        for model, n in resets.items():
+            if model not in ("trust", "fit", "scores", "reasons", "drift"):
+                model = "other"
+            new = n - self._model_resets.get(model, 0)
+            if new > 0:
+                self.model_resets_total.labels(model).inc(new)
+                self._model_resets[model] = n
 
     def dead_lettered(self, reason: str, n: int = 1) -> None:
         """Count records sent to the dead-letter topic for a reason other than validation

@@ -112,6 +112,18 @@ def _history(prior: list[Mapping[str, Any]], prior_booked: list[Mapping[str, Any
     return out
 
 
+def _retired_before(models: Any) -> str:
+    """The first quarter whose assignments retention still keeps, for the engine the
+    models learn from ("" when none was retired; ``monitors.retention``).
+
+    >>> _retired_before(None)
+    ''
+    """
+    engine = getattr(models, "engine", None)
+    window = getattr(engine, "_retention", None)  # monitors.retention.Retention
+    return getattr(window, "before", "") or ""
+
+
 class ReportBuilder:
     """Builds the report; holds only configuration, so one instance serves many calls."""
 
@@ -176,6 +188,8 @@ class ReportBuilder:
             regions_of[q].add(r)
         # as_of may carry an event's own offset (streams.events keeps it): written in UTC
         stamp = as_of.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        if models is not None:  # a model gone non-finite is reset before it is read
+            models.guard(deep=False, when=stamp)
         report: dict[str, Any] = {"as_of": stamp, "quarters": {}}
         view = _View(cohort, booked, slices, booked_slices, DataStart.of(cohort, self.calendar))
         view.leaves = leaves
@@ -315,8 +329,19 @@ class ReportBuilder:
             global_lost=_sum_hist([m["lost_by_reason"] for m in fit_rows]),
             as_of=as_of,
         )
-        out_regions = {r: self._region(ctx, r, view, models) for r in regions}
-        return {
+        # retention: a quarter before the kept window has lost per-assignment states (its
+        # own, or those of the quarter before it), which the model sections and the
+        # hypotheses read; its sums are all there
+        per_assignment = models
+        retired_before = _retired_before(models)
+        if models is not None and retired_before and quarter <= retired_before:
+            per_assignment = None
+            notes.append(
+                "model sections and hypotheses left out: the assignments of quarters before "
+                f"{retired_before} are retired (keep_quarters), only their sums are kept"
+            )
+        out_regions = {r: self._region(ctx, r, view, per_assignment) for r in regions}
+        out = {
             "basis": basis,
             "elapsed": round(elapsed, 6),
             "curves": {
@@ -327,6 +352,14 @@ class ReportBuilder:
             "notes": notes,
             "regions": out_regions,
         }
+        resets = [] if models is None else list(getattr(models, "reset_log", ()))
+        if resets:  # models that went non-finite and were reset (monitors.models.guard)
+            out["model_resets"] = resets
+            notes.append(
+                f"{len(resets)} model reset(s): "
+                + "; ".join(f"{r['model']} went non-finite, reset from {r['from']}" for r in resets)
+            )
+        return out
 
     # ------------------------------------------------------------------ a region
 

@@ -12,6 +12,7 @@ import yaml
 
 from monitors.engine import DEFAULT_STAGE_WEIGHTS, EngineConfig
 from monitors.registry import MetricSpec, load_registry
+from monitors.retention import DEFAULT_KEEP_QUARTERS
 from monitors.taxonomy import Taxonomy
 from pacing.curves import curve_from_spec
 from streams.events import CHANNELS
@@ -76,6 +77,7 @@ KNOWN_KEYS: dict[str, frozenset[str] | None] = {
     "grace_days": None,
     "qualified_channels": None,
     "stage_weights": None,
+    "keep_quarters": None,
     "max_touches_per_assignment": None,
     "pacing": frozenset(
         {
@@ -118,6 +120,32 @@ def _check_keys(path: Path, text: str) -> None:
         raise ValueError(f"{path}: unknown key(s): {', '.join(unknown)}")
 
 
+def keep_quarters_of(where: str, value: Any) -> int | None:
+    """The retention setting (``keep_quarters``): the current quarter and this many before
+    it are kept in memory; 0 or null keeps every quarter (``monitors/retention.py``).
+
+    >>> keep_quarters_of("gapmon.yaml", 4), keep_quarters_of("x", None), keep_quarters_of("x", "2")
+    (4, None, 2)
+    >>> keep_quarters_of("GAPMON_KEEP_QUARTERS", "-1")
+    Traceback (most recent call last):
+    ...
+    ValueError: GAPMON_KEEP_QUARTERS='-1': keep_quarters must be a whole number 0..400 (0 keeps all)
+    """
+    if value is None or value == "":
+        return None
+    n: Any = value
+    if isinstance(value, str):
+        try:
+            n = int(value.strip())
+        except ValueError:
+            n = None
+    if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= 400:
+        raise ValueError(
+            f"{where}={value!r}: keep_quarters must be a whole number 0..400 (0 keeps all)"
+        )
+    return n or None
+
+
 def load_settings(config_dir: str | Path | None = None) -> Settings:
     """Read ``gapmon.yaml``, ``taxonomy.yaml`` and ``metric_registry.yaml`` from a folder.
 
@@ -151,12 +179,18 @@ def load_settings(config_dir: str | Path | None = None) -> Settings:
     taxonomy_path = cdir / "taxonomy.yaml"
     taxonomy = Taxonomy.load(taxonomy_path) if taxonomy_path.exists() else Taxonomy({})
     fy = int(_num(f"{w}: fiscal_year_start_month", data.get("fiscal_year_start_month", 1), 1, 12))
+    # retention: the file's keep_quarters, which $GAPMON_KEEP_QUARTERS overrides
+    keep = keep_quarters_of(f"{w}: keep_quarters", data.get("keep_quarters", DEFAULT_KEEP_QUARTERS))
+    env_keep = os.environ.get("GAPMON_KEEP_QUARTERS")
+    if env_keep is not None and env_keep.strip():
+        keep = keep_quarters_of("GAPMON_KEEP_QUARTERS", env_keep)
     engine = EngineConfig(
         grace_days=_num(f"{w}: grace_days", data.get("grace_days", 7), 0, 365),
         qualified_channels=frozenset(channels),
         stage_weights=weights,
         taxonomy=taxonomy,
         fy_start_month=fy,
+        keep_quarters=keep,
         max_touches=int(
             _num(
                 f"{w}: max_touches_per_assignment",

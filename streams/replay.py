@@ -6,6 +6,11 @@ its bytes as ``"raw_b64"``). Touch and deal events whose assignment never arrive
 written there too at the end (``"line": null``), so nothing is lost. An event that
 passes validation but makes the engine raise is rejected the same way (``"error":
 "internal: ..."``) and the replay goes on.
+
+Retention (:mod:`monitors.retention`) runs as in a worker: when the clock (the least of
+the latest times applied per event type) enters a new quarter, decided assignments of
+quarters before the kept window are retired, and a later event for one of them is
+rejected with ``"error": "retired: ..."``.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any, Protocol
 
-from monitors.engine import Engine, StateLimit
+from monitors import retention
+from monitors.engine import AssignmentRetired, Engine, StateLimit
 from streams.events import Assignment, Deal, EventError, Touch, parse_event_ts
 
 Progress = Callable[[int], None]
@@ -33,6 +39,7 @@ class ReplayStats:
     rejected: int = 0
     after_as_of: int = 0
     orphans: int = 0
+    retired: int = 0  # assignments retention retired (monitors/retention.py)
     latest: datetime | None = None
     reasons: dict[str, int] = field(default_factory=dict)
 
@@ -44,6 +51,12 @@ class ReplayStats:
             f"{self.superseded:,} superseded by a later deal/assignment, "
             f"{self.rejected:,} rejected, {after}"
             f"{self.orphans:,} assignments never arrived"
+            + (
+                f"; {self.retired:,} decided assignments of quarters past the kept window "
+                "retired (in the report, no longer in memory)"
+                if self.retired
+                else ""
+            )
         )
 
 
@@ -105,8 +118,12 @@ def replay_lines(
     rejects: IO[str] | None,
     as_of: datetime | None = None,
     progress: Progress | None = None,
+    on_retire: Callable[[list[str]], None] | None = None,
 ) -> ReplayStats:
-    """Validate and ingest each line; write rejects; skip events after ``as_of``."""
+    """Validate and ingest each line; write rejects; skip events after ``as_of``.
+
+    ``on_retire``: called with the ids of each batch of assignments retention retires
+    (the model set forgets them)."""
     stats = ReplayStats()
     ingest = engine.ingest
     before_dup, before_sup = engine.duplicates, engine.superseded
@@ -120,6 +137,9 @@ def replay_lines(
             continue
         try:
             ingest(event, ts)
+        except AssignmentRetired as exc:  # retention retired it: the event is refused
+            reject(stats, rejects, number, f"retired: {exc}", raw)
+            continue
         except StateLimit as exc:  # a bound on one assignment's state: this event is refused
             reject(stats, rejects, number, f"limit: {exc}", raw)
             continue
@@ -129,6 +149,11 @@ def replay_lines(
             continue
         if ts > latest:
             latest = ts
+        retired = retention.see(engine, event.type, ts)
+        if retired is not None and retired.ids:
+            stats.retired += len(retired.ids)
+            if on_retire is not None:
+                on_retire(retired.ids)
     if latest > -math.inf:
         stats.latest = datetime.fromtimestamp(latest, UTC)
     stats.duplicates = engine.duplicates - before_dup

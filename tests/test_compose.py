@@ -45,6 +45,8 @@ OTHER_GAPMON_ENV = {
     # the accepted window of event times (streams.events.time_window_from_env)
     "GAPMON_EVENTS_EARLIEST",
     "GAPMON_EVENTS_MAX_AHEAD_DAYS",
+    # retention of old quarters (monitors.settings.load_settings, over gapmon.yaml)
+    "GAPMON_KEEP_QUARTERS",
 }
 SECRET_NAME = re.compile(r"WEBHOOK|PASSWORD|SECRET|TOKEN|API_KEY|PRIVATE_KEY|MODEL_KEY")
 FULL_VERSION = re.compile(r"\d+\.\d+\.\d+")

@@ -35,6 +35,8 @@ WITH_EXAMPLES = {
     "monitors.models.reason_rca",
     "monitors.localiser",
     "monitors.narrative",
+    "monitors.retention",
+    "monitors.models.guard",
     "monitors.slices",
     "pacing.bookings",
 }

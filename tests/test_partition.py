@@ -206,6 +206,26 @@ def test_restore_reads_back_positions_clock_and_parked_events() -> None:
     assert back.pending == 1
 
 
+def test_an_assignment_called_tilde_position_survives_a_restore() -> None:
+    """``~position`` was the position record's key: an assignment of that name overwrote
+    it in the compacted changelog (and its state was read as the position). The key now
+    starts with a control character; a changelog written with the old key still restores."""
+    gq = generate_quarter(seed=6, assignments_per_region=10)
+    a = next(e for e in gq.events if e.type == "assignment")
+    named = a.model_copy(update={"assignment_id": "~position"})
+    ps = PartitionState(0, TOPICS, CONFIG)
+    ps.apply(TOPICS["assignment"], 0, b"~position", to_json(named).encode())
+    changes = ps.flush()
+    assert [k for k, _ in changes.states] == [b"~position", POSITION_KEY]
+    back = PartitionState.restore(0, TOPICS, changes.states, CONFIG)
+    assert list(back.engine.states) == ["~position"] and back.offsets == ps.offsets
+    assert back.engine.metrics(gq.end) == ps.engine.metrics(gq.end)
+    # a changelog from before: the position under "~position", a JSON object
+    legacy = [(k if k != POSITION_KEY else b"~position", v) for k, v in changes.states[1:]]
+    old = PartitionState.restore(0, TOPICS, legacy, CONFIG)
+    assert old.offsets == ps.offsets and not old.engine.states
+
+
 def test_cells_left_waiting_are_written_by_the_next_owner() -> None:
     """A commit without the cells, then a crash: the restored partition writes exactly
     the records the crashed one would have, the clock record included."""

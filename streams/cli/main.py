@@ -4,6 +4,7 @@ module assembles into one app."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from datetime import datetime
@@ -12,7 +13,8 @@ from typing import Annotated, Any
 
 import typer
 
-from monitors.engine import Engine
+from monitors import retention
+from monitors.engine import AssignmentRetired, Engine
 from monitors.report import ReportBuilder
 from monitors.settings import Settings, load_settings
 from pacing.targets import TargetsTable
@@ -20,7 +22,7 @@ from streams.cli import kafka as kafka_commands
 from streams.cli.alerts import alerts_app, drivers_app
 from streams.cli.mapped import DataDir, MappingOpt, check_source, mapped_events, mapped_lines
 from streams.cli.models import taxonomy_app
-from streams.cli.options import ConfigDir, RejectsOpt, parse_timestamp
+from streams.cli.options import ConfigDir, KeepQuarters, RejectsOpt, parse_timestamp
 from streams.cli.output import (
     RejectsFile,
     check_events_file,
@@ -87,12 +89,18 @@ WithModels = Annotated[
 ]
 
 
-def _settings(config_dir: Path | None) -> Settings:
+def _settings(config_dir: Path | None, keep_quarters: int | None = None) -> Settings:
+    """The settings of the config folder; ``keep_quarters`` (``--keep-quarters``) over
+    the file's and the environment's retention."""
     try:
-        return load_settings(config_dir)
+        settings = load_settings(config_dir)
     except (OSError, ValueError) as exc:
         err.print(f"[red]config error:[/red] {exc}")
         raise typer.Exit(2) from None
+    if keep_quarters is not None:
+        engine = dataclasses.replace(settings.engine, keep_quarters=keep_quarters or None)
+        settings = dataclasses.replace(settings, engine=engine)
+    return settings
 
 
 def _attach_models(engine: Engine, settings: Settings) -> Any:
@@ -126,6 +134,7 @@ def demo(
     json_out: JsonOut = False,
     models: WithModels = True,
     config_dir: ConfigDir = None,
+    keep_quarters: KeepQuarters = None,
     notify: Annotated[
         bool | None,
         typer.Option(
@@ -154,7 +163,7 @@ def demo(
     from. The report is as of 2026-12-01 (two thirds into 2026Q4) unless --as-of says
     otherwise. No Kafka needed.
     """
-    settings = _settings(config_dir)
+    settings = _settings(config_dir, keep_quarters)
     history = demo_history(seed=seed, assignments_per_quarter=assignments)
     report_time = parse_timestamp("--as-of", as_of) or DEMO_AS_OF
     if events_out is not None:
@@ -164,7 +173,14 @@ def demo(
     model_set = _attach_models(engine, settings) if models else None
     for event in history.events:
         if event.occurred_at <= report_time:
-            engine.ingest(event)
+            ts = event.occurred_at.timestamp()
+            try:
+                engine.ingest(event, ts)
+            except AssignmentRetired:  # generated events never come this late
+                continue
+            retired = retention.see(engine, event.type, ts)  # as replay and the worker do
+            if retired is not None and retired.ids and model_set is not None:
+                model_set.forget(retired.ids)
     report = ReportBuilder(settings, targets).build(engine, report_time, model_set)
     if json_out:
         print_json(report)
@@ -242,6 +258,7 @@ def replay(
     strict: Annotated[bool, typer.Option(help="Exit 1 when any line was rejected.")] = False,
     models: WithModels = True,
     config_dir: ConfigDir = None,
+    keep_quarters: KeepQuarters = None,
     serve_metrics: Annotated[
         int | None,
         typer.Option(
@@ -268,7 +285,7 @@ def replay(
     if targets is None:
         err.print("[red]error:[/red] replay: --targets TARGETS.yaml is required")
         raise typer.Exit(2)
-    settings = _settings(config_dir)
+    settings = _settings(config_dir, keep_quarters)
     table = _targets(targets)
     report_time = parse_timestamp("--as-of", as_of)
     check_events_file(events)
@@ -279,10 +296,11 @@ def replay(
     if exporter is not None:
         exporter.instrument_engine(engine)
     rows_rejected = 0  # export rows that did not map (--mapping)
+    forget = None if model_set is None else model_set.forget
     with RejectsFile(rejects_to) as rej:
         if mapping is not None:
             lines, rows_rejected = mapped_lines(mapping, data_dir, rej, "replay", rejects_to)
-            stats = replay_lines(lines, engine, rej, report_time)
+            stats = replay_lines(lines, engine, rej, report_time, on_retire=forget)
         else:
             assert events is not None
             total = os.path.getsize(events) if events != "-" else None
@@ -294,6 +312,7 @@ def replay(
                     rej,
                     report_time,
                     progress=lambda n: bar.advance(task, n),
+                    on_retire=forget,
                 )
     err.print(f"replay: {stats.summary()}")
     say_rejects("replay", stats.rejected + stats.orphans, stats.reasons, rejects_to)

@@ -32,6 +32,20 @@ RejectsOpt = Annotated[
     ),
 ]
 
+# --keep-quarters of the commands that run the engine in one process (replay, demo)
+KeepQuarters = Annotated[
+    int | None,
+    typer.Option(
+        "--keep-quarters",
+        min=0,
+        max=400,
+        help="Retention: keep the current quarter and this many before it in memory; older "
+        "decided assignments stay in the report but a later event for one is rejected as "
+        "retired (0 keeps all). Default: $GAPMON_KEEP_QUARTERS, else keep_quarters in "
+        "gapmon.yaml (4).",
+    ),
+]
+
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 

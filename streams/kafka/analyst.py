@@ -36,7 +36,8 @@ from aiokafka.coordinator.protocol import (
 )
 from aiokafka.errors import KafkaError
 
-from monitors.engine import Engine
+from monitors import retention
+from monitors.engine import AssignmentRetired, Engine
 from monitors.models import checkpoint
 from monitors.models.modelset import ModelSet
 from monitors.models.settings import load_model_settings
@@ -108,6 +109,7 @@ class Learned:
         if not isinstance(engine, Engine) or not isinstance(models, ModelSet):
             raise checkpoint.CheckpointError("not an analyst checkpoint")
         models.attach(engine)
+        models.loaded()  # a non-finite model in it is reset; the rest is the last good
         return cls(engine, models, offsets, clock)
 
 
@@ -150,7 +152,13 @@ class Analyst:
         self._saved = -1  # the version of the last checkpoint
         self._consumer: AIOKafkaConsumer | None = None
         self.catching_up = False  # its last fetch came back full: a backlog
-        self.stats = {"events": 0, "checkpoints": 0, "restored_from_checkpoint": 0, "poison": 0}
+        self.stats = {
+            "events": 0,
+            "checkpoints": 0,
+            "restored_from_checkpoint": 0,
+            "poison": 0,
+            "model_resets": 0,
+        }
 
     @property
     def published(self) -> int:
@@ -201,7 +209,8 @@ class Analyst:
         topics: Mapping[str, str],
         kinds: Mapping[str, str],
     ) -> None:
-        offsets, ingest = learned.offsets, learned.engine.ingest
+        offsets, engine = learned.offsets, learned.engine
+        ingest = engine.ingest
         n = 0
         for tp, records in batch.items():
             where = (tp.topic, tp.partition)
@@ -216,6 +225,8 @@ class Analyst:
                     continue  # the partition workers dead-letter it
                 try:
                     ingest(event, ts)
+                except AssignmentRetired:
+                    continue  # retired: the partition workers dead-letter it
                 except Exception as exc:  # the partition workers dead-letter it too
                     self.stats["poison"] += 1
                     log.error(
@@ -229,6 +240,11 @@ class Analyst:
                     continue
                 if learned.clock is None or ts > learned.clock:
                     learned.clock = ts
+                # retention, as the partitions and replay do it; the clock is the slowest
+                # topic partition's
+                retired = retention.see(engine, where, ts)
+                if retired is not None and retired.ids:
+                    learned.models.forget(retired.ids)
                 n += 1
         self.stats["events"] += n
 
@@ -248,6 +264,7 @@ class Analyst:
             return 0
         as_of = datetime.fromtimestamp(learned.clock, UTC)
         report = ReportBuilder(self.settings, targets).build(learned.engine, as_of, learned.models)
+        self._count_resets(learned)
         learned.models.observe_report(report)  # driver shares into the drift detectors
         try:
             return await self.publisher.publish(report)
@@ -255,6 +272,16 @@ class Analyst:
             self._built = (-1, -1)
             log.warning("snapshots not published (%s: %s); next tick", type(exc).__name__, exc)
             return 0
+
+    def _count_resets(self, learned: Learned) -> None:
+        """Model resets (monitors.models.guard) into stats and the Prometheus counter."""
+        resets = learned.models.resets
+        total = sum(resets.values())
+        if total != self.stats.get("model_resets", 0):
+            self.stats["model_resets"] = total
+            exporter = self.publisher.exporter
+            if exporter is not None:
+                exporter.model_resets(resets)
 
     # ------------------------------------------------------------- checkpoints
 
@@ -271,6 +298,8 @@ class Analyst:
         if learned is None or self.checkpoints is None or self._saved == self.version:
             return False
         t0 = time.perf_counter()
+        learned.models.guard()  # never a checkpoint with a non-finite model in it
+        self._count_resets(learned)
         # pickled here, in the event loop, so nothing changes under it; sent in a thread
         blob = checkpoint.dumps(learned.checkpoint(), self.checkpoints.key)
         try:
@@ -279,6 +308,7 @@ class Analyst:
             log.warning("checkpoint not saved (%s: %s)", type(exc).__name__, exc)
             return False
         self._saved = self.version
+        learned.models.checkpointed()  # what a later reset goes back to
         self.stats["checkpoints"] += 1
         log.info(
             "checkpoint: %d assignments, %d events learned, %.1f MB in %.2f s",

@@ -23,16 +23,25 @@ records out, so a test drives it the way a worker does.
   rather than jam the partition at the broker; in :attr:`~PartitionState.careful` mode
   the apply that makes such a record raises instead, naming the input record.
 * ``flush(cells=False)`` leaves the cells out: they wait for a later flush, and the
-  ``~position`` record lists the keys of the cells still waiting (and whether the clock
+  ``\\x1fposition`` record lists the keys of the cells still waiting (and whether the clock
   record is). A worker commits every ``commit_interval`` but writes cells less often,
   since cell records are about half of a flush's cost and a cell changed by many events
   between two writes is written once.
 * :meth:`PartitionState.restore` rebuilds the state from the changelog records alone:
   assignments from their JSON, the cells recomputed from them, the positions, the
-  clock and the cells still waiting from the ``~position`` record. So what is restored
+  clock and the cells still waiting from the ``\\x1fposition`` record. So what is restored
   is exactly what was committed, the input is read again from exactly where that
   commit ended, and the cells that the committed state changed but no committed
   transaction wrote are written by the next flush with cells.
+
+Retention (:mod:`monitors.retention`): when the partition's clock enters a new quarter,
+the decided assignments of quarters before the kept window are retired. Their states
+become tombstones; each sweep's *frozen* cells (what they had added, so that a restore,
+which recomputes the cells from the states, adds it back) and the digests of their ids
+are written to the state changelog too, in the same transaction, under keys of their
+own that compaction keeps (``FROZEN_KEY``, ``RETIRED_KEY``, each record under
+``max_record_bytes``). Nothing of it stays in memory. A later event for a retired
+id is a dead letter with reason ``retired``.
 
 Each cell's record carries the partition's clock (the latest event time it has applied)
 at its flush; ``~clock|p`` carries it too, for partitions whose events are all still
@@ -44,6 +53,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -51,14 +61,29 @@ from typing import Any
 
 import orjson
 
-from monitors.engine import Engine, EngineConfig, StateLimit
-from monitors.split import part_json, state_from_json, state_to_json
+from monitors import retention
+from monitors.engine import AssignmentRetired, Cell, Engine, EngineConfig, StateLimit
+from monitors.split import CellPart, add_cells, part_json, state_from_json, state_to_json
 from streams.events import Assignment, Deal, EventError, Touch, parse_event_of, parse_event_ts
 
-POSITION_KEY = b"~position"  # in the state changelog: input offsets and the clock
+# In the state changelog: input offsets and the clock. Its key starts with a control
+# character, which no assignment id can hold (an assignment may be called "~position",
+# the key written before 2026-12-07; restore still reads that one: a position is a JSON
+# object, a state a JSON array).
+POSITION_KEY = b"\x1fposition"
+LEGACY_POSITION_KEY = b"~position"
 CLOCK_KEY = "~clock|{}"  # in gapmon.aggregates: partition p's clock, without cells
+# In the state changelog, what retention keeps of retired assignments (monitors.retention):
+# per flush that retired some, a frozen cell per key (FROZEN_KEY + "<p>:<flush>:" +
+# [quarter, region, ...] as JSON) and the digests of the retired ids in chunks
+# (RETIRED_KEY + "<p>:<flush>:<chunk>", 8 bytes each); a restore adds them all up. They
+# start with a control character, which no assignment id has: no key of an assignment can
+# collide with them.
+FROZEN_KEY = b"\x1ffrozen:"
+RETIRED_KEY = b"\x1fretired:"
 
 Event = Assignment | Touch | Deal
+log = logging.getLogger("gapmon.partition")
 
 
 DLQ_EXCERPT_BYTES = 16 * 1024  # of a message's value kept in its dead letter
@@ -93,6 +118,7 @@ def dead_letter(
         {
             "error": error if len(error) <= ERROR_CHARS else error[:ERROR_CHARS] + "...",
             # a bounded code: json | encoding | schema | topic | key | orphan | internal
+            # | retired
             "reason": reason,
             "topic": topic,
             "partition": partition,
@@ -233,6 +259,10 @@ class PartitionState:
         self._pending = 0  # records applied since the last flush
         self._clock_written = -math.inf
         self._where: tuple[str, int] = ("", -1)  # the record being applied (for orphans)
+        # retention: what it retired and has not written yet
+        self._frozen: dict[tuple[str, ...], Cell] = {}  # frozen cells not written yet
+        self._digests: list[bytes] = []  # retired ids not written yet
+        self._retired_flushes = 0  # flushes that wrote digests (their keys)
 
     # ------------------------------------------------------------------- input
 
@@ -262,6 +292,11 @@ class PartitionState:
         self._where = (topic, offset)
         try:
             changed = engine.ingest(event, ts)
+        except AssignmentRetired as exc:
+            if self.exporter is not None:
+                self.exporter.dead_lettered("retired")
+            self._letter(str(exc), "retired", topic, offset, key, value)
+            return True
         except StateLimit as limit:  # refused before anything changed
             if self.exporter is not None:
                 self.exporter.dead_lettered("limit")
@@ -274,6 +309,16 @@ class PartitionState:
             self._cells.update(engine.cells_of(states.get(aid)))
         if ts > self.clock:
             self.clock = ts
+        try:
+            retired = retention.see(engine, event.type, ts, frozen=True)  # the slowest topic's
+        except Exception as exc:  # a bug: the event is applied, the sweep waits a quarter
+            log.error("partition %d: retention sweep failed (%s: %s)", self.partition,
+                      type(exc).__name__, exc, exc_info=exc)  # fmt: skip
+            retired = None
+        if retired is not None and retired.ids:
+            self._dirty.update(retired.ids)  # gone from the engine: tombstones
+            add_cells(self._frozen, retired.frozen.items())
+            self._digests += retired.digests
         if self.careful is not None:
             self._check_records(aid, before)
         return True
@@ -361,11 +406,39 @@ class PartitionState:
             if value is not None and len(value) > limit:
                 raise RecordTooLarge(f"the state of assignment_id={aid!r}", len(value), limit)
             out.append((aid.encode(), value))
+        out += self._retention_records()
         out.append((POSITION_KEY, self._position()))
         changes.letters = self._letters
         self._dirty, self._letters = set(), []
         self._pending = 0
         return changes
+
+    def _retention(self) -> retention.Retention:
+        return retention.retention_of(self.engine)
+
+    def _retention_records(self) -> list[tuple[bytes, bytes]]:
+        """The frozen cells and the digests retired since the last flush, under keys of
+        this flush."""
+        out: list[tuple[bytes, bytes]] = []
+        if not self._digests:
+            return out
+        limit = self.max_record_bytes
+        seq = self._retired_flushes
+        for key in sorted(self._frozen):
+            value = part_json(((key, self._frozen[key]),), -math.inf)
+            if len(value) > limit:
+                raise RecordTooLarge(f"frozen cell {key}", len(value), limit)
+            name = f"{self.partition}:{seq}:".encode() + orjson.dumps(key)
+            out.append((FROZEN_KEY + name, value))
+        self._frozen = {}
+        per = max(1, (limit - 100) // 8)
+        for i in range(0, len(self._digests), per):
+            chunk = retention.to_bytes(self._digests[i : i + per])
+            name = f"{self.partition}:{seq}:{i // per}"
+            out.append((RETIRED_KEY + name.encode(), chunk))
+        self._retired_flushes += 1
+        self._digests = []
+        return out
 
     def cell_records(self, keys: Iterable[tuple[str, ...]]) -> Iterable[tuple[bytes, bytes | None]]:
         """One record per cell: ``[quarter, region, vertical, product, am, type, p]`` ->
@@ -394,6 +467,9 @@ class PartitionState:
                 "clock": num(self.clock),
                 "clock_written": num(self._clock_written),
                 "cells_waiting": sorted(self._cells),
+                # retention: its window, and its clock (each event type's latest time)
+                "retired_before": self._retention().before,
+                "latest": self._retention().latest,
             }
         )
 
@@ -416,9 +492,21 @@ class PartitionState:
         engine = ps.engine
         states = engine.states
         position: bytes | None = None
+        frozen: list[tuple[tuple[str, ...], Cell]] = []
+        digests: list[bytes] = []
         for key, value in records:
-            if key == POSITION_KEY:
+            if key == POSITION_KEY or (
+                key == LEGACY_POSITION_KEY and value is not None and value[:1] == b"{"
+            ):
                 position = value
+            elif key.startswith(FROZEN_KEY):
+                if value is not None:
+                    frozen += CellPart.from_json(value).cells.items()
+            elif key.startswith(RETIRED_KEY):
+                if value is not None:
+                    digests.append(value)
+                    seq = int(key[len(RETIRED_KEY) :].split(b":")[1])
+                    ps._retired_flushes = max(ps._retired_flushes, seq + 1)
             elif value is None:
                 states.pop(key.decode(), None)
             else:
@@ -437,4 +525,9 @@ class PartitionState:
             written = data.get("clock_written", data["clock"])
             ps._clock_written = -math.inf if written is None else float(written)
             ps._cells = {tuple(key) for key in data.get("cells_waiting", ())}
+        data = {} if position is None else json.loads(position)
+        before, latest = data.get("retired_before", ""), data.get("latest", {})
+        if frozen or digests or before or latest:
+            ids = (d for raw in digests for d in retention.from_bytes(raw))
+            retention.restore(engine, frozen, ids, before, latest)
         return ps

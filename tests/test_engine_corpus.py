@@ -47,6 +47,7 @@ from monitors.engine import (
     LEAF,
     N_FLAT,
     N_HIST,
+    AssignmentRetired,
     Engine,
     EngineConfig,
     StateLimit,
@@ -55,6 +56,7 @@ from monitors.engine import (
     derive_groups,
     derive_metrics,
 )
+from monitors.retention import retire
 from monitors.taxonomy import Taxonomy
 from streams.events import DEFAULT_QUALIFIED_CHANNELS
 
@@ -157,6 +159,7 @@ def check(engine: Engine, expected: Mapping[Any, Any], q4: str) -> None:
     for (basis, by, as_of), want in expected.items():
         if basis == "q4":
             got = engine.metrics(as_of, quarters=[q4])
+            assert_same(engine.metrics(as_of, quarters=[q4], light=True), light(want))
         else:
             got = engine.metrics(as_of, by=by, basis=basis)
         assert_same(got, want)
@@ -458,6 +461,29 @@ def test_a_timestamp_given_by_the_caller_is_the_one_used() -> None:
     for e in events:
         observed.ingest(e, e.occurred_at.timestamp() + (86_400 if e.type == "deal" else 0))
     assert_same(observed.metrics(LATE), shifted.metrics(LATE))
+
+
+def test_an_event_for_a_retired_assignment_is_refused() -> None:
+    """Retention (``monitors.retention``) retired an assignment decided in an old quarter:
+    a late event for it raises, and changes nothing; kept and new ids are applied."""
+    old = [
+        assignment("OLD", "a", Q4 - timedelta(days=40)),
+        deal("OLD", "d", Q4 - timedelta(days=30), "won", 5.0),
+    ]
+    engine = run([*old, _a("A1")])
+    retire(engine, "2026Q4")
+    assert "OLD" not in engine.states
+    before = engine.metrics(LATE)
+    with pytest.raises(AssignmentRetired) as refused:
+        engine.ingest(touch("OLD", "t", Q4))
+    assert refused.value.assignment_id == "OLD"
+    assert str(refused.value) == (
+        "assignment_id='OLD' was retired (decided, in quarters older than the kept window): "
+        "the event is not applied"
+    )
+    assert "OLD" not in engine.states and engine.metrics(LATE) == before
+    assert engine.ingest(touch("A1", "t", Q4 + timedelta(days=2)))
+    assert engine.ingest(_a("NEW")) and "NEW" in engine.states
 
 
 def test_bad_drilldown_and_basis_are_named() -> None:

@@ -137,6 +137,7 @@ class TargetsTable:
             raise ValueError(f"{path}: invalid YAML: {exc}") from None
         if not isinstance(data, Mapping) or "targets" not in data:
             raise ValueError(f"{path}: expected a mapping with a 'targets' list")
+        _no_duplicate_keys(path, root)
         unknown = sorted(str(k) for k in data if k not in _YAML_KEYS)
         if unknown:
             raise ValueError(
@@ -286,6 +287,19 @@ class TargetsTable:
             for m in METRICS
             if m in cell
         ]
+
+
+def _no_duplicate_keys(path: Path, root: yaml.Node | None) -> None:
+    """A top-level key twice is an error: YAML keeps the last one and drops the other
+    silently (two ``targets:`` lists after a bad merge would lose a region's quota)."""
+    if not isinstance(root, yaml.MappingNode):
+        return
+    seen: dict[str, int] = {}
+    for key, _ in root.value:
+        name, line = str(getattr(key, "value", "")), key.start_mark.line + 1
+        if name in seen:
+            raise ValueError(f"{path}: key {name!r} appears twice (lines {seen[name]} and {line})")
+        seen[name] = line
 
 
 def _yaml_row_lines(root: yaml.Node | None) -> list[int]:

@@ -647,6 +647,12 @@ def test_yaml_file_level_errors(tmp_path: Path) -> None:
         "targets: []\ntarget: []\n": r"unknown top-level key\(s\) target",
         "fiscal_year_start_month: 13\ntargets: []\n": "fiscal_year_start_month 13: must be",
         "targets: [\n": "invalid YAML",
+        # a bad merge: two lists, of which YAML would keep the second and drop NA's quota
+        (
+            "targets:\n  - {quarter: '2026Q4', region: NA, revenue: 1}\n"
+            "fiscal_year_start_month: 1\n"
+            "targets:\n  - {quarter: '2026Q4', region: EMEA, revenue: 1}\n"
+        ): r"key 'targets' appears twice \(lines 1 and 4\)",
     }
     for i, (text, message) in enumerate(cases.items()):
         path = tmp_path / f"t{i}.yaml"

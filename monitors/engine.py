@@ -248,13 +248,24 @@ _Q = "\x1e"
 _SMALL = 32
 
 
+def id_digest(text: str) -> bytes:
+    """The 8-byte BLAKE2b digest an id is kept by: touch ids past ``_SMALL`` (as a number,
+    :func:`_digest`) and the ids of retired assignments (``monitors.retention``).
+
+    >>> id_digest("A1") == id_digest("A1") != id_digest("A2"), len(id_digest("A1"))
+    (True, 8)
+    """
+    return blake2b(text.encode(), digest_size=8).digest()
+
+
 def _digest(eid: str) -> int:
-    """A touch id in the large form: 64 bits of its BLAKE2b hash, bit 0 cleared (the mark).
+    """A touch id in the large form: its :func:`id_digest` as a number, bit 0 cleared (the
+    mark).
 
     >>> _digest("t1") % 2, _digest("t1") == _digest("t1"), _digest("t1") == _digest("t2")
     (0, True, False)
     """
-    return int.from_bytes(blake2b(eid.encode(), digest_size=8).digest(), "big") & ~1
+    return int.from_bytes(id_digest(eid), "big") & ~1
 
 
 def _seen_small(ids: str, eid: str) -> bool | None:
@@ -340,7 +351,7 @@ class Engine:
         st = self.states.get(aid)
         if st is None:
             # retention (monitors.retention): a digest and one set lookup, on new ids only
-            if self._retired and blake2b(aid.encode(), digest_size=8).digest() in self._retired:
+            if self._retired and id_digest(aid) in self._retired:
                 raise AssignmentRetired(aid)
             st = AssignmentState()
             self.states[aid] = st
@@ -395,12 +406,9 @@ class Engine:
                         _bump(h[H_DUE_SCORE_TOUCHED], st.due_day, score)
                     stage = st.stage
                     if stage not in _ENGAGED:  # "none" or "open": actioned by this touch
-                        expected = st.expected_c
-                        v[ACTIONED] += 1
-                        _bump(h[H_DUE_ACTIONED], st.due_day, 1)
-                        _bump(h[H_ACTIONED_EXP_DAY], st.assign_day, expected)
+                        _actioned(v, h, st.due_day, st.assign_day, st.expected_c, 1)
                         if stage == "none":
-                            v[PIPE_TOUCHED_C] += expected
+                            v[PIPE_TOUCHED_C] += st.expected_c
             else:
                 before = self._signature(st)
                 st.n_touch = n + 1
@@ -496,10 +504,7 @@ class Engine:
         if not n_touch:
             a0, a1 = stage0 in _ENGAGED, st.stage in _ENGAGED
             if a0 != a1:  # a deal without touches: engaged (won, lost) or not (self-closed)
-                d = 1 if a1 else -1
-                v[ACTIONED] += d
-                _bump(h[H_DUE_ACTIONED], st.due_day, d)
-                _bump(h[H_ACTIONED_EXP_DAY], st.assign_day, d * expected)
+                _actioned(v, h, st.due_day, st.assign_day, expected, 1 if a1 else -1)
         elif stage0 == "none":
             v[PIPE_TOUCHED_C] -= expected
         if st.ever_q and not e0:
@@ -525,10 +530,7 @@ class Engine:
         else:
             a0, a1 = stage0 in _ENGAGED, stage in _ENGAGED
             if a0 != a1:
-                d = 1 if a1 else -1
-                v[ACTIONED] += d
-                _bump(h[H_DUE_ACTIONED], st.due_day, d)
-                _bump(h[H_ACTIONED_EXP_DAY], st.assign_day, d * expected)
+                _actioned(v, h, st.due_day, st.assign_day, expected, 1 if a1 else -1)
         if st.ever_q and not e0:
             v[Q_EVER] += 1
 
@@ -778,10 +780,7 @@ class Engine:
         if q0 != q1:
             v[QTOUCHES] += q1 - q0
         if a0 != a1:
-            d = 1 if a1 else -1
-            v[ACTIONED] += d
-            _bump(h[H_DUE_ACTIONED], due_day, d)
-            _bump(h[H_ACTIONED_EXP_DAY], assign_day, d * expected_c)
+            _actioned(v, h, due_day, assign_day, expected_c, 1 if a1 else -1)
         if e0 != e1:
             v[Q_EVER] += 1 if e1 else -1
         same_stage = s0 == s1 and w0 == w1 and r0 == r1 and y0 == y1
@@ -943,9 +942,17 @@ def _touch_part(v: list[int], h: list[dict[Any, int]], sig: Signature, sign: int
         v[SCORE_TOUCHED_C] += sign * score_c
         _bump(h[H_DUE_SCORE_TOUCHED], due_day, sign * score_c)
     if actioned:
-        v[ACTIONED] += sign
-        _bump(h[H_DUE_ACTIONED], due_day, sign)
-        _bump(h[H_ACTIONED_EXP_DAY], assign_day, sign * expected_c)
+        _actioned(v, h, due_day, assign_day, expected_c, sign)
+
+
+def _actioned(
+    v: list[int], h: list[dict[Any, int]], due_day: int, assign_day: int, expected_c: int, d: int
+) -> None:
+    """Add (``d`` = 1) or take out (-1) one actioned assignment of a cohort cell: the count,
+    the due-day histogram of the action rate, the assign-day one of actioned pipeline."""
+    v[ACTIONED] += d
+    _bump(h[H_DUE_ACTIONED], due_day, d)
+    _bump(h[H_ACTIONED_EXP_DAY], assign_day, d * expected_c)
 
 
 def _stage_part(v: list[int], h: list[dict[Any, int]], sig: Signature, sign: int) -> None:

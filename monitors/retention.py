@@ -43,10 +43,9 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from hashlib import blake2b
 from typing import Any
 
-from monitors.engine import FINAL_STAGES, AssignmentState, Cell, Engine
+from monitors.engine import FINAL_STAGES, AssignmentState, Cell, Engine, id_digest
 
 DEFAULT_KEEP_QUARTERS = 4
 
@@ -87,15 +86,9 @@ def _example() -> Engine:
     return engine
 
 
-def digest(assignment_id: str) -> bytes:
-    """The 8-byte digest (BLAKE2b) an id is remembered by once retired.
-
-    >>> digest("A1") == digest("A1") != digest("A2")
-    True
-    >>> len(digest("A1"))
-    8
-    """
-    return blake2b(assignment_id.encode(), digest_size=8).digest()  # as Engine.ingest
+# The 8-byte digest (BLAKE2b) an id is remembered by once retired: the engine's, which
+# Engine.ingest looks a new id up by.
+digest = id_digest
 
 
 def first_kept(label: str, keep: int) -> str:
